@@ -1,0 +1,10 @@
+// Each sparo subcommand registers itself on the CLI11 app; one file per command.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace sparo::cli {
+
+void add_info_command(CLI::App& app);
+
+}  // namespace sparo::cli

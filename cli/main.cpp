@@ -1,0 +1,32 @@
+// The sparo command: one entry point for everything a user runs.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "cli/commands.h"
+#include "engine/tensor.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "sparo — a from-scratch tensor engine for training vision transformers with the SPARO read-out\n"
+      "under CLIP and DINO objectives, on CPUs (Eigen + oneTBB) and, later, Vulkan GPUs."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("sparo ") + SPARO_VERSION);
+  int threads = 0;
+  app.add_option("--threads", threads, "Threads for parallel loops (0: all cores; env SPARO_THREADS)")
+      ->envname("SPARO_THREADS")
+      ->check(CLI::NonNegativeNumber);
+  app.parse_complete_callback([&] { sparo::set_num_threads(threads); });
+
+  sparo::cli::add_info_command(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "sparo: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

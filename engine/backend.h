@@ -1,0 +1,165 @@
+// The kernel table every backend implements.
+//
+// Ops (engine/ops/*.cpp) check shapes, allocate outputs, call these kernels and
+// record their backward; kernels only compute. Outputs are always allocated by
+// the caller, contiguous, on the backend's device. A kernel never sees autograd.
+//
+// Each family here has one file per backend with the same name:
+//   engine/ops/softmax.cpp  (op: shape checks, forward + backward)
+//   engine/cpu/softmax.cpp  (CPU kernel)
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace sparo {
+
+constexpr int kMaxDims = 8;
+
+// Shapes and strides (in elements) of up to four operands walked together over
+// one index space. Built by make_elementwise_plan (engine/ops/elementwise.cpp):
+// broadcast dimensions get stride 0 and adjacent dimensions that are contiguous
+// for every operand are merged, so most plans have rank 1 or 2.
+struct ElementwisePlan {
+  int rank = 0;
+  std::array<int64_t, kMaxDims> dims{};
+  std::array<std::array<int64_t, kMaxDims>, 4> strides{};  // operand k, dim d
+  int64_t numel = 1;
+};
+
+// General strided copy: dst[dst_offset + Σ i_d·dst_strides[d]] = src[src_offset + Σ i_d·src_strides[d]].
+// Carries permute, slice, concat, expand and their backwards.
+struct CopyPlan {
+  int rank = 0;
+  std::array<int64_t, kMaxDims> dims{};
+  std::array<int64_t, kMaxDims> src_strides{};
+  std::array<int64_t, kMaxDims> dst_strides{};
+  int64_t src_offset = 0;
+  int64_t dst_offset = 0;
+};
+
+enum class UnaryOp {
+  neg, exp, log, sqrt, rsqrt, tanh, sigmoid, relu, gelu_erf, gelu_tanh, quick_gelu,
+  pow,     // x^a
+  clamp,   // min(max(x, a), b)
+  affine,  // a·x + b
+  step,    // x >= a ? b : 0   (masks; no gradient)
+  square,
+  abs,
+};
+struct UnaryParams {
+  float a = 0.0f;
+  float b = 0.0f;
+};
+
+enum class BinaryOp { add, sub, mul, div, eq, maximum };
+
+enum class ReduceOp { sum, max };
+
+// C[b] (= or +=) op(A[b]) · op(B[b]) for b < batch; row-major; batch strides in
+// elements, 0 for an operand shared by every batch entry.
+struct MatmulDesc {
+  int64_t batch = 1, M = 0, N = 0, K = 0;
+  bool trans_a = false, trans_b = false;
+  int64_t a_batch_stride = 0, b_batch_stride = 0, c_batch_stride = 0;
+  bool accumulate = false;
+};
+
+enum class RandomDist { uniform, normal };
+
+struct AdamWStep {
+  float lr, beta1, beta2, eps, weight_decay;
+  float bias_correction1, bias_correction2;  // 1 - beta^t
+};
+struct SgdStep {
+  float lr, momentum, dampening, weight_decay;
+  bool nesterov, first_step;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual Device device() const = 0;
+
+  // ---- memory ---------------------------------------------------------------------
+  virtual std::shared_ptr<Storage> allocate(size_t bytes) = 0;
+  virtual void upload(Storage& dst, size_t offset, const void* src, size_t bytes) = 0;
+  virtual void download(const Storage& src, size_t offset, void* dst, size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  // ---- creation ---------------------------------------------------------------------
+  virtual void fill(Tensor& out, double value) = 0;
+  virtual void arange(Tensor& out, double start, double step) = 0;
+  // Philox4x32-10 stream (random.h): element i uses counter block `block_offset + i/4`.
+  virtual void random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t block_offset, float a,
+                      float b) = 0;
+  virtual void cast(const Tensor& x, Tensor& out) = 0;  // f32 <-> i32
+
+  // ---- elementwise ---------------------------------------------------------------
+  virtual void copy(const Tensor& src, Tensor& dst, const CopyPlan& plan) = 0;
+  virtual void unary(UnaryOp op, const Tensor& x, Tensor& out, UnaryParams p) = 0;
+  // dx = dy · f'(x)
+  virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& dx,
+                              UnaryParams p) = 0;
+  // out may alias a (in-place update); operands 0,1,2 of the plan are out, a, b.
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out,
+                      const ElementwisePlan& plan) = 0;
+  // out = cond != 0 ? a : b; operands 0..3 of the plan are out, cond, a, b.
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out,
+                     const ElementwisePlan& plan) = 0;
+
+  // ---- reductions: x viewed as [outer, n, inner] -> out [outer, inner] -----------------
+  virtual void reduce(ReduceOp op, const Tensor& x, Tensor& out, int64_t outer, int64_t n,
+                      int64_t inner) = 0;
+
+  // ---- linear algebra --------------------------------------------------------------
+  virtual void matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& desc) = 0;
+
+  // ---- softmax over the last axis (cols) of x viewed as [rows, cols] -------------------
+  // mask (optional, may be an undefined Tensor) is added before the softmax; mask_plan
+  // maps x's index space onto it (operand 1 of the plan; operand 0 is x).
+  virtual void softmax(const Tensor& x, const Tensor& mask, const ElementwisePlan& mask_plan,
+                       Tensor& y, int64_t rows, int64_t cols, bool log) = 0;
+  virtual void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx, int64_t rows,
+                                int64_t cols, bool log) = 0;
+
+  // ---- layer norm over the last axis: x [rows, cols] --------------------------------
+  // bias may be undefined. mean and rstd [rows] are saved for the backward.
+  virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y,
+                          Tensor& mean, Tensor& rstd, int64_t rows, int64_t cols, float eps) = 0;
+  // dweight/dbias may be undefined (not wanted).
+  virtual void layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& dy, Tensor& dx,
+                                   Tensor& dweight, Tensor& dbias, int64_t rows, int64_t cols) = 0;
+
+  // ---- indexing: src viewed as [outer, n, inner], index i32 [m] -------------------------
+  // out [outer, m, inner] = src[:, index[j], :]
+  virtual void gather(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer,
+                      int64_t n, int64_t inner) = 0;
+  // dst [outer, n, inner] += src [outer, m, inner] at rows index[j]
+  virtual void scatter_add(const Tensor& src, const Tensor& index, Tensor& dst, int64_t outer,
+                           int64_t n, int64_t inner) = 0;
+  // out [m, classes] = on at index[j], off elsewhere
+  virtual void one_hot(const Tensor& index, Tensor& out, int64_t classes, float on, float off) = 0;
+
+  // ---- optimiser steps, in place on param and state -------------------------------------
+  virtual void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
+                          const AdamWStep& step) = 0;
+  virtual void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer,
+                        const SgdStep& step) = 0;
+};
+
+// The backend that owns a device's memory. Throws sparo::Error for a device that is
+// not available in this build or on this machine.
+Backend& backend_for(Device device);
+
+// Backends compiled into this build, e.g. {"cpu"}.
+std::vector<std::string> compiled_backends();
+
+}  // namespace sparo

@@ -1,0 +1,164 @@
+// CPU memory, creation kernels, copies and the backend registry.
+#include "engine/cpu/cpu_backend.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "engine/random.h"
+
+namespace sparo {
+
+namespace cpu {
+
+// 64-byte alignment: one cache line, one AVX-512 vector.
+CpuStorage::CpuStorage(size_t bytes) : Storage(Device::cpu(), bytes) {
+  const size_t rounded = (bytes + 63) / 64 * 64;
+  data_ = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+  if (rounded && !data_)
+    throw Error("cpu: out of memory allocating " + std::to_string(bytes) + " bytes");
+}
+CpuStorage::~CpuStorage() { std::free(data_); }
+
+std::shared_ptr<Storage> CpuBackend::allocate(size_t bytes) { return std::make_shared<CpuStorage>(bytes); }
+
+void CpuBackend::upload(Storage& dst, size_t offset, const void* src, size_t bytes) {
+  if (offset + bytes > dst.bytes()) throw Error("cpu upload: range past the end of the storage");
+  if (bytes) std::memcpy(static_cast<char*>(static_cast<CpuStorage&>(dst).data()) + offset, src, bytes);
+}
+
+void CpuBackend::download(const Storage& src, size_t offset, void* dst, size_t bytes) {
+  if (offset + bytes > src.bytes()) throw Error("cpu download: range past the end of the storage");
+  if (bytes)
+    std::memcpy(dst, static_cast<const char*>(static_cast<const CpuStorage&>(src).data()) + offset, bytes);
+}
+
+void CpuBackend::fill(Tensor& out, double value) {
+  const int64_t n = out.numel();
+  if (out.dtype() == DType::i32) {
+    int32_t* o = data<int32_t>(out);
+    const auto v = static_cast<int32_t>(value);
+    parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) { std::fill(o + b, o + e, v); });
+  } else if (out.dtype() == DType::f32) {
+    float* o = data<float>(out);
+    const auto v = static_cast<float>(value);
+    parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) { std::fill(o + b, o + e, v); });
+  } else {
+    throw Error(std::string("fill: dtype ") + dtype_name(out.dtype()) + " is not supported on the CPU yet");
+  }
+}
+
+void CpuBackend::arange(Tensor& out, double start, double step) {
+  const int64_t n = out.numel();
+  if (out.dtype() == DType::i32) {
+    int32_t* o = data<int32_t>(out);
+    for (int64_t i = 0; i < n; ++i) o[i] = static_cast<int32_t>(start + step * static_cast<double>(i));
+  } else {
+    float* o = data<float>(out);
+    for (int64_t i = 0; i < n; ++i) o[i] = static_cast<float>(start + step * static_cast<double>(i));
+  }
+}
+
+void CpuBackend::random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t block_offset, float a, float b) {
+  float* o = data<float>(out);
+  const int64_t n = out.numel();
+  const int64_t blocks = (n + 3) / 4;
+  constexpr float kTwoPi = 6.28318530717958647692f;
+  parallel_for(blocks, 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const auto w = philox4x32(seed, block_offset + static_cast<uint64_t>(blk));
+      float v[4];
+      if (dist == RandomDist::uniform) {
+        for (int k = 0; k < 4; ++k) v[k] = a + (b - a) * philox_uniform01(w[k]);
+      } else {
+        for (int pair = 0; pair < 2; ++pair) {
+          const float radius = std::sqrt(-2.0f * std::log(philox_uniform01_open_low(w[2 * pair])));
+          const float angle = kTwoPi * philox_uniform01(w[2 * pair + 1]);
+          v[2 * pair] = a + b * radius * std::cos(angle);
+          v[2 * pair + 1] = a + b * radius * std::sin(angle);
+        }
+      }
+      const int64_t first = blk * 4;
+      for (int k = 0; k < 4 && first + k < n; ++k) o[first + k] = v[k];
+    }
+  });
+}
+
+void CpuBackend::cast(const Tensor& x, Tensor& out) {
+  const int64_t n = x.numel();
+  if (x.dtype() == out.dtype()) {
+    std::memcpy(data<char>(out), data<char>(x), static_cast<size_t>(n) * dtype_size(x.dtype()));
+  } else if (x.dtype() == DType::f32 && out.dtype() == DType::i32) {
+    const float* s = data<float>(x);
+    int32_t* o = data<int32_t>(out);
+    // Truncation toward zero like a C cast, saturating (NaN -> 0) instead of undefined behaviour.
+    constexpr float lo = -2147483648.0f, hi = 2147483520.0f;
+    parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const float v = s[i];
+        o[i] = std::isnan(v) ? 0 : static_cast<int32_t>(std::fmin(std::fmax(v, lo), hi));
+      }
+    });
+  } else if (x.dtype() == DType::i32 && out.dtype() == DType::f32) {
+    const int32_t* s = data<int32_t>(x);
+    float* o = data<float>(out);
+    parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) o[i] = static_cast<float>(s[i]);
+    });
+  } else {
+    throw Error(std::string("cast: ") + dtype_name(x.dtype()) + " -> " + dtype_name(out.dtype()) +
+                " is not supported on the CPU yet");
+  }
+}
+
+// ---- strided copy (permute, slice, concat, expand) -------------------------------------
+
+template <typename T>
+static void copy_typed(const T* src, T* dst, const CopyPlan& p) {
+  if (p.rank == 0) {
+    dst[p.dst_offset] = src[p.src_offset];
+    return;
+  }
+  const int last = p.rank - 1;
+  const int64_t inner = p.dims[last];
+  int64_t rows = 1;
+  for (int d = 0; d < last; ++d) rows *= p.dims[d];
+  const int64_t ss = p.src_strides[last], ds = p.dst_strides[last];
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      int64_t so = p.src_offset, dof = p.dst_offset, rem = r;
+      for (int d = last - 1; d >= 0; --d) {
+        const int64_t i = rem % p.dims[d];
+        rem /= p.dims[d];
+        so += i * p.src_strides[d];
+        dof += i * p.dst_strides[d];
+      }
+      const T* s = src + so;
+      T* o = dst + dof;
+      if (ss == 1 && ds == 1) std::memcpy(o, s, static_cast<size_t>(inner) * sizeof(T));
+      else if (ss == 0 && ds == 1) std::fill(o, o + inner, *s);
+      else for (int64_t i = 0; i < inner; ++i) o[i * ds] = s[i * ss];
+    }
+  });
+}
+
+void CpuBackend::copy(const Tensor& src, Tensor& dst, const CopyPlan& plan) {
+  if (dtype_size(src.dtype()) == 4) copy_typed(data<uint32_t>(src), data<uint32_t>(dst), plan);
+  else copy_typed(data<uint16_t>(src), data<uint16_t>(dst), plan);
+}
+
+}  // namespace cpu
+
+// ---- backend registry --------------------------------------------------------------------
+
+Backend& backend_for(Device device) {
+  static cpu::CpuBackend cpu_backend;
+  if (device.kind == Device::Kind::cpu) return cpu_backend;
+  throw Error("device " + device.str() + ": this build has no Vulkan backend (compiled backends: cpu)");
+}
+
+std::vector<std::string> compiled_backends() { return {"cpu"}; }
+
+}  // namespace sparo

@@ -1,0 +1,112 @@
+// sgemm: dispatch between the AVX-512 kernel (gemm_avx512.cpp) and an Eigen fallback.
+#include "engine/cpu/gemm.h"
+
+// GCC 12 reports the intrinsics' deliberately undefined merge operands
+// (_mm512_undefined_ps) inside Eigen's AVX-512 transposes as uninitialised; the warning
+// points into the compiler's own headers, which are first included here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <Eigen/Core>
+#pragma GCC diagnostic pop
+
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace sparo::cpu {
+
+namespace detail {
+// Defined in gemm_avx512.cpp. Requires an AVX-512F CPU and M, N, K > 0.
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                  bool accumulate);
+const char* avx512_kernel_name();
+}  // namespace detail
+
+namespace {
+
+bool have_avx512() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return yes;
+}
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMap = Eigen::Map<const RowMat, Eigen::Unaligned, Eigen::OuterStride<>>;
+using MutMap = Eigen::Map<RowMat, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+// Rows of C per task. Fixed (independent of the thread count) so that Eigen, whose blocking
+// depends on the operand sizes, computes every row chunk the same way on any thread count.
+constexpr int64_t kEigenRows = 64;
+
+template <class OpA, class OpB>
+void eigen_rows(const OpA& a, const OpB& b, MutMap& c, int64_t i0, int64_t rows, bool accumulate) {
+  auto cb = c.middleRows(i0, rows);
+  if (accumulate)
+    cb.noalias() += a.middleRows(i0, rows) * b;
+  else
+    cb.noalias() = a.middleRows(i0, rows) * b;
+}
+
+template <class OpA, class OpB>
+void eigen_gemm(const OpA& a, const OpB& b, MutMap& c, bool accumulate) {
+  const int64_t M = c.rows();
+  const int64_t chunks = (M + kEigenRows - 1) / kEigenRows;
+  auto body = [&](int64_t t) {
+    const int64_t i0 = t * kEigenRows;
+    eigen_rows(a, b, c, i0, std::min(kEigenRows, M - i0), accumulate);
+  };
+  const double macs = double(c.rows()) * double(c.cols()) * double(a.cols());
+  if (chunks == 1 || macs < 64.0 * 64.0 * 64.0) {
+    for (int64_t t = 0; t < chunks; ++t) body(t);
+  } else {
+    tbb::this_task_arena::isolate(
+        [&] { tbb::parallel_for(int64_t(0), chunks, body, tbb::simple_partitioner{}); });
+  }
+}
+
+}  // namespace
+
+void detail::sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                         const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                         int64_t ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, size_t(N) * sizeof(float));
+    return;
+  }
+  MutMap c(C, M, N, Eigen::OuterStride<>(ldc));
+  const ConstMap a = trans_a ? ConstMap(A, K, M, Eigen::OuterStride<>(lda))
+                             : ConstMap(A, M, K, Eigen::OuterStride<>(lda));
+  const ConstMap b = trans_b ? ConstMap(B, N, K, Eigen::OuterStride<>(ldb))
+                             : ConstMap(B, K, N, Eigen::OuterStride<>(ldb));
+  if (!trans_a && !trans_b) eigen_gemm(a, b, c, accumulate);
+  if (!trans_a && trans_b) eigen_gemm(a, b.transpose(), c, accumulate);
+  if (trans_a && !trans_b) eigen_gemm(a.transpose(), b, c, accumulate);
+  if (trans_a && trans_b) eigen_gemm(a.transpose(), b.transpose(), c, accumulate);
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  if (!have_avx512())
+    return detail::sgemm_eigen(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, size_t(N) * sizeof(float));
+    return;
+  }
+  detail::sgemm_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+const char* sgemm_kernel_name() {
+  return have_avx512() ? detail::avx512_kernel_name() : "eigen";
+}
+
+}  // namespace sparo::cpu

@@ -1,0 +1,32 @@
+// Single-precision GEMM for the CPU backend.
+//
+//   C[M,N] (= or +=) op(A)[M,K] · op(B)[K,N]
+//
+// op(A) = A when trans_a is false (A stored row-major [M,K], leading dimension lda),
+//       = Aᵀ when trans_a is true  (A stored row-major [K,M], leading dimension lda);
+// likewise for B. C is row-major [M,N] with leading dimension ldc.
+// accumulate=false overwrites C (C may hold garbage, even NaN); accumulate=true adds to it.
+//
+// The work is split over oneTBB tasks; results are bitwise identical for any thread
+// count (the split is along M and N only, never along K).
+#pragma once
+#include <cstdint>
+
+namespace sparo::cpu {
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+           const float* A, int64_t lda, const float* B, int64_t ldb,
+           float* C, int64_t ldc, bool accumulate);
+
+// Name of the kernel sgemm dispatches to on this CPU (e.g. "avx512 12x32", "eigen").
+const char* sgemm_kernel_name();
+
+namespace detail {
+// The portable fallback (Eigen, split over oneTBB tasks along M), callable directly so the
+// tests cover it on AVX-512 machines too. Same contract as sgemm.
+void sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                 const float* A, int64_t lda, const float* B, int64_t ldb,
+                 float* C, int64_t ldc, bool accumulate);
+}  // namespace detail
+
+}  // namespace sparo::cpu

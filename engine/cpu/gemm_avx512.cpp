@@ -1,0 +1,437 @@
+// AVX-512 single-precision GEMM: BLIS-style packing + register-blocked micro-kernel.
+//
+// Only the functions marked SPARO_AVX512 contain AVX-512 instructions; they are compiled
+// for that target whatever the project's -march is, and sgemm() (gemm.cpp) calls into this
+// file only after __builtin_cpu_supports("avx512f") said yes. Nothing in here that is
+// compiled for AVX-512 instantiates a template from a header (those would be shared with
+// other translation units under the ODR and could leak AVX-512 code onto older CPUs).
+//
+// Loop structure (per call), with C[M,N] += op(A)[M,K] · op(B)[K,N]:
+//
+//   for jc in N step NC                      B block lives in L3 (shared by all threads)
+//     for pc in K step KC                    KC depends on K only -> bitwise reproducible
+//       pack op(B)[pc:pc+kc, jc:jc+nc]       into NR-wide k-major panels (parallel)
+//       parallel over tiles (rows i0..i1) x (cols n0..n1) of this block:
+//         pack op(A)[i0:i1, pc:pc+kc]        into MR-tall k-major panels (per task, L2)
+//         for jr in n0..n1 step NR           B micro-panel stays in L1
+//           for ir in i0..i1 step MR         A micro-panels stream from L2
+//             micro-kernel MR x NR           24 zmm accumulators, masked edge stores
+//
+// Every element of C is produced by the same chain of FMAs (k in order, block by block of
+// KC) whatever the tiling along M and N, so the result does not depend on thread count.
+#include <immintrin.h>
+
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <cstdio>
+#include <new>
+#include <utility>
+
+#define SPARO_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+
+namespace sparo::cpu::detail {
+
+namespace {
+
+// ---- blocking parameters (measured on Zen 4, see bench/gemm.cpp and the notes in the PR) ----
+#ifndef SPARO_GEMM_MR
+#define SPARO_GEMM_MR 12
+#endif
+#ifndef SPARO_GEMM_NV
+#define SPARO_GEMM_NV 2
+#endif
+#ifndef SPARO_GEMM_KC
+#define SPARO_GEMM_KC 256
+#endif
+#ifndef SPARO_GEMM_MC
+#define SPARO_GEMM_MC 144
+#endif
+#ifndef SPARO_GEMM_ORDER
+#define SPARO_GEMM_ORDER 0
+#endif
+#ifndef SPARO_GEMM_NC
+#define SPARO_GEMM_NC 4096
+#endif
+
+constexpr int kMR = SPARO_GEMM_MR;       // rows of the register block
+constexpr int kNV = SPARO_GEMM_NV;       // zmm vectors per row of the register block
+constexpr int kNR = 16 * kNV;            // columns of the register block
+constexpr int64_t kKC = SPARO_GEMM_KC;   // depth of a packed block
+constexpr int64_t kMC = SPARO_GEMM_MC;   // rows of a packed A block (multiple of kMR)
+constexpr int64_t kNC = SPARO_GEMM_NC;   // columns of a packed B block (multiple of kNR)
+static_assert(kMR >= 1 && kMR <= 16, "A panels are packed with one 16x16 transpose");
+static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must hold whole panels");
+
+// Below this many multiply-adds the call runs on the calling thread (no task overhead).
+constexpr double kInlineMacs = 96.0 * 96.0 * 96.0;
+
+// ------------------------------------------------------------------------------------------
+// Shuffle helpers. The plain intrinsics pass _mm512_undefined_ps() as the merge source,
+// which GCC 12 reports as -Wmaybe-uninitialized once inlined; the zero-masking forms with
+// an all-ones mask compile to the same unmasked instructions without that noise.
+SPARO_AVX512 inline __m512 unpacklo_ps(__m512 a, __m512 b) {
+  return _mm512_maskz_unpacklo_ps(__mmask16(0xFFFF), a, b);
+}
+SPARO_AVX512 inline __m512 unpackhi_ps(__m512 a, __m512 b) {
+  return _mm512_maskz_unpackhi_ps(__mmask16(0xFFFF), a, b);
+}
+SPARO_AVX512 inline __m512 unpacklo_pd(__m512 a, __m512 b) {
+  return _mm512_castpd_ps(
+      _mm512_maskz_unpacklo_pd(__mmask8(0xFF), _mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+SPARO_AVX512 inline __m512 unpackhi_pd(__m512 a, __m512 b) {
+  return _mm512_castpd_ps(
+      _mm512_maskz_unpackhi_pd(__mmask8(0xFF), _mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+template <int IMM>
+SPARO_AVX512 inline __m512 shuffle_f32x4(__m512 a, __m512 b) {
+  return _mm512_maskz_shuffle_f32x4(__mmask16(0xFFFF), a, b, IMM);
+}
+
+// 16x16 transpose of zmm rows: out[j] lane i = in[i] lane j.
+SPARO_AVX512 inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // u[4g + j]: per 128-bit lane L, column 4L + j of rows 4g..4g+3.
+  __m512 u[16];
+  for (int g = 0; g < 4; ++g) {
+    u[4 * g + 0] = unpacklo_pd(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 1] = unpackhi_pd(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 2] = unpacklo_pd(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = unpackhi_pd(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512 lo0 = shuffle_f32x4<0x88>(u[j], u[4 + j]);      // cols j, j+8 (rows 0-7)
+    const __m512 hi0 = shuffle_f32x4<0xDD>(u[j], u[4 + j]);      // cols j+4, j+12
+    const __m512 lo1 = shuffle_f32x4<0x88>(u[8 + j], u[12 + j]); // same, rows 8-15
+    const __m512 hi1 = shuffle_f32x4<0xDD>(u[8 + j], u[12 + j]);
+    r[j] = shuffle_f32x4<0x88>(lo0, lo1);
+    r[j + 8] = shuffle_f32x4<0xDD>(lo0, lo1);
+    r[j + 4] = shuffle_f32x4<0x88>(hi0, hi1);
+    r[j + 12] = shuffle_f32x4<0xDD>(hi0, hi1);
+  }
+}
+
+SPARO_AVX512 inline __mmask16 lane_mask(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+}
+
+// Pack `rows` (<= 16) source rows that are contiguous along k (row r starts at src + r*ld)
+// into a k-major panel: dst[k*width + col0 + r] = src[r*ld + k] for k < kc, r < rows;
+// lanes rows..min(16, width-col0) are written as zeros. Reads never go past row r's kc
+// elements (masked loads).
+SPARO_AVX512 void pack_transposed(const float* src, int64_t ld, int rows, int64_t kc, float* dst,
+                                  int width, int col0) {
+  const __mmask16 store_mask = lane_mask(std::min(16, width - col0));
+  __m512 r[16];
+  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+    const int64_t kk = std::min<int64_t>(16, kc - k0);
+    const __mmask16 load_mask = lane_mask(kk);
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm512_maskz_loadu_ps(load_mask, src + i * ld + k0) : _mm512_setzero_ps();
+    transpose16(r);
+    float* d = dst + k0 * width + col0;
+    for (int j = 0; j < kk; ++j) _mm512_mask_storeu_ps(d + j * width, store_mask, r[j]);
+  }
+}
+
+// Pack rows that are already k-major: dst[k*width + c] = src[k*ld + c] for c < cols
+// (cols <= width), zero for cols <= c < width.
+SPARO_AVX512 void pack_direct(const float* src, int64_t ld, int cols, int64_t kc, float* dst,
+                              int width) {
+  for (int c0 = 0; c0 < width; c0 += 16) {
+    const __mmask16 load_mask = lane_mask(std::max(0, cols - c0));
+    const __mmask16 store_mask = lane_mask(width - c0);
+    const float* s = src + c0;
+    float* d = dst + c0;
+    for (int64_t k = 0; k < kc; ++k)
+      _mm512_mask_storeu_ps(d + k * width, store_mask, _mm512_maskz_loadu_ps(load_mask, s + k * ld));
+  }
+}
+
+// op(A)[i0:i0+mc, p0:p0+kc] -> ceil(mc/MR) panels of kc*MR floats.
+SPARO_AVX512 void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc,
+                         int64_t p0, int64_t kc, float* dst) {
+  for (int64_t ip = 0; ip < mc; ip += kMR) {
+    const int rows = int(std::min<int64_t>(kMR, mc - ip));
+    float* d = dst + ip * kc;
+    if (!trans)  // A[M,K]: row i contiguous along k
+      pack_transposed(A + (i0 + ip) * lda + p0, lda, rows, kc, d, kMR, 0);
+    else  // A stored [K,M]: k-major already
+      pack_direct(A + p0 * lda + i0 + ip, lda, rows, kc, d, kMR);
+  }
+}
+
+// op(B)[p0:p0+kc, j0:j0+nc] -> ceil(nc/NR) panels of kc*NR floats, panels [jp0, jp1).
+SPARO_AVX512 void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc,
+                         int64_t j0, int64_t nc, int64_t jp0, int64_t jp1, float* dst) {
+  for (int64_t jp = jp0; jp < jp1; ++jp) {
+    const int64_t j = jp * kNR;
+    const int cols = int(std::min<int64_t>(kNR, nc - j));
+    float* d = dst + j * kc;
+    if (!trans) {  // B[K,N]: k-major already
+      pack_direct(B + p0 * ldb + j0 + j, ldb, cols, kc, d, kNR);
+    } else {  // B stored [N,K]: column j of op(B) contiguous along k
+      for (int c0 = 0; c0 < kNR; c0 += 16)
+        pack_transposed(B + (j0 + j + c0) * ldb + p0, ldb, std::max(0, std::min(16, cols - c0)),
+                        kc, d, kNR, c0);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Micro-kernel: C[0:ROWS, 0:cols] (+)= Ap[kc x MR panel] · Bp[kc x NR panel], NV vectors used.
+template <int ROWS, int NV>
+SPARO_AVX512 void micro_kernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bp,
+                               float* __restrict C, int64_t ldc, int cols, bool beta) {
+  __m512 acc[ROWS][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512 a = _mm512_set1_ps(Ap[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+    }
+    Ap += kMR;
+    Bp += kNR;
+  }
+
+  __mmask16 mask[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) mask[v] = lane_mask(std::max(0, cols - 16 * v));
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; ++r) {
+    float* c = C + r * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      __m512 x = acc[r][v];
+      if (beta) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask[v], c + 16 * v));
+      _mm512_mask_storeu_ps(c + 16 * v, mask[v], x);
+    }
+  }
+}
+
+using KernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool);
+
+template <int NV, int... R>
+constexpr void fill_row(KernelFn* t, std::integer_sequence<int, R...>) {
+  ((t[R] = &micro_kernel<R + 1, NV>), ...);
+}
+
+// kernels[nv-1][rows-1]
+struct KernelTable {
+  KernelFn fn[kNV][kMR];
+  constexpr KernelTable() : fn{} { fill<0>(); }
+  template <int V>
+  constexpr void fill() {
+    if constexpr (V < kNV) {
+      fill_row<V + 1>(fn[V], std::make_integer_sequence<int, kMR>{});
+      fill<V + 1>();
+    }
+  }
+};
+constexpr KernelTable kKernels{};
+
+// C tile block: rows [0, mc) x cols [n0, n1) of the current (jc, pc) block.
+void macro_kernel(int64_t mc, int64_t n0, int64_t n1, int64_t kc, const float* Ablock,
+                  const float* Bblock, float* C, int64_t ldc, bool beta) {
+#if SPARO_GEMM_ORDER == 0
+  for (int64_t j = n0; j < n1; j += kNR) {
+    const int cols = int(std::min<int64_t>(kNR, n1 - j));
+    const int nv = (cols + 15) / 16;
+    const float* Bp = Bblock + j * kc;
+    for (int64_t i = 0; i < mc; i += kMR) {
+      const int rows = int(std::min<int64_t>(kMR, mc - i));
+      kKernels.fn[nv - 1][rows - 1](kc, Ablock + i * kc, Bp, C + i * ldc + j, ldc, cols, beta);
+    }
+  }
+#else
+  for (int64_t i = 0; i < mc; i += kMR) {
+    const int rows = int(std::min<int64_t>(kMR, mc - i));
+    for (int64_t j = n0; j < n1; j += kNR) {
+      const int cols = int(std::min<int64_t>(kNR, n1 - j));
+      const int nv = (cols + 15) / 16;
+      kKernels.fn[nv - 1][rows - 1](kc, Ablock + i * kc, Bblock + j * kc, C + i * ldc + j, ldc, cols, beta);
+    }
+  }
+#endif
+}
+
+// ------------------------------------------------------------------------------------------
+// Buffers: one per thread, grown on demand, 64-byte aligned.
+struct Buffer {
+  float* ptr = nullptr;
+  size_t cap = 0;
+  bool busy = false;
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { ::operator delete[](ptr, std::align_val_t(64)); }
+  float* get(size_t n) {
+    if (n > cap) {
+      ::operator delete[](ptr, std::align_val_t(64));
+      ptr = nullptr;
+      cap = 0;
+      ptr = static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64)));
+      cap = n;
+    }
+    return ptr;
+  }
+};
+
+thread_local Buffer tls_a;  // packed A block, used only inside one task body
+thread_local Buffer tls_b;  // packed B block of the calling thread
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int current_threads() {
+  const int arena = tbb::this_task_arena::max_concurrency();
+  const auto allowed = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
+  return int(std::max<int64_t>(1, std::min<int64_t>(arena, int64_t(allowed))));
+}
+
+struct Problem {
+  bool ta, tb;
+  int64_t M, N, K;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float* C;
+  int64_t ldc;
+  bool accumulate;
+};
+
+void run(const Problem& p, int threads, float* Bbuf) {
+  // K blocks of near-equal size; a function of K only (reproducibility).
+  const int64_t nkb = ceil_div(p.K, kKC);
+  const int64_t kc_step = ceil_div(p.K, nkb);
+  const int64_t nnb = ceil_div(p.N, kNC);
+  const int64_t nc_step = ceil_div(ceil_div(p.N, nnb), kNR) * kNR;
+  const int64_t m_panels = ceil_div(p.M, kMR);
+
+  for (int64_t jc = 0; jc < p.N; jc += nc_step) {
+    const int64_t nc = std::min(nc_step, p.N - jc);
+    const int64_t n_panels = ceil_div(nc, kNR);
+
+    // Task grid over this block: mt row chunks x nt column chunks.
+    int64_t mt = ceil_div(p.M, kMC), nt = 1;
+    if (threads > 1) {
+      if (m_panels >= 4 * threads) {
+        mt = std::min(m_panels, ceil_div(std::max<int64_t>(mt, threads), threads) * threads);
+      } else {
+        nt = std::min(n_panels, ceil_div(2 * threads, mt));
+      }
+    }
+    const int64_t panels_per_mt = ceil_div(m_panels, mt);
+    mt = ceil_div(m_panels, panels_per_mt);
+    const int64_t panels_per_nt = ceil_div(n_panels, nt);
+    nt = ceil_div(n_panels, panels_per_nt);
+
+    for (int64_t pc = 0; pc < p.K; pc += kc_step) {
+      const int64_t kc = std::min(kc_step, p.K - pc);
+      const bool beta = p.accumulate || pc > 0;
+
+      // Pack B block (shared).
+      const int64_t pack_tasks = threads > 1 && double(kc) * double(nc) >= 32768.0
+                                     ? std::min<int64_t>(n_panels, 2 * threads)
+                                     : 1;
+      auto pack = [&](int64_t t) {
+        const int64_t jp0 = n_panels * t / pack_tasks, jp1 = n_panels * (t + 1) / pack_tasks;
+        pack_b(p.tb, p.B, p.ldb, pc, kc, jc, nc, jp0, jp1, Bbuf);
+      };
+      if (pack_tasks == 1) {
+        pack(0);
+      } else {
+        tbb::parallel_for(int64_t(0), pack_tasks, [&](int64_t t) { pack(t); },
+                          tbb::simple_partitioner{});
+      }
+
+      auto tile = [&](int64_t t) {
+        const int64_t ti = t / nt, tj = t % nt;
+        const int64_t i0 = ti * panels_per_mt * kMR;
+        const int64_t i1 = std::min(p.M, i0 + panels_per_mt * kMR);
+        const int64_t n0 = tj * panels_per_nt * kNR;
+        const int64_t n1 = std::min(nc, n0 + panels_per_nt * kNR);
+        if (i0 >= i1 || n0 >= n1) return;
+        float* Abuf = tls_a.get(size_t(ceil_div(i1 - i0, kMR) * kMR * kc));
+        // Rows are processed in slices of at most kMC so the packed A slice stays in L2.
+        for (int64_t is = i0; is < i1; is += kMC) {
+          const int64_t mc = std::min(kMC, i1 - is);
+          pack_a(p.ta, p.A, p.lda, is, mc, pc, kc, Abuf);
+          macro_kernel(mc, n0, n1, kc, Abuf, Bbuf, p.C + is * p.ldc + jc, p.ldc, beta);
+        }
+      };
+      const int64_t tasks = mt * nt;
+      if (threads == 1 || tasks == 1) {
+        for (int64_t t = 0; t < tasks; ++t) tile(t);
+      } else {
+        tbb::parallel_for(int64_t(0), tasks, [&](int64_t t) { tile(t); },
+                          tbb::simple_partitioner{});
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// Entry point used by sgemm() once it has checked the CPU and handled the empty cases
+// (M, N, K all > 0 here).
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                  bool accumulate) {
+  const Problem p{trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate};
+  const bool small = double(M) * double(N) * double(K) < kInlineMacs;
+  const int threads = small ? 1 : current_threads();
+
+  const int64_t nkb = ceil_div(K, kKC);
+  const int64_t kc_max = ceil_div(K, nkb);
+  const int64_t nc_max = std::min(ceil_div(N, kNR) * kNR, kNC);
+  const size_t b_elems = size_t(kc_max * nc_max);
+
+  Buffer local;
+  Buffer& bb = tls_b.busy ? local : tls_b;
+  struct Claim {
+    Buffer& b;
+    explicit Claim(Buffer& x) : b(x) { b.busy = true; }
+    ~Claim() { b.busy = false; }
+  } claim(bb);
+  float* Bbuf = bb.get(b_elems);
+  if (threads == 1) {
+    run(p, 1, Bbuf);
+  } else {
+    // Isolation: while this thread waits for our tasks it must not pick up unrelated work
+    // (which might call sgemm again and reuse this thread's buffers).
+    tbb::this_task_arena::isolate([&] { run(p, threads, Bbuf); });
+  }
+}
+
+const char* avx512_kernel_name() {
+  static const char* const name = [] {
+    static char buf[32];
+    std::snprintf(buf, sizeof buf, "avx512 %dx%d", kMR, kNR);
+    return buf;
+  }();
+  return name;
+}
+
+}  // namespace sparo::cpu::detail

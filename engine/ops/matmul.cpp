@@ -1,0 +1,87 @@
+// matmul (batched, broadcasting, transpose flags) and linear.
+#include "engine/ops/op_support.h"
+
+namespace sparo {
+
+using namespace detail;
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  check_dtype("matmul", a, DType::f32, "a");
+  check_dtype("matmul", b, DType::f32, "b");
+  check_same_device("matmul", a, b);
+  if (a.dim() < 2 || b.dim() < 2)
+    throw Error("matmul: both operands need at least 2 axes, got a " + shape_str(a.shape()) + " and b " +
+                shape_str(b.shape()));
+  // x[..., M, K] · W[K, N]: fold the batch into M, one large GEMM instead of many.
+  if (b.dim() == 2 && a.dim() > 2 && !trans_a) {
+    Shape out_shape(a.shape().begin(), a.shape().end() - 1);
+    out_shape.push_back(trans_b ? b.shape()[0] : b.shape()[1]);
+    return reshape(matmul(reshape(a, {-1, a.shape().back()}), b, false, trans_b), out_shape);
+  }
+  const int64_t ra = a.dim(), rb = b.dim();
+  const int64_t M = a.shape()[static_cast<size_t>(trans_a ? ra - 1 : ra - 2)];
+  const int64_t Ka = a.shape()[static_cast<size_t>(trans_a ? ra - 2 : ra - 1)];
+  const int64_t Kb = b.shape()[static_cast<size_t>(trans_b ? rb - 1 : rb - 2)];
+  const int64_t N = b.shape()[static_cast<size_t>(trans_b ? rb - 2 : rb - 1)];
+  if (Ka != Kb)
+    throw Error("matmul: inner dimensions differ: a " + shape_str(a.shape()) + (trans_a ? " (transposed)" : "") +
+                " has K=" + std::to_string(Ka) + ", b " + shape_str(b.shape()) + (trans_b ? " (transposed)" : "") +
+                " has K=" + std::to_string(Kb));
+  const Shape a_batch(a.shape().begin(), a.shape().end() - 2), b_batch(b.shape().begin(), b.shape().end() - 2);
+  const Shape batch = broadcast_shapes("matmul", a_batch, b_batch);
+  // An operand whose batch is neither complete nor a single matrix is expanded first.
+  auto batched = [&](const Tensor& t, const Shape& own) {
+    if (own == batch || numel(own) == 1) return t;
+    Shape full = batch;
+    full.insert(full.end(), t.shape().end() - 2, t.shape().end());
+    return expand(t, full);
+  };
+  const Tensor A = batched(a, a_batch), B = batched(b, b_batch);
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Tensor out = Tensor::empty(out_shape, DType::f32, a.device());
+  MatmulDesc d;
+  d.batch = numel(batch);
+  d.M = M, d.N = N, d.K = Ka;
+  d.trans_a = trans_a, d.trans_b = trans_b;
+  d.a_batch_stride = numel(a_batch) == 1 && a_batch != batch ? 0 : M * Ka;
+  d.b_batch_stride = numel(b_batch) == 1 && b_batch != batch ? 0 : Ka * N;
+  d.c_batch_stride = M * N;
+  if (out.numel() > 0) {
+    if (Ka == 0) fill_(out, 0.0f);
+    else backend_of(a).matmul(A, B, out, d);
+  }
+  if (!needs_grad({&a, &b})) return out;
+  return record("matmul", out, {&a, &b}, [a = a.detach(), b = b.detach(), trans_a, trans_b,
+                                         need_a = a.requires_grad(), need_b = b.requires_grad()](const Tensor& g) {
+    // C = op(A)·op(B):  d op(A) = G·op(B)ᵀ,  d op(B) = op(A)ᵀ·G, transposed back when stored transposed.
+    Tensor da, db;
+    if (need_a)
+      da = sum_to_shape(trans_a ? matmul(b, g, trans_b, true) : matmul(g, b, false, !trans_b), a.shape());
+    if (need_b)
+      db = sum_to_shape(trans_b ? matmul(g, a, true, trans_a) : matmul(a, g, !trans_a, false), b.shape());
+    return std::vector<Tensor>{da, db};
+  });
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_defined("linear", x, "x");
+  check_defined("linear", weight, "weight");
+  if (weight.dim() != 2)
+    throw Error("linear: weight must be [out, in], got shape " + shape_str(weight.shape()));
+  if (x.dim() < 1 || x.shape().back() != weight.shape()[1])
+    throw Error("linear: input of shape " + shape_str(x.shape()) + " does not match weight of shape " +
+                shape_str(weight.shape()) + " (expected last input axis " + std::to_string(weight.shape()[1]) + ")");
+  const Tensor x2 = x.dim() == 1 ? reshape(x, {1, x.shape()[0]}) : x;
+  Tensor y = matmul(x2, weight, false, true);
+  if (bias.defined()) {
+    if (bias.shape() != Shape{weight.shape()[0]})
+      throw Error("linear: bias has shape " + shape_str(bias.shape()) + ", expected [" +
+                  std::to_string(weight.shape()[0]) + "]");
+    y = add(y, bias);
+  }
+  return x.dim() == 1 ? reshape(y, {weight.shape()[0]}) : y;
+}
+
+}  // namespace sparo

@@ -1,0 +1,229 @@
+// Tests for sparo::cpu::sgemm (and its Eigen fallback) against a double-precision reference.
+#include "engine/cpu/gemm.h"
+
+#include <gtest/gtest.h>
+#include <oneapi/tbb/global_control.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using sparo::cpu::sgemm;
+
+using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t,
+                        const float*, int64_t, float*, int64_t, bool);
+
+struct Operands {
+  int64_t M, N, K, lda, ldb, ldc;
+  bool ta, tb;
+  std::vector<float> A, B, C;
+};
+
+// Random operands with leading dimensions padded by `pad` (the padding holds garbage that
+// must never be read into the result: it is filled with huge values).
+Operands make(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t pad, uint32_t seed) {
+  Operands o;
+  o.M = M, o.N = N, o.K = K, o.ta = ta, o.tb = tb;
+  const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
+  const int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
+  o.lda = a_cols + pad;
+  o.ldb = b_cols + pad;
+  o.ldc = N + pad;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const float junk = 1e30f;
+  o.A.assign(size_t(std::max<int64_t>(a_rows * o.lda, 1)), junk);
+  o.B.assign(size_t(std::max<int64_t>(b_rows * o.ldb, 1)), junk);
+  for (int64_t r = 0; r < a_rows; ++r)
+    for (int64_t c = 0; c < a_cols; ++c) o.A[size_t(r * o.lda + c)] = dist(rng);
+  for (int64_t r = 0; r < b_rows; ++r)
+    for (int64_t c = 0; c < b_cols; ++c) o.B[size_t(r * o.ldb + c)] = dist(rng);
+  o.C.assign(size_t(std::max<int64_t>(M * o.ldc, 1)), 0.0f);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) o.C[size_t(i * o.ldc + j)] = dist(rng);
+  return o;
+}
+
+float a_at(const Operands& o, int64_t i, int64_t k) {
+  return o.ta ? o.A[size_t(k * o.lda + i)] : o.A[size_t(i * o.lda + k)];
+}
+float b_at(const Operands& o, int64_t k, int64_t j) {
+  return o.tb ? o.B[size_t(j * o.ldb + k)] : o.B[size_t(k * o.ldb + j)];
+}
+
+// Runs `fn` and compares with a double-precision reference. With accumulate=false, C is
+// pre-filled with NaN (and the padding of each row with a sentinel that must survive).
+void check(GemmFn fn, bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t pad,
+           bool accumulate, uint32_t seed = 1) {
+  SCOPED_TRACE(::testing::Message() << "ta=" << ta << " tb=" << tb << " M=" << M << " N=" << N
+                                    << " K=" << K << " pad=" << pad << " acc=" << accumulate);
+  Operands o = make(ta, tb, M, N, K, pad, seed);
+  const float sentinel = -12345.0f;
+  std::vector<float> c0 = o.C;
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j)
+      if (!accumulate) o.C[size_t(i * o.ldc + j)] = std::numeric_limits<float>::quiet_NaN();
+    for (int64_t j = N; j < o.ldc; ++j) o.C[size_t(i * o.ldc + j)] = sentinel;
+  }
+  fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, accumulate);
+
+  const double tol = 1e-5 * std::sqrt(double(std::max<int64_t>(K, 1)));
+  int failures = 0;
+  for (int64_t i = 0; i < M && failures < 5; ++i) {
+    for (int64_t j = 0; j < N && failures < 5; ++j) {
+      double ref = accumulate ? double(c0[size_t(i * o.ldc + j)]) : 0.0;
+      double mag = std::fabs(ref);
+      for (int64_t k = 0; k < K; ++k) {
+        const double p = double(a_at(o, i, k)) * double(b_at(o, k, j));
+        ref += p;
+        mag += std::fabs(p);
+      }
+      const double got = o.C[size_t(i * o.ldc + j)];
+      if (!(std::fabs(got - ref) <= tol * std::max(mag, 1.0))) {
+        ++failures;
+        ADD_FAILURE() << "C[" << i << "," << j << "] = " << got << ", expected " << ref;
+      }
+    }
+    for (int64_t j = N; j < o.ldc; ++j)
+      if (o.C[size_t(i * o.ldc + j)] != sentinel) {
+        ++failures;
+        ADD_FAILURE() << "wrote past row end at C[" << i << "," << j << "]";
+      }
+  }
+}
+
+const int64_t kSizes[] = {1, 2, 3, 7, 13, 16, 31, 32, 33, 47, 64, 65, 100, 129, 257};
+constexpr int kNumSizes = int(sizeof(kSizes) / sizeof(kSizes[0]));
+
+// A deterministic mix of (M, N, K) triples from kSizes: every size appears in every
+// position, with small and large sizes crossed, without running all 15^3 combinations.
+std::vector<std::array<int64_t, 3>> shape_mix() {
+  std::vector<std::array<int64_t, 3>> shapes;
+  for (int a = 0; a < kNumSizes; ++a) {
+    shapes.push_back({kSizes[a], kSizes[(a * 7 + 3) % kNumSizes], kSizes[(a * 11 + 5) % kNumSizes]});
+    shapes.push_back({kSizes[(a * 4 + 1) % kNumSizes], kSizes[a], kSizes[(a * 2 + 9) % kNumSizes]});
+    shapes.push_back({kSizes[(a * 13 + 6) % kNumSizes], kSizes[(a * 8 + 2) % kNumSizes], kSizes[a]});
+  }
+  return shapes;
+}
+
+void check_all_shapes(GemmFn fn) {
+  uint32_t seed = 7;
+  for (int t = 0; t < 4; ++t) {
+    const bool ta = t & 1, tb = t & 2;
+    for (const auto& s : shape_mix()) {
+      const bool acc = (seed % 2) == 0;
+      const int64_t pad = (seed % 3) == 0 ? 0 : int64_t(seed % 5 + 1);
+      check(fn, ta, tb, s[0], s[1], s[2], pad, acc, seed++);
+    }
+  }
+}
+
+TEST(Gemm, KernelName) {
+  const std::string name = sparo::cpu::sgemm_kernel_name();
+  EXPECT_FALSE(name.empty());
+  if (__builtin_cpu_supports("avx512f"))
+    EXPECT_EQ(name.rfind("avx512", 0), 0u) << name;
+  else
+    EXPECT_EQ(name, "eigen");
+}
+
+TEST(Gemm, MixedShapesAllTransposes) { check_all_shapes(&sgemm); }
+
+TEST(Gemm, EigenFallbackMixedShapes) { check_all_shapes(&sparo::cpu::detail::sgemm_eigen); }
+
+TEST(Gemm, EveryTransposeAccumulateAndPadding) {
+  for (int t = 0; t < 4; ++t)
+    for (bool acc : {false, true})
+      for (int64_t pad : {0, 3, 16}) {
+        check(&sgemm, t & 1, t & 2, 33, 47, 65, pad, acc);
+        check(&sgemm, t & 1, t & 2, 13, 100, 257, pad, acc);
+      }
+}
+
+TEST(Gemm, TinyAndDegenerate) {
+  for (int t = 0; t < 4; ++t)
+    for (int64_t M : {1, 2, 3})
+      for (int64_t N : {1, 2, 17})
+        for (int64_t K : {1, 2, 3}) {
+          check(&sgemm, t & 1, t & 2, M, N, K, 1, false);
+          check(&sgemm, t & 1, t & 2, M, N, K, 0, true);
+        }
+}
+
+TEST(Gemm, LargeBlocksCrossBoundaries) {
+  // Several packed depth blocks (K), row blocks (M) and a column block boundary (N > 4096),
+  // with edges everywhere, plain and with both operands transposed.
+  check(&sgemm, false, false, 300, 45, 600, 5, false);
+  check(&sgemm, true, true, 150, 70, 513, 2, true);
+  check(&sgemm, false, true, 3, 4200, 300, 1, false);
+  check(&sgemm, true, false, 2, 4133, 97, 0, true);
+}
+
+TEST(Gemm, KZero) {
+  for (bool acc : {false, true}) {
+    for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen)}) {
+      const int64_t M = 5, N = 7, ldc = 9;
+      std::vector<float> C(size_t(M * ldc), std::numeric_limits<float>::quiet_NaN());
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) C[size_t(i * ldc + j)] = acc ? 2.5f : NAN;
+      const float a = 1.0f, b = 1.0f;
+      fn(false, false, M, N, 0, &a, 1, &b, N, C.data(), ldc, acc);
+      for (int64_t i = 0; i < M; ++i) {
+        for (int64_t j = 0; j < N; ++j) EXPECT_EQ(C[size_t(i * ldc + j)], acc ? 2.5f : 0.0f);
+        for (int64_t j = N; j < ldc; ++j) EXPECT_TRUE(std::isnan(C[size_t(i * ldc + j)]));
+      }
+    }
+  }
+}
+
+TEST(Gemm, EmptyMOrNIsNoOp) {
+  float a = 1.0f, b = 1.0f, c = 42.0f;
+  sgemm(false, false, 0, 1, 1, &a, 1, &b, 1, &c, 1, false);
+  sgemm(false, false, 1, 0, 1, &a, 1, &b, 1, &c, 1, false);
+  sgemm(true, true, 0, 0, 0, &a, 1, &b, 1, &c, 1, false);
+  EXPECT_EQ(c, 42.0f);
+}
+
+// The split over tasks is along M and N only, so any thread count gives the same bits.
+TEST(Gemm, BitwiseIdenticalAcrossThreadCounts) {
+  struct Case {
+    bool ta, tb;
+    int64_t M, N, K;
+  };
+  const Case cases[] = {{false, false, 257, 300, 700}, {true, false, 520, 96, 129},
+                        {false, true, 16, 1000, 300},  {true, true, 129, 257, 33},
+                        {false, false, 2000, 64, 64}};
+  for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen)}) {
+    for (const Case& c : cases) {
+      SCOPED_TRACE(::testing::Message() << c.M << "x" << c.N << "x" << c.K);
+      Operands o = make(c.ta, c.tb, c.M, c.N, c.K, 1, 3);
+      std::vector<float> results[3];
+      int idx = 0;
+      for (int threads : {1, 2, 2}) {
+        tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(threads));
+        std::vector<float> C = o.C;
+        fn(c.ta, c.tb, c.M, c.N, c.K, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), o.ldc,
+           idx == 2);
+        results[idx++] = std::move(C);
+      }
+      ASSERT_EQ(results[0].size(), results[1].size());
+      EXPECT_EQ(std::memcmp(results[0].data(), results[1].data(), results[0].size() * sizeof(float)), 0);
+      // Accumulate on 2 threads from the original C, then compare with 1-thread accumulate.
+      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+      std::vector<float> C1 = o.C;
+      fn(c.ta, c.tb, c.M, c.N, c.K, o.A.data(), o.lda, o.B.data(), o.ldb, C1.data(), o.ldc, true);
+      EXPECT_EQ(std::memcmp(results[2].data(), C1.data(), C1.size() * sizeof(float)), 0);
+    }
+  }
+}
+
+}  // namespace
