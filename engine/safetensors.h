@@ -45,12 +45,14 @@
 #include <string>
 #include <vector>
 
+#include "engine/tensor.h"
+
 namespace sparo::safetensors {
 
 // Every error raised by this module. The message always starts with the file
 // (or source) name.
-struct SafetensorsError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+struct SafetensorsError : Error {
+  using Error::Error;
 };
 
 struct TensorRecord {
@@ -108,3 +110,18 @@ TensorRecord from_f32(std::string name, std::vector<int64_t> shape, const float*
 TensorRecord from_i32(std::string name, std::vector<int64_t> shape, const int32_t* data);
 
 }  // namespace sparo::safetensors
+
+namespace sparo {
+
+// Tensors by name, in a stable order (state dicts, checkpoints).
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+// Writes f32 tensors as F32 and i32 tensors as I32 (copied to the host), atomically.
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+// Reads every tensor onto `device`: F32/F16/BF16/F64 become f32, integer types i32
+// (range-checked). Errors name the file and the tensor.
+NamedTensors load_safetensors(const std::string& path, Device device = Device::cpu(),
+                              std::map<std::string, std::string>* metadata = nullptr);
+
+}  // namespace sparo

@@ -56,6 +56,9 @@ namespace {
 #ifndef SPARO_GEMM_ORDER
 #define SPARO_GEMM_ORDER 0
 #endif
+#ifndef SPARO_GEMM_PFC
+#define SPARO_GEMM_PFC 1
+#endif
 #ifndef SPARO_GEMM_NC
 #define SPARO_GEMM_NC 4096
 #endif
@@ -195,6 +198,15 @@ template <int ROWS, int NV>
 SPARO_AVX512 void micro_kernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bp,
                                float* __restrict C, int64_t ldc, int cols, bool beta) {
   __m512 acc[ROWS][NV];
+#if SPARO_GEMM_PFC
+  // Fetch the C tile (for writing) while the k loop runs: it is touched only at the end,
+  // and with large ldc its rows are far apart and usually not in cache.
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; ++r) {
+    __builtin_prefetch(C + r * ldc, 1, 3);
+    __builtin_prefetch(C + r * ldc + 16 * NV - 1, 1, 3);
+  }
+#endif
 #pragma GCC unroll 16
   for (int r = 0; r < ROWS; ++r)
 #pragma GCC unroll 4

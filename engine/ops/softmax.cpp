@@ -12,7 +12,12 @@ static Tensor softmax_op(const char* op, const Tensor& x, const Tensor& mask, bo
   if (mask.defined()) {
     check_dtype(op, mask, DType::f32, "mask");
     check_same_device(op, x, mask);
-    if (mask.dim() > x.dim() || broadcast_shapes(op, mask.shape(), x.shape()) != x.shape())
+    bool broadcasts = mask.dim() <= x.dim();
+    for (int64_t i = 1; broadcasts && i <= mask.dim(); ++i) {
+      const int64_t m = mask.shape()[static_cast<size_t>(mask.dim() - i)];
+      broadcasts = m == 1 || m == x.shape()[static_cast<size_t>(x.dim() - i)];
+    }
+    if (!broadcasts)
       throw Error(std::string(op) + ": mask of shape " + shape_str(mask.shape()) +
                   " does not broadcast to the input's shape " + shape_str(x.shape()));
     mask_plan = make_elementwise_plan(x.shape(), {mask.shape()});

@@ -1,0 +1,116 @@
+// The autograd tape: accumulation, explicit upstream gradients, grad mode, freeing.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+
+namespace sparo {
+namespace {
+
+Tensor vec(std::vector<float> v) {
+  const auto n = static_cast<int64_t>(v.size());
+  return Tensor::from_vector(std::move(v), {n});
+}
+
+TEST(Autograd, ScalarBackwardGivesAnalyticGradient) {
+  Tensor x = vec({1, 2, 3}).requires_grad_();
+  sum(mul(x, x)).backward();  // d/dx Σ x² = 2x
+  EXPECT_EQ(x.grad().to_float_vector(), (std::vector<float>{2, 4, 6}));
+  EXPECT_TRUE(x.is_leaf());
+}
+
+TEST(Autograd, TensorUsedTwiceAccumulates) {
+  Tensor x = vec({1, -2}).requires_grad_();
+  Tensor y = add(mul(x, x), mul(exp(x), x));  // x used four times
+  sum(y).backward();
+  const std::vector<float> g = x.grad().to_float_vector();
+  for (int i = 0; i < 2; ++i) {
+    const float v = i == 0 ? 1.0f : -2.0f;
+    EXPECT_NEAR(g[i], 2 * v + std::exp(v) * (1 + v), 1e-5);
+  }
+}
+
+TEST(Autograd, GradientsAccumulateAcrossBackwardCallsUntilZeroed) {
+  Tensor x = vec({1, 2}).requires_grad_();
+  sum(affine(x, 3.0f, 0.0f)).backward();
+  sum(affine(x, 3.0f, 0.0f)).backward();
+  EXPECT_EQ(x.grad().to_float_vector(), (std::vector<float>{6, 6}));
+  x.zero_grad();
+  EXPECT_FALSE(x.grad().defined());
+  sum(x).backward();
+  EXPECT_EQ(x.grad().to_float_vector(), (std::vector<float>{1, 1}));
+}
+
+TEST(Autograd, ExplicitUpstreamGradient) {
+  Tensor x = vec({1, 2, 3}).requires_grad_();
+  Tensor y = affine(x, 2.0f, 1.0f);
+  y.backward(vec({1, 0, -1}));
+  EXPECT_EQ(x.grad().to_float_vector(), (std::vector<float>{2, 0, -2}));
+  Tensor z = affine(x, 2.0f, 1.0f);
+  EXPECT_THROW(z.backward(), Error);                   // non-scalar needs an upstream gradient
+  EXPECT_THROW(z.backward(Tensor::ones({2})), Error);  // of the right shape
+}
+
+TEST(Autograd, NoGradGuardRecordsNothing) {
+  Tensor x = vec({1, 2}).requires_grad_();
+  {
+    NoGradGuard guard;
+    EXPECT_FALSE(grad_enabled());
+    Tensor y = mul(x, x);
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_THROW(sum(y).backward(), Error);
+  }
+  EXPECT_TRUE(grad_enabled());
+  EXPECT_TRUE(mul(x, x).requires_grad());
+}
+
+TEST(Autograd, OnlyRequestedLeavesGetGradients) {
+  Tensor x = vec({1, 2}).requires_grad_();
+  Tensor c = vec({3, 4});
+  sum(mul(x, c)).backward();
+  EXPECT_EQ(x.grad().to_float_vector(), (std::vector<float>{3, 4}));
+  EXPECT_FALSE(c.grad().defined());
+  Tensor detached = mul(x, c).detach();
+  EXPECT_FALSE(detached.requires_grad());
+}
+
+TEST(Autograd, GraphIsFreedAfterBackward) {
+  Tensor x = vec({1, 2}).requires_grad_();
+  Tensor y = exp(x);
+  Tensor loss = sum(y);
+  std::weak_ptr<TensorImpl> y_impl = y.impl_ptr();
+  y = Tensor();  // only the graph holds y now
+  EXPECT_FALSE(y_impl.expired());
+  loss.backward();
+  EXPECT_TRUE(y_impl.expired()) << "backward must release the nodes it ran";
+  EXPECT_THROW(loss.backward(), Error);  // the graph is gone
+}
+
+TEST(Autograd, DeepGraphDoesNotOverflowTheStack) {
+  Tensor x = Tensor::ones({1}).requires_grad_();
+  Tensor y = x;
+  for (int i = 0; i < 100000; ++i) y = affine(y, 1.0f, 0.0f);
+  sum(y).backward();
+  EXPECT_EQ(x.grad().to_float_vector(), (std::vector<float>{1}));
+}
+
+TEST(Autograd, RequiresGradOnlyOnFloatLeaves) {
+  Tensor ids = Tensor::from_vector(std::vector<int32_t>{1}, {1});
+  EXPECT_THROW(ids.requires_grad_(), Error);
+  Tensor x = vec({1}).requires_grad_();
+  Tensor y = mul(x, x);
+  EXPECT_THROW(y.requires_grad_(false), Error);
+  EXPECT_FALSE(y.is_leaf());
+}
+
+TEST(Autograd, SetGradChecksTheShape) {
+  Tensor x = vec({1, 2});
+  x.set_grad(vec({3, 4}));
+  EXPECT_EQ(x.grad().to_float_vector(), (std::vector<float>{3, 4}));
+  EXPECT_THROW(x.set_grad(vec({1})), Error);
+}
+
+}  // namespace
+}  // namespace sparo

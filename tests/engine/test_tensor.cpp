@@ -1,0 +1,160 @@
+// Tensor creation, host access, printing, devices, threads, and the clarity of errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "engine/ops.h"
+#include "engine/safetensors.h"
+
+namespace sparo {
+namespace {
+
+// Asserts that `fn` throws sparo::Error whose message contains every fragment.
+template <typename F>
+void expect_error(F fn, std::initializer_list<std::string> fragments) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected an error containing \"" << *fragments.begin() << "\"";
+  } catch (const Error& e) {
+    for (const std::string& f : fragments)
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << "message: " << e.what() << "\nmissing: " << f;
+  }
+}
+
+TEST(Tensor, CreationFillsValues) {
+  EXPECT_EQ(Tensor::zeros({2, 3}).to_float_vector(), std::vector<float>(6, 0.0f));
+  EXPECT_EQ(Tensor::ones({4}).to_float_vector(), std::vector<float>(4, 1.0f));
+  EXPECT_EQ(Tensor::full({2}, 2.5).to_float_vector(), (std::vector<float>{2.5f, 2.5f}));
+  EXPECT_EQ(Tensor::full({3}, 7, DType::i32).to_int_vector(), (std::vector<int32_t>{7, 7, 7}));
+  EXPECT_EQ(Tensor::arange(0, 5).to_float_vector(), (std::vector<float>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(Tensor::arange(1, 2, 0.25).to_float_vector(), (std::vector<float>{1, 1.25f, 1.5f, 1.75f}));
+  EXPECT_EQ(Tensor::arange(5, 0, -2, DType::i32).to_int_vector(), (std::vector<int32_t>{5, 3, 1}));
+  EXPECT_EQ(Tensor::arange(3, 3).numel(), 0);
+  const Tensor s = Tensor::scalar(3.5f);
+  EXPECT_TRUE(s.shape().empty());
+  EXPECT_EQ(s.numel(), 1);
+  EXPECT_FLOAT_EQ(s.item(), 3.5f);
+}
+
+TEST(Tensor, FromVectorRoundTripsAndDescribes) {
+  const Tensor t = Tensor::from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_EQ(t.shape(), (Shape{2, 3}));
+  EXPECT_EQ(t.dim(), 2);
+  EXPECT_EQ(t.size(-1), 3);
+  EXPECT_EQ(t.dtype(), DType::f32);
+  EXPECT_EQ(t.device(), Device::cpu());
+  EXPECT_EQ(t.to_float_vector(), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  const Tensor ids = Tensor::from_vector(std::vector<int32_t>{3, -1}, {2});
+  EXPECT_EQ(ids.to_int_vector(), (std::vector<int32_t>{3, -1}));
+  EXPECT_EQ(ids.to_float_vector(), (std::vector<float>{3, -1}));
+  EXPECT_EQ(cast(t, DType::i32).to_int_vector(), (std::vector<int32_t>{1, 2, 3, 4, 5, 6}));
+}
+
+TEST(Tensor, CloneOwnsItsStorageAndReshapeShares) {
+  Tensor t = Tensor::from_vector(std::vector<float>{1, 2, 3, 4}, {2, 2});
+  Tensor c = t.clone();
+  Tensor r = reshape(t, {4});
+  fill_(t, 9.0f);
+  EXPECT_EQ(c.to_float_vector(), (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(r.to_float_vector(), (std::vector<float>{9, 9, 9, 9}));
+}
+
+TEST(Tensor, PrintsShapeDtypeAndValues) {
+  const Tensor t = Tensor::from_vector(std::vector<float>{1, 2.5f, 3, 4, 5, 6}, {2, 3});
+  const std::string s = t.str();
+  EXPECT_NE(s.find("shape=[2, 3]"), std::string::npos) << s;
+  EXPECT_NE(s.find("dtype=f32"), std::string::npos) << s;
+  EXPECT_NE(s.find("[[1, 2.5, 3],"), std::string::npos) << s;
+  const std::string longer = Tensor::arange(0, 100).str();
+  EXPECT_NE(longer.find("[0, 1, 2, ..., 97, 98, 99]"), std::string::npos) << longer;
+  EXPECT_NE(Tensor::from_vector(std::vector<int32_t>{4, 5}, {2}).str().find("[4, 5]"), std::string::npos);
+  EXPECT_EQ(Tensor().str(), "Tensor(undefined)");
+}
+
+TEST(Tensor, DeviceParsing) {
+  EXPECT_EQ(Device::parse("cpu"), Device::cpu());
+  EXPECT_EQ(Device::parse("vulkan:2"), Device::vulkan(2));
+  EXPECT_EQ(Device::parse("vulkan"), Device::vulkan(0));
+  expect_error([] { Device::parse("cuda"); }, {"cuda", "vulkan:N"});
+  expect_error([] { Device::parse("vulkan:x"); }, {"vulkan:x"});
+}
+
+TEST(Tensor, ErrorsNameTheOpAndTheShapes) {
+  const Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4, 3});
+  expect_error([&] { add(a, b); }, {"add", "[2, 3]", "[4, 3]"});
+  expect_error([&] { matmul(a, b); }, {"matmul", "[2, 3]", "[4, 3]", "K=3", "K=4"});
+  expect_error([&] { reshape(a, {4, 2}); }, {"reshape", "[2, 3]", "[4, 2]"});
+  expect_error([&] { sum(a, 2); }, {"sum", "axis 2", "[2, 3]"});
+  expect_error([&] { concat({a, Tensor::zeros({2, 2, 1})}, 0); }, {"concat", "[2, 2, 1]", "[2, 3]"});
+  expect_error([&] { layer_norm(a, Tensor::ones({2}), Tensor()); }, {"layer_norm", "[2]", "[3]"});
+  expect_error([&] { softmax(a, Tensor::zeros({2})); }, {"softmax", "mask", "[2]", "[2, 3]"});
+  expect_error([&] { embedding(a, Tensor::from_vector(std::vector<int32_t>{0, 2}, {2})); }, {"embedding", "index 2", "[0, 2)"});
+  expect_error([&] { cross_entropy(a, Tensor::from_vector(std::vector<int32_t>{0, 3}, {2})); },
+               {"cross_entropy", "index 3", "[0, 3)"});
+  expect_error([&] { cross_entropy(a, Tensor::zeros({2})); }, {"cross_entropy", "targets", "f32", "expected i32"});
+  expect_error([&] { expand(a, {3, 3}); }, {"expand", "[2, 3]", "[3, 3]"});
+  expect_error([&] { permute(a, {0, 0}); }, {"permute", "twice"});
+  expect_error([&] { Tensor::from_vector(std::vector<float>{1, 2, 3}, {2, 2}); }, {"from_vector", "3 values", "[2, 2]"});
+  expect_error([&] { Tensor::zeros({2}).item(); }, {"item", "[2]"});
+  expect_error([&] { Tensor::zeros({2}, DType::f32, Device::vulkan(0)); }, {"vulkan:0", "no Vulkan backend"});
+  expect_error([&] { sum(Tensor()); }, {"sum", "undefined"});
+}
+
+TEST(Tensor, SafetensorsRoundTrip) {
+  const std::string path = ::testing::TempDir() + "/sparo_tensor_io.safetensors";
+  Generator gen(5);
+  const Tensor w = Tensor::randn({3, 4}, gen);
+  const Tensor ids = Tensor::from_vector(std::vector<int32_t>{1, 2, 3}, {3});
+  save_safetensors(path, {{"w", w}, {"ids", ids}, {"scalar", Tensor::scalar(2.0f)}}, {{"format", "pt"}});
+  std::map<std::string, std::string> metadata;
+  const NamedTensors loaded = load_safetensors(path, Device::cpu(), &metadata);
+  ASSERT_EQ(loaded.size(), 3u);
+  std::map<std::string, Tensor> by_name(loaded.begin(), loaded.end());
+  EXPECT_EQ(by_name["w"].to_float_vector(), w.to_float_vector());
+  EXPECT_EQ(by_name["w"].shape(), (Shape{3, 4}));
+  EXPECT_EQ(by_name["ids"].to_int_vector(), ids.to_int_vector());
+  EXPECT_EQ(by_name["scalar"].shape(), Shape{});
+  EXPECT_EQ(metadata["format"], "pt");
+  std::filesystem::remove(path);
+  expect_error([&] { load_safetensors(path); }, {path});
+}
+
+TEST(Threads, SetNumThreadsLimitsTheEngine) {
+  set_num_threads(1);
+  EXPECT_EQ(num_threads(), 1);
+  set_num_threads(0);
+  EXPECT_GE(num_threads(), 1);
+}
+
+// Kernels split work by output, never by reduction order: any thread count gives the
+// same bits (the property that makes training bitwise reproducible).
+TEST(Threads, ResultsAreBitwiseIdenticalForAnyThreadCount) {
+  auto run = [] {
+    Generator gen(11);
+    Tensor x = Tensor::randn({64, 300}, gen).requires_grad_();
+    Tensor w = Tensor::randn({300, 96}, gen).requires_grad_();
+    Tensor g = Tensor::ones({96}).requires_grad_();
+    Tensor y = layer_norm(gelu(matmul(x, w)), g, Tensor());
+    Tensor loss = add(sum(softmax(y)), mean(square(y)));
+    loss = add(loss, sum(Tensor::randn({40000}, gen)));
+    loss.backward();
+    std::vector<float> out = loss.to_float_vector();
+    for (const Tensor& t : {x, w, g}) {
+      const std::vector<float> gv = t.grad().to_float_vector();
+      out.insert(out.end(), gv.begin(), gv.end());
+    }
+    return out;
+  };
+  set_num_threads(1);
+  const std::vector<float> one = run();
+  set_num_threads(2);
+  const std::vector<float> two = run();
+  set_num_threads(0);
+  ASSERT_EQ(one.size(), two.size());
+  EXPECT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * sizeof(float)));
+}
+
+}  // namespace
+}  // namespace sparo
