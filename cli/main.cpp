@@ -10,7 +10,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "sparo — a from-scratch tensor engine for training vision transformers with the SPARO read-out\n"
       "under CLIP and DINO objectives, on CPUs (Eigen + oneTBB) and, later, Vulkan GPUs."};
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);
+  app.footer("Run 'sparo SUBCOMMAND --help' for the options of a subcommand.");
   app.set_version_flag("--version", std::string("sparo ") + SPARO_VERSION);
   int threads = 0;
   app.add_option("--threads", threads, "Threads for parallel loops (0: all cores; env SPARO_THREADS)")
@@ -22,6 +23,10 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+    if (app.get_subcommands().empty()) {
+      std::cerr << app.help() << "\nsparo: error: no subcommand given\n";
+      return 2;
+    }
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {

@@ -141,7 +141,8 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, Tensor>>& st
   }
   size_t matched = 0;
   // Checks that `name` is present with this shape and dtype; returns it.
-  auto expect = [&](const std::string& name, const Shape& shape, DType dtype, const std::string& owner) -> const Tensor& {
+  auto expect = [&](const std::string& name, const Shape& shape, DType dtype,
+                    const std::string& owner) -> const Tensor& {
     const auto it = given.find(name);
     if (it == given.end()) fail(op + "missing state tensor '" + name + "' (" + owner + ")");
     const Tensor& t = *it->second;
