@@ -1,0 +1,233 @@
+#include "models/config.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "engine/tensor.h"
+
+namespace sparo {
+
+using nlohmann::json;
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("config " + path + ": cannot be opened");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+json parse(const std::string& text, const std::string& source) {
+  try {
+    json j = json::parse(text);
+    if (!j.is_object()) throw Error(source + ": expected a JSON object at the top level");
+    return j;
+  } catch (const json::parse_error& e) {
+    throw Error(source + ": not valid JSON: " + e.what());
+  }
+}
+
+// Reads optional fields of one JSON object, rejecting keys it was not asked about.
+class Reader {
+ public:
+  Reader(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+  template <typename T>
+  void get(const char* key, T& value) {
+    seen_.insert(key);
+    if (!j_.contains(key) || j_.at(key).is_null()) return;
+    try {
+      value = j_.at(key).get<T>();
+    } catch (const json::exception&) {
+      throw Error(where_ + "." + key + ": has the wrong type (" + j_.at(key).dump() + ")");
+    }
+  }
+  const json& object(const char* key) {
+    seen_.insert(key);
+    static const json empty = json::object();
+    if (!j_.contains(key)) return empty;
+    if (!j_.at(key).is_object()) throw Error(where_ + "." + key + ": expected an object");
+    return j_.at(key);
+  }
+  void finish() const {
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      if (!seen_.count(it.key())) {
+        std::string known;
+        for (const std::string& k : seen_) known += (known.empty() ? "" : ", ") + k;
+        throw Error(where_ + ": unknown key \"" + it.key() + "\" (known keys: " + known + ")");
+      }
+  }
+
+ private:
+  const json& j_;
+  std::string where_;
+  std::set<std::string> seen_;
+};
+
+void read_sparo(Reader& r, SparoConfig& s) {
+  r.get("use_sparo", s.enabled);
+  r.get("L", s.L);
+  r.get("V", s.V);
+  r.get("sparo_attn_dim", s.attn_dim);
+  r.get("sparo_value_dim", s.value_dim);
+  r.get("sparo_heads", s.heads);
+  r.get("share_kv", s.share_kv);
+  r.get("share_queries", s.share_queries);
+  r.get("sparo_type", s.type);
+}
+
+void write_sparo(json& j, const SparoConfig& s) {
+  j["use_sparo"] = s.enabled;
+  j["L"] = s.L;
+  j["V"] = s.V;
+  j["sparo_attn_dim"] = s.attn_dim ? json(s.attn_dim) : json(nullptr);
+  j["sparo_value_dim"] = s.value_dim ? json(s.value_dim) : json(nullptr);
+  j["sparo_heads"] = s.heads ? json(s.heads) : json(nullptr);
+  j["share_kv"] = s.share_kv;
+  j["share_queries"] = s.share_queries;
+  j["sparo_type"] = s.type;
+}
+
+void validate_sparo(const SparoConfig& s, const std::string& source) {
+  if (!s.enabled) return;
+  if (s.L <= 0 || s.V <= 0) throw Error(source + ": L and V must be positive");
+  const int64_t heads = s.heads ? s.heads : s.L;
+  if (heads <= 0 || s.L % heads != 0)
+    throw Error(source + ": sparo_heads " + std::to_string(heads) + " must divide L " + std::to_string(s.L));
+  if (s.type != "cont:const" && s.type != "cont:norm" && s.type != "cont:softmax")
+    throw Error(source + ": sparo_type \"" + s.type + "\" is not one of cont:const, cont:norm, cont:softmax");
+  if (s.share_kv && s.value_dim && s.attn_dim && s.value_dim != s.attn_dim)
+    throw Error(source + ": share_kv needs sparo_value_dim == sparo_attn_dim");
+}
+
+void positive(const std::string& source, const char* name, int64_t v) {
+  if (v <= 0) throw Error(source + ": " + name + " must be positive, got " + std::to_string(v));
+}
+
+}  // namespace
+
+ClipConfig ClipConfig::from_json(const std::string& text, const std::string& source) {
+  const json j = parse(text, source);
+  ClipConfig c;
+  Reader top(j, source);
+  top.get("embed_dim", c.embed_dim);
+  top.get("quick_gelu", c.quick_gelu);
+  top.get("reduce_depth", c.reduce_depth);
+  top.get("bottleneck_dim", c.bottleneck_dim);
+  read_sparo(top, c.sparo);
+  Reader vision(top.object("vision_cfg"), source + ".vision_cfg");
+  vision.get("image_size", c.vision.image_size);
+  vision.get("patch_size", c.vision.patch_size);
+  vision.get("width", c.vision.width);
+  vision.get("layers", c.vision.layers);
+  vision.get("head_width", c.vision.head_width);
+  vision.get("mlp_ratio", c.vision.mlp_ratio);
+  vision.get("global_average_pool", c.vision.global_average_pool);
+  vision.finish();
+  Reader textr(top.object("text_cfg"), source + ".text_cfg");
+  textr.get("context_length", c.text.context_length);
+  textr.get("vocab_size", c.text.vocab_size);
+  textr.get("width", c.text.width);
+  textr.get("heads", c.text.heads);
+  textr.get("layers", c.text.layers);
+  textr.finish();
+  top.finish();
+  c.validate(source);
+  return c;
+}
+
+ClipConfig ClipConfig::load(const std::string& path) { return from_json(read_text(path), path); }
+
+void ClipConfig::validate(const std::string& source) const {
+  positive(source, "embed_dim", embed_dim);
+  positive(source, "vision_cfg.patch_size", vision.patch_size);
+  positive(source, "vision_cfg.width", vision.width);
+  positive(source, "vision_cfg.head_width", vision.head_width);
+  positive(source, "text_cfg.context_length", text.context_length);
+  positive(source, "text_cfg.vocab_size", text.vocab_size);
+  positive(source, "text_cfg.heads", text.heads);
+  if (vision.image_size % vision.patch_size != 0)
+    throw Error(source + ": vision_cfg.image_size " + std::to_string(vision.image_size) +
+                " is not a multiple of patch_size " + std::to_string(vision.patch_size));
+  if (vision.width % vision.head_width != 0)
+    throw Error(source + ": vision_cfg.width must be a multiple of head_width");
+  if (text.width % text.heads != 0) throw Error(source + ": text_cfg.width must be a multiple of heads");
+  if (reduce_depth < 0 || vision.layers - reduce_depth < 1 || text.layers - reduce_depth < 1)
+    throw Error(source + ": reduce_depth " + std::to_string(reduce_depth) + " leaves no transformer block");
+  if (sparo.enabled && bottleneck_dim) throw Error(source + ": use_sparo and bottleneck_dim exclude each other");
+  validate_sparo(sparo, source);
+}
+
+std::string ClipConfig::to_json() const {
+  json j;
+  j["embed_dim"] = embed_dim;
+  j["quick_gelu"] = quick_gelu;
+  j["vision_cfg"] = {{"image_size", vision.image_size}, {"patch_size", vision.patch_size}, {"width", vision.width},
+                     {"layers", vision.layers}, {"head_width", vision.head_width}, {"mlp_ratio", vision.mlp_ratio},
+                     {"global_average_pool", vision.global_average_pool}};
+  j["text_cfg"] = {{"context_length", text.context_length}, {"vocab_size", text.vocab_size}, {"width", text.width},
+                   {"heads", text.heads}, {"layers", text.layers}};
+  j["reduce_depth"] = reduce_depth;
+  j["bottleneck_dim"] = bottleneck_dim ? json(bottleneck_dim) : json(nullptr);
+  write_sparo(j, sparo);
+  return j.dump(2);
+}
+
+DinoConfig DinoConfig::from_json(const std::string& text, const std::string& source) {
+  const json j = parse(text, source);
+  DinoConfig c;
+  Reader r(j, source);
+  std::string model = "dino";
+  r.get("model", model);
+  if (model != "dino") throw Error(source + ": model is \"" + model + "\", expected \"dino\"");
+  r.get("image_size", c.image_size);
+  r.get("patch_size", c.patch_size);
+  r.get("width", c.width);
+  r.get("depth", c.depth);
+  r.get("heads", c.heads);
+  r.get("mlp_ratio", c.mlp_ratio);
+  r.get("drop_path_rate", c.drop_path_rate);
+  r.get("norm_eps", c.norm_eps);
+  r.get("qkv_bias", c.qkv_bias);
+  r.get("norm_last_layer", c.norm_last_layer);
+  r.get("readout", c.readout);
+  r.get("head_hidden", c.head_hidden);
+  r.get("head_bottleneck", c.head_bottleneck);
+  r.get("head_out", c.head_out);
+  read_sparo(r, c.sparo);
+  r.finish();
+  if (c.readout == "sparo") c.sparo.enabled = true;
+  c.validate(source);
+  return c;
+}
+
+DinoConfig DinoConfig::load(const std::string& path) { return from_json(read_text(path), path); }
+
+void DinoConfig::validate(const std::string& source) const {
+  positive(source, "patch_size", patch_size);
+  positive(source, "width", width);
+  positive(source, "depth", depth);
+  positive(source, "heads", heads);
+  if (image_size % patch_size != 0) throw Error(source + ": image_size is not a multiple of patch_size");
+  if (width % heads != 0) throw Error(source + ": width must be a multiple of heads");
+  if (!qkv_bias) throw Error(source + ": qkv_bias false is not supported");
+  if (!(norm_eps > 0.0f)) throw Error(source + ": norm_eps must be positive");
+  if (readout != "cls" && readout != "sparo")
+    throw Error(source + ": readout \"" + readout + "\" is not one of cls, sparo");
+  validate_sparo(sparo, source);
+}
+
+std::string DinoConfig::to_json() const {
+  json j = {{"model", "dino"}, {"image_size", image_size}, {"patch_size", patch_size}, {"width", width},
+            {"depth", depth}, {"heads", heads}, {"mlp_ratio", mlp_ratio}, {"drop_path_rate", drop_path_rate},
+            {"norm_eps", norm_eps}, {"qkv_bias", qkv_bias}, {"norm_last_layer", norm_last_layer},
+            {"readout", readout}, {"head_hidden", head_hidden}, {"head_bottleneck", head_bottleneck},
+            {"head_out", head_out}};
+  write_sparo(j, sparo);
+  return j.dump(2);
+}
+
+}  // namespace sparo

@@ -1,0 +1,74 @@
+#include "models/module.h"
+
+#include <set>
+
+namespace sparo {
+
+std::vector<Tensor> Module::parameters() const {
+  std::vector<Tensor> out;
+  for (auto& [name, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+int64_t Module::parameter_count() const {
+  int64_t n = 0;
+  for (auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+NamedTensors state_dict(const Module& module, const StateAliases& aliases) {
+  NamedTensors out = module.named_parameters();
+  std::map<std::string, Tensor> by_name(out.begin(), out.end());
+  for (const auto& [alias, target] : aliases) out.emplace_back(alias, by_name.at(target));
+  return out;
+}
+
+void load_state_dict(const Module& module, const NamedTensors& state, const StateAliases& aliases,
+                     const std::string& source) {
+  std::map<std::string, Tensor> given;
+  std::vector<std::string> duplicates;
+  for (const auto& [name, t] : state)
+    if (!given.emplace(name, t).second) duplicates.push_back(name);
+  const NamedTensors params = module.named_parameters();
+  std::vector<std::string> missing, wrong_shape, unexpected;
+  std::set<std::string> expected;
+  for (const auto& [name, p] : params) {
+    expected.insert(name);
+    auto it = given.find(name);
+    if (it == given.end()) missing.push_back(name);
+    else if (it->second.shape() != p.shape() || it->second.dtype() != p.dtype())
+      wrong_shape.push_back(name + ": " + shape_str(it->second.shape()) + " " + dtype_name(it->second.dtype()) +
+                            " in the file, the model needs " + shape_str(p.shape()) + " " + dtype_name(p.dtype()));
+  }
+  for (const auto& [alias, target] : aliases) expected.insert(alias);
+  for (const auto& [name, t] : given)
+    if (!expected.count(name)) unexpected.push_back(name);
+  if (!missing.empty() || !wrong_shape.empty() || !unexpected.empty() || !duplicates.empty()) {
+    std::string msg = source + ": does not match the model (" + std::to_string(params.size()) + " parameters)";
+    auto list = [&](const char* title, const std::vector<std::string>& names) {
+      if (names.empty()) return;
+      msg += "\n  " + std::string(title) + " (" + std::to_string(names.size()) + "):";
+      for (const std::string& n : names) msg += "\n    " + n;
+    };
+    list("missing keys", missing);
+    list("unexpected keys", unexpected);
+    list("wrong shape or dtype", wrong_shape);
+    list("duplicate keys", duplicates);
+    throw Error(msg);
+  }
+  for (const auto& [alias, target] : aliases) {
+    auto a = given.find(alias);
+    if (a == given.end()) continue;  // aliases are optional on load
+    const Tensor& t = given.at(target);
+    if (a->second.shape() != t.shape() || a->second.to_float_vector() != t.to_float_vector())
+      throw Error(source + ": \"" + alias + "\" must equal \"" + target + "\" (they are one shared tensor)");
+  }
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : params) {
+    Tensor dst = p;
+    Tensor src = given.at(name).to(p.device());
+    copy_(dst, src);
+  }
+}
+
+}  // namespace sparo
