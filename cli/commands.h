@@ -6,5 +6,6 @@
 namespace sparo::cli {
 
 void add_info_command(CLI::App& app);
+void add_inspect_command(CLI::App& app);
 
 }  // namespace sparo::cli

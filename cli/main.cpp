@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { sparo::set_num_threads(threads); });
 
   sparo::cli::add_info_command(app);
+  sparo::cli::add_inspect_command(app);
 
   try {
     app.parse(argc, argv);

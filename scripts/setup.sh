@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages sparo needs. Run as root (or with sudo available).
-#   scripts/setup.sh          build + test dependencies (compiler, CMake, Eigen, oneTBB, ...,
-#                             the Vulkan toolchain for the GPU backend)
-#   scripts/setup.sh --bench  also PyTorch + OpenBLAS, for the side-by-side benchmarks and
-#                             for regenerating the golden fixtures in tools/golden/
+#   scripts/setup.sh             everything: compiler, CMake, Eigen, oneTBB, ..., the Vulkan
+#                                toolchain, and PyTorch + OpenBLAS (the checkpoint converter and
+#                                its test, the side-by-side benchmarks, the golden scripts)
+#   scripts/setup.sh --no-torch  the same without PyTorch (about 500 MB less; the converter's
+#                                test is then skipped and the benchmarks run without PyTorch)
 set -euo pipefail
 
 packages=(
@@ -12,7 +13,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
 )
-if [[ "${1:-}" == "--bench" ]]; then
+if [[ "${1:-}" != "--no-torch" ]]; then
   packages+=(python3 python3-torch python3-numpy libopenblas0-openmp)
 fi
 

@@ -1,0 +1,74 @@
+// The model presets in models/configs/: every one parses; the tiny ones build and run;
+// ViT-B-32 has exactly OpenCLIP's parameter count.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "models/clip.h"
+#include "models/dino.h"
+
+namespace sparo {
+namespace {
+
+const std::string kConfigs = std::string(SPARO_SOURCE_DIR) + "/models/configs/";
+
+TEST(Presets, EveryPresetParses) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kConfigs)) {
+    const std::string path = entry.path().string();
+    if (path.find("DINO") != std::string::npos || path.find("dino") != std::string::npos) DinoConfig::load(path);
+    else ClipConfig::load(path);
+    ++count;
+  }
+  EXPECT_GE(count, 9);
+}
+
+TEST(Presets, ViTB32HasOpenClipsParameterCount) {
+  const Clip model(ClipConfig::load(kConfigs + "ViT-B-32.json"));
+  EXPECT_EQ(model.parameter_count(), 151277313);  // OpenCLIP ViT-B-32
+}
+
+TEST(Presets, TinyModelsRun) {
+  Generator gen(0);
+  const Tensor images = Tensor::randn({2, 3, 32, 32}, gen);
+  std::vector<int32_t> ids(64, 0);
+  ids[0] = 1022, ids[1] = 5, ids[2] = 1023;  // start, a token, end of text (the largest id)
+  ids[32] = 1022, ids[33] = 1023;
+  const Tensor text = Tensor::from_vector(ids, {2, 32});
+  for (const char* name : {"tiny-clip.json", "tiny-clip-sparo.json"}) {
+    const Clip model(ClipConfig::load(kConfigs + name));
+    const ClipOutput out = model.forward(images, text);
+    EXPECT_EQ(out.image_embeds.shape(), (Shape{2, 512})) << name;
+    EXPECT_NEAR(sum(square(out.text_embeds)).item(), 2.0f, 1e-4) << name << ": unit-norm embeddings";
+    std::cout << "[ preset ] " << name << ": " << model.parameter_count() << " parameters\n";
+  }
+  for (const char* name : {"tiny-dino.json", "tiny-dino-sparo.json"}) {
+    const Dino model(DinoConfig::load(kConfigs + name));
+    const Tensor head = model.head.forward(model.backbone.forward(images).embedding);
+    EXPECT_EQ(head.shape(), (Shape{2, 1024})) << name;
+    std::cout << "[ preset ] " << name << ": " << model.parameter_count() << " parameters\n";
+  }
+}
+
+TEST(Presets, BadConfigsGiveClearErrors) {
+  EXPECT_THROW(ClipConfig::from_json("{\"embed_dim\": 8, \"vision_cfg\": {\"widht\": 3}}"), Error);
+  try {
+    ClipConfig::from_json("{\"embed_dim\": 8, \"vision_cfg\": {\"widht\": 3}}", "my.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("my.json.vision_cfg: unknown key \"widht\""), std::string::npos) << e.what();
+  }
+  try {
+    ClipConfig::from_json("{\"use_sparo\": true, \"L\": 6, \"sparo_heads\": 4}", "s.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sparo_heads 4 must divide L 6"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(ClipConfig::from_json("{\"embed_dim\": \"big\"}"), Error);
+  EXPECT_THROW(ClipConfig::from_json("[1, 2]"), Error);
+  EXPECT_THROW(ClipConfig::load("/nonexistent.json"), Error);
+  EXPECT_THROW(DinoConfig::from_json("{\"readout\": \"mean\"}"), Error);
+}
+
+}  // namespace
+}  // namespace sparo
