@@ -72,6 +72,12 @@ struct MatmulDesc {
 
 enum class RandomDist { uniform, normal };
 
+struct MemoryStats {
+  size_t in_use = 0;  // bytes held by live tensors
+  size_t cached = 0;  // bytes freed by tensors, kept for reuse
+  size_t peak = 0;    // highest in_use since the start (or the last reset_peak_memory)
+};
+
 struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;
   float bias_correction1, bias_correction2;  // 1 - beta^t
@@ -92,6 +98,9 @@ class Backend {
   virtual void upload(Storage& dst, size_t offset, const void* src, size_t bytes) = 0;
   virtual void download(const Storage& src, size_t offset, void* dst, size_t bytes) = 0;
   virtual void synchronize() {}
+  virtual MemoryStats memory_stats() const = 0;
+  virtual void empty_cache() = 0;  // returns cached blocks to the system
+  virtual void reset_peak_memory() = 0;
 
   // ---- creation ---------------------------------------------------------------------
   virtual void fill(Tensor& out, double value) = 0;

@@ -5,7 +5,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <new>
+#include <unordered_map>
+#include <unistd.h>
 
 #include "engine/random.h"
 
@@ -13,16 +16,112 @@ namespace sparo {
 
 namespace cpu {
 
-// 64-byte alignment: one cache line, one AVX-512 vector.
-CpuStorage::CpuStorage(size_t bytes) : Storage(Device::cpu(), bytes) {
-  const size_t rounded = (bytes + 63) / 64 * 64;
-  data_ = rounded ? std::aligned_alloc(64, rounded) : nullptr;
-  if (rounded && !data_)
-    throw Error("cpu: out of memory allocating " + std::to_string(bytes) + " bytes");
+namespace {
+
+// A size-bucketed cache of freed blocks. Training allocates the same activation sizes
+// every step; handing blocks back out avoids the page faults and page zeroing that fresh
+// memory from the OS costs (measured: ~12 % of a tiny CLIP step without it). Blocks are
+// 64-byte aligned (a cache line, an AVX-512 vector). Under AddressSanitizer nothing is
+// cached, so use-after-free stays detectable.
+class BlockCache {
+ public:
+  BlockCache() {
+#if !defined(__SANITIZE_ADDRESS__)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    limit_ = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) / 4 : (size_t{1} << 30);
+    if (const char* mb = std::getenv("SPARO_CPU_CACHE_MB")) limit_ = static_cast<size_t>(std::atoll(mb)) << 20;
+#endif
+  }
+  ~BlockCache() { release_all(); }
+
+  // Blocks up to 4 KiB round to 64 bytes, larger ones to an eighth of their power of two.
+  static size_t bucket(size_t bytes) {
+    if (bytes <= 4096) return (bytes + 63) / 64 * 64;
+    size_t pow2 = 1;
+    while (pow2 < bytes) pow2 <<= 1;
+    const size_t step = pow2 / 8;
+    return (bytes + step - 1) / step * step;
+  }
+
+  void* get(size_t size) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = free_.find(size);
+    void* p = nullptr;
+    if (it != free_.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      cached_ -= size;
+    } else {
+      p = std::aligned_alloc(64, size);
+      if (!p) {  // give the cache back to the OS and try once more
+        release_locked();
+        p = std::aligned_alloc(64, size);
+      }
+      if (!p)
+        throw Error("cpu: out of memory allocating " + std::to_string(size) + " bytes (" +
+                    std::to_string(in_use_ >> 20) + " MiB in use)");
+    }
+    in_use_ += size;
+    peak_ = std::max(peak_, in_use_);
+    return p;
+  }
+
+  void put(void* p, size_t size) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_use_ -= size;
+    if (cached_ + size > limit_) {
+      std::free(p);
+      return;
+    }
+    free_[size].push_back(p);
+    cached_ += size;
+  }
+
+  void release_all() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    release_locked();
+  }
+
+  MemoryStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return {in_use_, cached_, peak_};
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    peak_ = in_use_;
+  }
+
+ private:
+  void release_locked() {
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) std::free(p);
+    free_.clear();
+    cached_ = 0;
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t limit_ = 0, cached_ = 0, in_use_ = 0, peak_ = 0;
+};
+
+BlockCache& block_cache() {
+  static BlockCache* cache = new BlockCache();  // never destroyed: storages may outlive statics
+  return *cache;
 }
-CpuStorage::~CpuStorage() { std::free(data_); }
+
+}  // namespace
+
+CpuStorage::CpuStorage(size_t bytes) : Storage(Device::cpu(), bytes), capacity_(bytes ? BlockCache::bucket(bytes) : 0) {
+  data_ = capacity_ ? block_cache().get(capacity_) : nullptr;
+}
+CpuStorage::~CpuStorage() {
+  if (data_) block_cache().put(data_, capacity_);
+}
 
 std::shared_ptr<Storage> CpuBackend::allocate(size_t bytes) { return std::make_shared<CpuStorage>(bytes); }
+MemoryStats CpuBackend::memory_stats() const { return block_cache().stats(); }
+void CpuBackend::empty_cache() { block_cache().release_all(); }
+void CpuBackend::reset_peak_memory() { block_cache().reset_peak(); }
 
 void CpuBackend::upload(Storage& dst, size_t offset, const void* src, size_t bytes) {
   if (offset + bytes > dst.bytes()) throw Error("cpu upload: range past the end of the storage");

@@ -16,6 +16,7 @@ class CpuStorage final : public Storage {
   void* data() const { return data_; }
 
  private:
+  size_t capacity_;  // the cached block's size (bytes rounded up to its bucket)
   void* data_;
 };
 
@@ -56,6 +57,9 @@ class CpuBackend final : public Backend {
   Device device() const override { return Device::cpu(); }
 
   std::shared_ptr<Storage> allocate(size_t bytes) override;
+  MemoryStats memory_stats() const override;
+  void empty_cache() override;
+  void reset_peak_memory() override;
   void upload(Storage& dst, size_t offset, const void* src, size_t bytes) override;
   void download(const Storage& src, size_t offset, void* dst, size_t bytes) override;
 
