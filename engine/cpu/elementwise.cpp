@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/vector_math.h"
 
 namespace sparo::cpu {
 
@@ -13,7 +14,7 @@ constexpr float kInvSqrt2Pi = 0.39894228040143267794f;  // 1/sqrt(2 pi)
 constexpr float kGeluTanhCubic = 0.044715f;
 constexpr float kQuickGeluScale = 1.702f;
 
-inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float sigmoidf(float x) { return fast_sigmoid(x); }
 
 // Applies f elementwise over n contiguous items, in parallel chunks.
 template <typename F>
@@ -84,7 +85,7 @@ void CpuBackend::unary(UnaryOp op, const Tensor& xt, Tensor& outt, UnaryParams p
   const int64_t n = xt.numel();
   switch (op) {
     case UnaryOp::neg: return map1(x, out, n, [](float v) { return -v; });
-    case UnaryOp::exp: return map1(x, out, n, [](float v) { return std::exp(v); });
+    case UnaryOp::exp: return map1(x, out, n, [](float v) { return fast_exp(v); });
     case UnaryOp::log: return map1(x, out, n, [](float v) { return std::log(v); });
     case UnaryOp::sqrt: return map1(x, out, n, [](float v) { return std::sqrt(v); });
     case UnaryOp::rsqrt: return map1(x, out, n, [](float v) { return 1.0f / std::sqrt(v); });
@@ -92,7 +93,7 @@ void CpuBackend::unary(UnaryOp op, const Tensor& xt, Tensor& outt, UnaryParams p
     case UnaryOp::sigmoid: return map1(x, out, n, [](float v) { return sigmoidf(v); });
     case UnaryOp::relu: return map1(x, out, n, [](float v) { return v > 0.0f ? v : 0.0f; });
     case UnaryOp::gelu_erf:
-      return map1(x, out, n, [](float v) { return 0.5f * v * (1.0f + std::erf(v * kInvSqrt2)); });
+      return map1(x, out, n, [](float v) { return 0.5f * v * (1.0f + fast_erf(v * kInvSqrt2)); });
     case UnaryOp::gelu_tanh:
       return map1(x, out, n, [](float v) {
         return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluTanhCubic * v * v * v)));
@@ -116,7 +117,7 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& xt, const Tensor& dyt,
   const int64_t n = xt.numel();
   switch (op) {
     case UnaryOp::neg: return map2(x, dy, dx, n, [](float, float g) { return -g; });
-    case UnaryOp::exp: return map2(x, dy, dx, n, [](float v, float g) { return g * std::exp(v); });
+    case UnaryOp::exp: return map2(x, dy, dx, n, [](float v, float g) { return g * fast_exp(v); });
     case UnaryOp::log: return map2(x, dy, dx, n, [](float v, float g) { return g / v; });
     case UnaryOp::sqrt: return map2(x, dy, dx, n, [](float v, float g) { return g * 0.5f / std::sqrt(v); });
     case UnaryOp::rsqrt:
@@ -128,8 +129,8 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& xt, const Tensor& dyt,
     case UnaryOp::relu: return map2(x, dy, dx, n, [](float v, float g) { return v > 0.0f ? g : 0.0f; });
     case UnaryOp::gelu_erf:
       return map2(x, dy, dx, n, [](float v, float g) {
-        const float cdf = 0.5f * (1.0f + std::erf(v * kInvSqrt2));
-        const float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
+        const float cdf = 0.5f * (1.0f + fast_erf(v * kInvSqrt2));
+        const float pdf = kInvSqrt2Pi * fast_exp(-0.5f * v * v);
         return g * (cdf + v * pdf);
       });
     case UnaryOp::gelu_tanh:

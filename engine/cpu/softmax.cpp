@@ -4,8 +4,34 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/vector_math.h"
 
 namespace sparo::cpu {
+
+namespace {
+// Sum in 16 float lanes (vectorised), the lanes added in double in a fixed order:
+// accurate, and the same bits for any thread count.
+double lane_sum(const float* x, int64_t n) {
+  float lanes[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) lanes[k] += x[i + k];
+  double total = 0.0;
+  for (; i < n; ++i) total += x[i];
+  for (float v : lanes) total += v;
+  return total;
+}
+double lane_dot(const float* x, const float* y, int64_t n) {
+  float lanes[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) lanes[k] += x[i + k] * y[i + k];
+  double total = 0.0;
+  for (; i < n; ++i) total += static_cast<double>(x[i]) * y[i];
+  for (float v : lanes) total += v;
+  return total;
+}
+}  // namespace
 
 void CpuBackend::softmax(const Tensor& xt, const Tensor& maskt, const ElementwisePlan& mask_plan, Tensor& yt,
                          int64_t rows, int64_t cols, bool log) {
@@ -32,15 +58,17 @@ void CpuBackend::softmax(const Tensor& xt, const Tensor& maskt, const Elementwis
         for (int64_t c = 0; c < cols; ++c) yr[c] = log ? -std::numeric_limits<float>::infinity() : 0.0f;
         continue;
       }
-      double total = 0.0;
-      for (int64_t c = 0; c < cols; ++c) {
-        const float ex = std::exp(s[c] - m);
-        if (!log) yr[c] = ex;
-        total += ex;
-      }
+      float* ex = log ? s : yr;  // log-softmax keeps the shifted inputs: exponentiate into s only after
       if (log) {
-        const float shift = m + static_cast<float>(std::log(total));
-        for (int64_t c = 0; c < cols; ++c) yr[c] = s[c] - shift;
+        for (int64_t c = 0; c < cols; ++c) yr[c] = s[c] - m;
+        for (int64_t c = 0; c < cols; ++c) ex[c] = fast_exp(yr[c]);
+      } else {
+        for (int64_t c = 0; c < cols; ++c) ex[c] = fast_exp(s[c] - m);
+      }
+      const double total = lane_sum(ex, cols);
+      if (log) {
+        const float log_total = static_cast<float>(std::log(total));
+        for (int64_t c = 0; c < cols; ++c) yr[c] -= log_total;
       } else {
         const float inv = static_cast<float>(1.0 / total);
         for (int64_t c = 0; c < cols; ++c) yr[c] *= inv;
@@ -59,14 +87,11 @@ void CpuBackend::softmax_backward(const Tensor& yt, const Tensor& dyt, Tensor& d
       const float* yr = y + r * cols;
       const float* gr = dy + r * cols;
       float* dr = dx + r * cols;
-      double dot = 0.0;
       if (log) {  // dx = dy - softmax · Σ dy
-        for (int64_t c = 0; c < cols; ++c) dot += gr[c];
-        const float total = static_cast<float>(dot);
-        for (int64_t c = 0; c < cols; ++c) dr[c] = gr[c] - std::exp(yr[c]) * total;
+        const float total = static_cast<float>(lane_sum(gr, cols));
+        for (int64_t c = 0; c < cols; ++c) dr[c] = gr[c] - fast_exp(yr[c]) * total;
       } else {    // dx = y · (dy - Σ dy·y)
-        for (int64_t c = 0; c < cols; ++c) dot += static_cast<double>(gr[c]) * yr[c];
-        const float total = static_cast<float>(dot);
+        const float total = static_cast<float>(lane_dot(gr, yr, cols));
         for (int64_t c = 0; c < cols; ++c) dr[c] = yr[c] * (gr[c] - total);
       }
     }
