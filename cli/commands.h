@@ -7,5 +7,7 @@ namespace sparo::cli {
 
 void add_info_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
+void add_embed_command(CLI::App& app);
+void add_tokenize_commands(CLI::App& app);
 
 }  // namespace sparo::cli

@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
 
   sparo::cli::add_info_command(app);
   sparo::cli::add_inspect_command(app);
+  sparo::cli::add_embed_command(app);
+  sparo::cli::add_tokenize_commands(app);
 
   try {
     app.parse(argc, argv);

@@ -9,7 +9,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git
-  libeigen3-dev libtbb-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
+  libeigen3-dev libtbb-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libstb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
 )

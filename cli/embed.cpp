@@ -1,0 +1,109 @@
+// `sparo embed`: CLIP embeddings of images and/or captions, with OpenCLIP's evaluation
+// preprocessing, written to a safetensors file.
+#include <fstream>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "engine/backend.h"
+#include "models/clip.h"
+#include "training/image.h"
+#include "training/tokenizer.h"
+
+namespace sparo::cli {
+
+namespace {
+
+struct EmbedOptions {
+  std::string config, checkpoint, vocab, texts_file, out, device = "cpu";
+  std::vector<std::string> images;
+  bool attention = false;
+  int batch = 32;
+};
+
+// Runs `encode` over [0, n) in batches and concatenates the embeddings (and attentions).
+template <typename Encode>
+std::pair<Tensor, Tensor> in_batches(int64_t n, int batch, bool want_attention, Encode encode) {
+  std::vector<Tensor> embeds, attentions;
+  for (int64_t start = 0; start < n; start += batch) {
+    const EncoderOutput out = encode(start, std::min<int64_t>(n, start + batch));
+    embeds.push_back(out.embedding);
+    if (want_attention && out.attention.defined()) attentions.push_back(out.attention);
+    std::cerr << "\rembed: " << std::min<int64_t>(n, start + batch) << "/" << n << std::flush;
+  }
+  std::cerr << "\n";
+  return {concat(embeds, 0), attentions.empty() ? Tensor() : concat(attentions, 0)};
+}
+
+void run(const EmbedOptions& o) {
+  if (o.images.empty() && o.texts_file.empty()) throw Error("embed: give --images and/or --texts-file");
+  if (o.batch <= 0) throw Error("embed: --batch must be positive");
+  const Device device = Device::parse(o.device);
+  const ClipConfig cfg = ClipConfig::load(o.config);
+  Clip model(cfg);
+  {
+    NoGradGuard no_grad;
+    load_state_dict(model, load_safetensors(o.checkpoint, Device::cpu()), model.aliases(), o.checkpoint);
+  }
+  if (device != Device::cpu()) backend_for(device);  // a clear error when the device is not available
+  model.set_training(false);
+  NoGradGuard no_grad;
+  NamedTensors out;
+  if (o.attention && !cfg.sparo.enabled)
+    std::cerr << "embed: --attention: the model has no SPARO read-out; no attention is written\n";
+  if (!o.images.empty()) {
+    const int size = static_cast<int>(cfg.vision.image_size);
+    auto [embeds, attention] = in_batches(static_cast<int64_t>(o.images.size()), o.batch, o.attention, [&](int64_t b, int64_t e) {
+      std::vector<Image> batch;
+      for (int64_t i = b; i < e; ++i) batch.push_back(clip_preprocess(load_image(o.images[static_cast<size_t>(i)]), size));
+      return model.encode_image(images_to_tensor(batch));
+    });
+    out.emplace_back("image_embeds", embeds);
+    if (attention.defined()) out.emplace_back("image_attention", attention);
+  }
+  if (!o.texts_file.empty()) {
+    if (o.vocab.empty()) throw Error("embed: --texts-file needs --vocab (the BPE merges file)");
+    const Tokenizer tokenizer = Tokenizer::load(o.vocab);
+    if (tokenizer.vocab_size() > cfg.text.vocab_size)
+      throw Error("embed: the vocabulary " + o.vocab + " has " + std::to_string(tokenizer.vocab_size()) +
+                  " tokens but the model's text_cfg.vocab_size is " + std::to_string(cfg.text.vocab_size));
+    std::vector<std::string> texts;
+    std::ifstream in(o.texts_file);
+    if (!in) throw Error("embed: " + o.texts_file + ": cannot be opened");
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) texts.push_back(line);
+    if (texts.empty()) throw Error("embed: " + o.texts_file + " holds no text (one caption per line)");
+    const int ctx = static_cast<int>(cfg.text.context_length);
+    auto [embeds, attention] = in_batches(static_cast<int64_t>(texts.size()), o.batch, o.attention, [&](int64_t b, int64_t e) {
+      const std::vector<std::string> chunk(texts.begin() + b, texts.begin() + e);
+      return model.encode_text(Tensor::from_vector(tokenizer.tokenize(chunk, ctx), {e - b, ctx}));
+    });
+    out.emplace_back("text_embeds", embeds);
+    if (attention.defined()) out.emplace_back("text_attention", attention);
+  }
+  save_safetensors(o.out, out, {{"config", cfg.to_json()}, {"checkpoint", o.checkpoint}});
+  for (const auto& [name, t] : out) std::cout << name << " " << shape_str(t.shape()) << "\n";
+  std::cout << "wrote " << o.out << "\n";
+}
+
+}  // namespace
+
+void add_embed_command(CLI::App& app) {
+  auto o = std::make_shared<EmbedOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "embed", "Embed images and/or captions with a CLIP checkpoint (normalised embeddings, SPARO attentions)");
+  cmd->add_option("--config", o->config, "Model config (OpenCLIP JSON schema), e.g. models/configs/ViT-B-32.json")
+      ->required()->check(CLI::ExistingFile);
+  cmd->add_option("--checkpoint", o->checkpoint, "Weights (.safetensors; tools/convert_checkpoint.py converts .pt)")
+      ->required()->check(CLI::ExistingFile);
+  cmd->add_option("--images", o->images, "Image files (PNG, JPEG, BMP, ...)")->check(CLI::ExistingFile);
+  cmd->add_option("--texts-file", o->texts_file, "Captions, one per line")->check(CLI::ExistingFile);
+  cmd->add_option("--vocab", o->vocab, "BPE merges file for the captions (e.g. bpe_simple_vocab_16e6.txt.gz)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", o->out, "Output .safetensors: image_embeds, text_embeds (+ *_attention)")->required();
+  cmd->add_flag("--attention", o->attention, "Also write the SPARO slot attentions");
+  cmd->add_option("--device", o->device, "cpu or vulkan[:N]")->capture_default_str();
+  cmd->add_option("--batch", o->batch, "Inputs per forward pass")->capture_default_str();
+  cmd->callback([o] { run(*o); });
+}
+
+}  // namespace sparo::cli

@@ -1,0 +1,126 @@
+// The sparo command end to end: info, inspect, embed (with a freshly trained BPE vocabulary
+// and a saved tiny SPARO-CLIP), and its errors.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "models/clip.h"
+#include "training/image.h"
+#include "training/tokenizer.h"
+
+namespace sparo {
+namespace {
+
+struct CliRun {
+  int code;
+  std::string output;  // stdout and stderr
+};
+
+CliRun sparo_cli(const std::string& args) {
+  const std::string cmd = std::string(SPARO_BIN) + " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  return {WEXITSTATUS(status), out};
+}
+
+TEST(Cli, InfoDescribesTheBuild) {
+  const CliRun r = sparo_cli("--threads 1 info");
+  EXPECT_EQ(r.code, 0) << r.output;
+  for (const char* field : {"sparo ", "backends:", "cpu", "threads:       1", "cpu features:", "gemm kernel:"})
+    EXPECT_NE(r.output.find(field), std::string::npos) << field << "\n" << r.output;
+}
+
+TEST(Cli, UnknownCommandAndMissingArgumentsFailClearly) {
+  CliRun r = sparo_cli("frobnicate");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("frobnicate"), std::string::npos) << r.output;
+  r = sparo_cli("embed --out x.safetensors");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--config"), std::string::npos) << r.output;
+}
+
+class EmbedCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = ::testing::TempDir() + "/sparo_embed_test";
+    std::filesystem::create_directories(dir);
+    // A vocabulary learned from a few captions, and a tiny SPARO-CLIP whose vocab fits it.
+    std::vector<std::string> captions;
+    for (const char* c : {"a red sneaker to the left of a blue bag", "a green shirt above a red bag",
+                          "a blue sneaker", "a red shirt to the right of a green sneaker"})
+      for (int i = 0; i < 5; ++i) captions.push_back(c);
+    train_bpe(captions, 40, dir + "/merges.txt");
+    std::ofstream(dir + "/captions.txt") << "a red sneaker\na blue bag to the left of a green shirt\n";
+    cfg_path = std::string(SPARO_SOURCE_DIR) + "/models/configs/tiny-clip-sparo.json";
+    Clip model(ClipConfig::load(cfg_path), 3);
+    save_safetensors(dir + "/model.safetensors", state_dict(model, model.aliases()));
+    for (int i = 0; i < 2; ++i) {
+      Image img;
+      img.width = 48 + 16 * i, img.height = 40;
+      for (int p = 0; p < img.width * img.height; ++p)
+        img.rgb.insert(img.rgb.end(), {uint8_t(p * 7 + i * 50), uint8_t(p * 3), uint8_t(255 - p % 256)});
+      save_png(dir + "/img" + std::to_string(i) + ".png", img);
+    }
+  }
+  void TearDown() override { std::filesystem::remove_all(dir); }
+  std::string dir, cfg_path;
+};
+
+TEST_F(EmbedCli, WritesNormalisedEmbeddingsThatMatchTheLibrary) {
+  const CliRun r = sparo_cli("embed --config " + cfg_path + " --checkpoint " + dir + "/model.safetensors --vocab " + dir +
+                          "/merges.txt --images " + dir + "/img0.png " + dir + "/img1.png --texts-file " + dir +
+                          "/captions.txt --attention --out " + dir + "/out.safetensors");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::map<std::string, Tensor> out;
+  for (auto& [k, t] : load_safetensors(dir + "/out.safetensors")) out[k] = t;
+  ASSERT_EQ(out["image_embeds"].shape(), (Shape{2, 512}));
+  ASSERT_EQ(out["text_embeds"].shape(), (Shape{2, 512}));
+  EXPECT_EQ(out["image_attention"].shape(), (Shape{2, 32, 65}));
+  EXPECT_EQ(out["text_attention"].shape(), (Shape{2, 32, 32}));
+  const std::vector<float> norms = sum(square(out["text_embeds"]), 1).to_float_vector();
+  for (float n : norms) EXPECT_NEAR(n, 1.0f, 1e-4);
+
+  // The same numbers through the library.
+  Clip model(ClipConfig::load(cfg_path), 99);
+  load_state_dict(model, load_safetensors(dir + "/model.safetensors"), model.aliases());
+  const Tokenizer tok = Tokenizer::load(dir + "/merges.txt");
+  const Tensor ids = Tensor::from_vector(tok.tokenize({"a red sneaker", "a blue bag to the left of a green shirt"}, 32), {2, 32});
+  const std::vector<float> expected = model.encode_text(ids).embedding.to_float_vector();
+  const std::vector<float> got = out["text_embeds"].to_float_vector();
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected[i], 1e-5) << i;
+  const Tensor images = images_to_tensor({clip_preprocess(load_image(dir + "/img1.png"), 32)});
+  const std::vector<float> img1 = model.encode_image(images).embedding.to_float_vector();
+  const std::vector<float> got_img = out["image_embeds"].to_float_vector();
+  for (size_t i = 0; i < img1.size(); ++i) EXPECT_NEAR(got_img[512 + i], img1[i], 1e-5) << i;
+
+  const CliRun listing = sparo_cli("inspect " + dir + "/out.safetensors");
+  EXPECT_EQ(listing.code, 0);
+  EXPECT_NE(listing.output.find("image_embeds  F32  [2, 512]"), std::string::npos) << listing.output;
+}
+
+TEST_F(EmbedCli, WrongCheckpointListsTheMismatchedKeys) {
+  const std::string other = std::string(SPARO_SOURCE_DIR) + "/models/configs/tiny-clip.json";
+  const CliRun r = sparo_cli("embed --config " + other + " --checkpoint " + dir + "/model.safetensors --images " + dir +
+                          "/img0.png --out " + dir + "/out.safetensors");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("missing keys"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("visual.proj"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unexpected keys"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("visual.sparo.q_emb"), std::string::npos) << r.output;
+}
+
+TEST_F(EmbedCli, UnavailableDeviceIsAClearError) {
+  const CliRun r = sparo_cli("embed --config " + cfg_path + " --checkpoint " + dir + "/model.safetensors --images " + dir +
+                          "/img0.png --device vulkan --out " + dir + "/out.safetensors");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("vulkan"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace sparo

@@ -1,0 +1,126 @@
+#include "training/image.h"
+
+#include <stb_image.h>
+#include <stb_image_write.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace sparo {
+
+Image load_image(const std::string& path) {
+  int w = 0, h = 0, channels = 0;
+  stbi_uc* pixels = stbi_load(path.c_str(), &w, &h, &channels, 3);
+  if (!pixels) throw Error("image " + path + ": cannot be decoded (" + stbi_failure_reason() + ")");
+  Image img;
+  img.width = w;
+  img.height = h;
+  img.rgb.assign(pixels, pixels + static_cast<size_t>(w) * h * 3);
+  stbi_image_free(pixels);
+  return img;
+}
+
+void save_png(const std::string& path, const Image& image) {
+  if (!stbi_write_png(path.c_str(), image.width, image.height, 3, image.rgb.data(), image.width * 3))
+    throw Error("image " + path + ": cannot be written");
+}
+
+namespace {
+
+double bicubic(double x) {  // Keys' cubic with a = -0.5, as PIL
+  constexpr double a = -0.5;
+  x = std::fabs(x);
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+  if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+  return 0.0;
+}
+
+// Resamples `count` lines of `in_size` samples (stride `in_step` between samples, `line_step`
+// between lines) to `out_size` samples each, PIL's way: the kernel support grows with the
+// downscale factor, weights are normalised, results are rounded and clamped to 8 bits.
+void resample_axis(const uint8_t* in, int in_size, int out_size, int count, int in_step, int line_step,
+                   uint8_t* out, int out_step, int out_line_step) {
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double filter_scale = std::max(scale, 1.0);
+  const double support = 2.0 * filter_scale;
+  std::vector<double> weights;
+  for (int o = 0; o < out_size; ++o) {
+    const double center = (o + 0.5) * scale;
+    const int first = std::max(0, static_cast<int>(std::floor(center - support + 0.5)));
+    const int last = std::min(in_size, static_cast<int>(std::floor(center + support + 0.5)));
+    weights.assign(static_cast<size_t>(std::max(last - first, 0)), 0.0);
+    double total = 0.0;
+    for (int i = first; i < last; ++i) total += weights[static_cast<size_t>(i - first)] = bicubic((i - center + 0.5) / filter_scale);
+    for (double& w : weights) w /= total;
+    for (int line = 0; line < count; ++line)
+      for (int c = 0; c < 3; ++c) {
+        double acc = 0.0;
+        for (int i = first; i < last; ++i)
+          acc += weights[static_cast<size_t>(i - first)] * in[static_cast<size_t>(line) * line_step + static_cast<size_t>(i) * in_step + c];
+        out[static_cast<size_t>(line) * out_line_step + static_cast<size_t>(o) * out_step + c] =
+            static_cast<uint8_t>(std::clamp(std::lround(acc), 0L, 255L));
+      }
+  }
+}
+
+}  // namespace
+
+Image resize_bicubic(const Image& image, int width, int height) {
+  if (width <= 0 || height <= 0) throw Error("resize_bicubic: target size must be positive");
+  if (image.width <= 0 || image.height <= 0) throw Error("resize_bicubic: empty image");
+  Image horizontal;  // width changes first, then height, as PIL does
+  horizontal.width = width;
+  horizontal.height = image.height;
+  horizontal.rgb.resize(static_cast<size_t>(width) * image.height * 3);
+  resample_axis(image.rgb.data(), image.width, width, image.height, 3, image.width * 3, horizontal.rgb.data(), 3,
+                width * 3);
+  Image out;
+  out.width = width;
+  out.height = height;
+  out.rgb.resize(static_cast<size_t>(width) * height * 3);
+  resample_axis(horizontal.rgb.data(), image.height, height, width, width * 3, 3, out.rgb.data(), width * 3, 3);
+  return out;
+}
+
+Image center_crop(const Image& image, int width, int height) {
+  if (width > image.width || height > image.height)
+    throw Error("center_crop: crop " + std::to_string(width) + "x" + std::to_string(height) + " is larger than the image " +
+                std::to_string(image.width) + "x" + std::to_string(image.height));
+  // torchvision's CenterCrop: top = round((H - h) / 2) with Python's round (ties to even)
+  const int top = static_cast<int>(std::nearbyint((image.height - height) / 2.0));
+  const int left = static_cast<int>(std::nearbyint((image.width - width) / 2.0));
+  Image out;
+  out.width = width;
+  out.height = height;
+  out.rgb.resize(static_cast<size_t>(width) * height * 3);
+  for (int y = 0; y < height; ++y)
+    std::copy_n(image.rgb.begin() + (static_cast<size_t>(top + y) * image.width + left) * 3, static_cast<size_t>(width) * 3,
+                out.rgb.begin() + static_cast<size_t>(y) * width * 3);
+  return out;
+}
+
+Image clip_preprocess(const Image& image, int size) {
+  // torchvision Resize(size): the shorter side becomes `size`, the longer keeps the aspect ratio.
+  int w = size, h = size;
+  if (image.width < image.height) h = static_cast<int>(static_cast<int64_t>(size) * image.height / image.width);
+  else w = static_cast<int>(static_cast<int64_t>(size) * image.width / image.height);
+  const Image resized = (w == image.width && h == image.height) ? image : resize_bicubic(image, w, h);
+  return center_crop(resized, size, size);
+}
+
+Tensor images_to_tensor(const std::vector<Image>& images, const float mean[3], const float std[3], Device device) {
+  if (images.empty()) throw Error("images_to_tensor: no images");
+  const int w = images[0].width, h = images[0].height;
+  std::vector<float> values(images.size() * 3 * static_cast<size_t>(w) * h);
+  for (size_t b = 0; b < images.size(); ++b) {
+    if (images[b].width != w || images[b].height != h)
+      throw Error("images_to_tensor: image " + std::to_string(b) + " is " + std::to_string(images[b].width) + "x" +
+                  std::to_string(images[b].height) + ", expected " + std::to_string(w) + "x" + std::to_string(h));
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < w * h; ++p)
+        values[((b * 3 + c) * h * w) + p] = (images[b].rgb[static_cast<size_t>(p) * 3 + c] / 255.0f - mean[c]) / std[c];
+  }
+  return Tensor::from_vector(values, {static_cast<int64_t>(images.size()), 3, h, w}, device);
+}
+
+}  // namespace sparo

@@ -1,0 +1,40 @@
+// Images: decoding (stb_image: PNG, JPEG, BMP, ...), PIL-style bicubic resizing,
+// cropping, and conversion to normalised tensors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace sparo {
+
+struct Image {
+  int width = 0, height = 0;
+  std::vector<uint8_t> rgb;  // height × width × 3, row-major
+};
+
+// Decodes any format stb_image reads, converted to RGB. Errors name the file and the reason.
+Image load_image(const std::string& path);
+void save_png(const std::string& path, const Image& image);
+
+// Bicubic (a = -0.5) resampling with the filter widened by the scale when shrinking
+// (antialiasing), separable, rounding to 8 bits after each pass — PIL's Image.resize
+// with BICUBIC, which OpenCLIP's preprocessing uses.
+Image resize_bicubic(const Image& image, int width, int height);
+Image center_crop(const Image& image, int width, int height);
+
+// OpenCLIP's evaluation preprocessing: the shorter side resized to `size` (bicubic), then
+// a centred size × size crop.
+Image clip_preprocess(const Image& image, int size);
+
+// CLIP's normalisation constants (OpenAI's dataset mean/std).
+constexpr float kClipMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+constexpr float kClipStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+
+// [B, 3, H, W] floats: (pixel / 255 - mean[c]) / std[c]. All images must share one size.
+Tensor images_to_tensor(const std::vector<Image>& images, const float mean[3] = kClipMean,
+                        const float std[3] = kClipStd, Device device = Device::cpu());
+
+}  // namespace sparo
