@@ -1,0 +1,431 @@
+// bench_train_step: one training step of the tiny SPARO-CLIP and the tiny SPARO-DINO presets,
+// sparo against PyTorch, side by side in one run.
+//
+//   bench_train_step [--model clip|dino|all] [--steps N] [--threads T] [--quick] [--no-torch]
+//
+// Step = zero_grad, forward, loss, backward, AdamW step, loss.item() (the item makes sure the
+// work is complete). AdamW(lr 5e-4, betas 0.9/0.98, eps 1e-6), weight decay 0.2 on trainable
+// parameters with ndim >= 2, 0 on the others. Batch 128:
+//   tiny-clip-sparo  images [128, 3, 32, 32] N(0, 1); token ids [128, 32] i32: start 1022, ids
+//                    uniform in [1, 1000], end of text 1023 (the largest id) after n - 2 ids, then
+//                    0 padding, n = 2 + (7·b) mod 31 for row b >= 1, row 0 full; loss clip_loss.
+//   tiny-dino-sparo  images [128, 3, 32, 32]; backbone + head forward and the golden ring's proxy
+//                    loss mean(head_out · W) with fixed random W [128, K]. This is a PROXY for the
+//                    DINO step: the real loss (multi-crop, EMA teacher, centring) arrives with the
+//                    trainer. No drop-path on either side (models_golden's DINO has none), so the
+//                    preset's drop_path_rate is set to 0 here.
+// Warm-up steps (2, or 1 with --quick) then N timed steps (7, or 3 with --quick); the median
+// and minimum of the N step times are reported, plus per-phase medians (forward = zero_grad +
+// forward + loss, backward, optimizer) on both sides.
+//
+// Each of our models runs in a forked child process (the parent does no engine work before
+// forking), and each PyTorch model in its own Python process, so every peak RSS belongs to one
+// model alone. Memory reported for ours: the engine's peak bytes (Backend::memory_stats().peak,
+// reset after the warm-up: live tensors only, no allocator cache, no code) and the process peak
+// RSS (getrusage ru_maxrss, as the Python side). The table compares process peak RSS with process peak
+// RSS: that is the only number PyTorch gives for the CPU. Note that PyTorch's RSS includes
+// ~230 MiB of libtorch/Python before any model exists (printed as "base RSS").
+//
+// The PyTorch column comes from bench/torch_train_step.py (models from
+// tools/golden/models_golden.py, configs read from the same preset files), started in the same
+// run with Debian's OpenBLAS (see kTorchEnv).
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/backend.h"
+#include "models/clip.h"
+#include "models/dino.h"
+#include "training/optimizer.h"
+
+#ifndef SPARO_SOURCE_DIR
+#define SPARO_SOURCE_DIR "."
+#endif
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+const char* const kPython = "/usr/bin/python3";
+const char* const kTorchEnv =
+    "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp OPENBLAS_CORETYPE=Cooperlake";
+
+constexpr int64_t kBatch = 128;
+constexpr float kLr = 5e-4f, kBeta1 = 0.9f, kBeta2 = 0.98f, kEps = 1e-6f, kWeightDecay = 0.2f;
+constexpr int32_t kSot = 1022, kEot = 1023, kMaxId = 1000;
+
+double seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// A field of /proc/self/status in bytes ("VmHWM", "VmRSS"); -1 when unreadable.
+int64_t proc_status_bytes(const char* field) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const std::string key = std::string(field) + ":";
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) return std::atoll(line.c_str() + key.size()) * 1024;
+  return -1;
+}
+
+// getrusage's ru_maxrss (what torch_train_step.py reports too); VmHWM if that fails.
+int64_t peak_rss_bytes() {
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0) return int64_t(ru.ru_maxrss) * 1024;
+  return proc_status_bytes("VmHWM");
+}
+
+std::string preset_path(const std::string& kind) {
+  return std::string(SPARO_SOURCE_DIR) + "/models/configs/" +
+         (kind == "clip" ? "tiny-clip-sparo" : "tiny-dino-sparo") + ".json";
+}
+
+// Weight decay on ndim >= 2, none on the rest; frozen parameters (DINO's weight_g) left out.
+std::vector<sparo::ParamGroup> adamw_groups(const sparo::Module& m, int64_t* count) {
+  std::vector<sparo::ParamGroup> groups(2);
+  groups[0].name = "decay";
+  groups[0].weight_decay = kWeightDecay;
+  groups[1].name = "no_decay";
+  *count = 0;
+  for (const auto& [name, p] : m.named_parameters()) {
+    if (!p.requires_grad()) continue;
+    groups[p.dim() >= 2 ? 0 : 1].params.push_back(p);
+    *count += p.numel();
+  }
+  return groups;
+}
+
+struct StepTimes {
+  std::vector<double> step, forward, backward, optimizer;
+  float last_loss = 0.0f;
+};
+
+// Runs warm-up + timed steps of `step_fn` (which returns the loss) with the optimiser;
+// resets the engine's peak after the warm-up.
+template <typename Forward>
+StepTimes time_steps(sparo::Optimizer& opt, int warmup, int steps, Forward&& forward) {
+  StepTimes t;
+  auto& backend = sparo::backend_for(sparo::Device::cpu());
+  for (int i = 0; i < warmup + steps; ++i) {
+    if (i == warmup) backend.reset_peak_memory();
+    const auto t0 = Clock::now();
+    opt.zero_grad();
+    const sparo::Tensor loss = forward();
+    const auto t1 = Clock::now();
+    loss.backward();
+    const auto t2 = Clock::now();
+    opt.step();
+    const auto t3 = Clock::now();
+    const float value = loss.item();
+    const auto t4 = Clock::now();
+    if (i >= warmup) {
+      t.step.push_back(seconds(t0, t4));
+      t.forward.push_back(seconds(t0, t1));
+      t.backward.push_back(seconds(t1, t2));
+      t.optimizer.push_back(seconds(t2, t3));
+      t.last_loss = value;
+    }
+  }
+  return t;
+}
+
+// Our side of one model; runs in the forked child.
+json run_ours(const std::string& kind, int threads, int warmup, int steps) {
+  sparo::set_num_threads(threads);
+  const int64_t base_rss = proc_status_bytes("VmRSS");
+  sparo::Generator gen(1234);
+  std::mt19937 rng(1234);
+  int64_t params = 0;
+  StepTimes t;
+  if (kind == "clip") {
+    const sparo::ClipConfig cfg = sparo::ClipConfig::load(preset_path(kind));
+    if (cfg.text.vocab_size != kEot + 1)
+      throw sparo::Error("tiny-clip-sparo: expected vocab_size 1024 (end of text 1023)");
+    const sparo::Clip model(cfg, 0);
+    const int64_t S = cfg.vision.image_size, T = cfg.text.context_length;
+    const sparo::Tensor images = sparo::Tensor::randn({kBatch, 3, S, S}, gen);
+    std::vector<int32_t> ids(size_t(kBatch * T), 0);
+    std::uniform_int_distribution<int32_t> id(1, kMaxId);
+    for (int64_t b = 0; b < kBatch; ++b) {
+      const int64_t n = b == 0 ? T : 2 + (7 * b) % (T - 1);
+      int32_t* row = ids.data() + b * T;
+      row[0] = kSot;
+      for (int64_t j = 1; j < n - 1; ++j) row[j] = id(rng);
+      row[n - 1] = kEot;
+    }
+    const sparo::Tensor text = sparo::Tensor::from_vector(ids, {kBatch, T});
+    sparo::AdamW opt(adamw_groups(model, &params), kLr, kBeta1, kBeta2, kEps);
+    t = time_steps(opt, warmup, steps,
+                   [&] { return sparo::clip_loss(model.forward(images, text).logits_per_image); });
+  } else {
+    sparo::DinoConfig cfg = sparo::DinoConfig::load(preset_path(kind));
+    cfg.drop_path_rate = 0.0f;
+    const sparo::Dino model(cfg, 0);
+    const int64_t S = cfg.image_size;
+    const sparo::Tensor images = sparo::Tensor::randn({kBatch, 3, S, S}, gen);
+    const sparo::Tensor head_weights = sparo::Tensor::randn({kBatch, cfg.head_out}, gen);
+    sparo::AdamW opt(adamw_groups(model, &params), kLr, kBeta1, kBeta2, kEps);
+    t = time_steps(opt, warmup, steps, [&] {
+      const sparo::EncoderOutput features = model.backbone.forward(images, nullptr);
+      return sparo::mean(sparo::mul(model.head.forward(features.embedding), head_weights));
+    });
+  }
+  const sparo::MemoryStats mem = sparo::backend_for(sparo::Device::cpu()).memory_stats();
+  return {{"model", kind},
+          {"threads", sparo::num_threads()},
+          {"parameters", params},
+          {"step_s", t.step},
+          {"median_s", median(t.step)},
+          {"min_s", *std::min_element(t.step.begin(), t.step.end())},
+          {"forward_median_s", median(t.forward)},
+          {"backward_median_s", median(t.backward)},
+          {"optimizer_median_s", median(t.optimizer)},
+          {"last_loss", t.last_loss},
+          {"engine_peak_bytes", mem.peak},
+          {"engine_cached_bytes", mem.cached},
+          {"peak_rss_bytes", peak_rss_bytes()},
+          {"base_rss_bytes", base_rss}};
+}
+
+// Forks, runs run_ours in the child and returns its JSON (or {"error": ...}).
+json run_ours_in_child(const std::string& kind, int threads, int warmup, int steps) {
+  int fds[2];
+  if (pipe(fds) != 0) return {{"error", "pipe failed"}};
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return {{"error", "fork failed"}};
+  if (pid == 0) {
+    close(fds[0]);
+    std::string text;
+    try {
+      text = run_ours(kind, threads, warmup, steps).dump();
+    } catch (const std::exception& e) {
+      text = json{{"error", e.what()}}.dump();
+    }
+    size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = write(fds[1], text.data() + done, text.size() - done);
+      if (n <= 0) break;
+      done += size_t(n);
+    }
+    close(fds[1]);
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string text;
+  char buf[4096];
+  ssize_t got;
+  while ((got = read(fds[0], buf, sizeof buf)) > 0) text.append(buf, size_t(got));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return {{"error", "the benchmark child died (status " + std::to_string(status) + ")"}};
+  return j;
+}
+
+json run_torch(const std::string& kind, int threads, int warmup, int steps) {
+  const std::string script = std::string(SPARO_SOURCE_DIR) + "/bench/torch_train_step.py";
+  if (!std::ifstream(kPython).good()) return {{"error", std::string(kPython) + " not found"}};
+  if (!std::ifstream(script).good()) return {{"error", script + " not found"}};
+  const std::string cmd = std::string("env ") + kTorchEnv + " " + kPython + " '" + script +
+                          "' --model " + kind + " --threads " + std::to_string(threads) +
+                          " --steps " + std::to_string(steps) + " --warmup " +
+                          std::to_string(warmup) + " --json";
+  std::fflush(nullptr);
+  std::FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {{"error", "could not start " + std::string(kPython)}};
+  std::string text;
+  char buf[4096];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, got);
+  const int status = pclose(p);
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return {{"error", "torch_train_step.py failed (status " + std::to_string(status) + ")"}};
+  if (j.contains("error")) return {{"error", j["error"]}};
+  if (!j.contains("results") || j["results"].empty()) return {{"error", "no result"}};
+  return j["results"][0];
+}
+
+std::string load_average() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+std::string mib(double bytes) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.1f MiB", bytes / (1024.0 * 1024.0));
+  return s;
+}
+
+int usage(int status) {
+  std::fprintf(status ? stderr : stdout,
+               "usage: bench_train_step [--model clip|dino|all] [--steps N] [--threads T] [--quick] "
+               "[--no-torch]\n"
+               "  --steps N    timed steps (default 7; --quick: 3)\n"
+               "  --threads T  threads for both engines (default 2)\n"
+               "  --quick      1 warm-up step and 3 timed steps unless --steps is given\n"
+               "  --no-torch   skip the PyTorch column\n");
+  return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model = "all";
+  int steps = -1, threads = 2;
+  bool quick = false, torch = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", a.c_str());
+        std::exit(usage(2));
+      }
+      return argv[++i];
+    };
+    if (a == "--model") {
+      model = value();
+      if (model != "clip" && model != "dino" && model != "all") return usage(2);
+    } else if (a == "--steps") {
+      steps = std::atoi(value().c_str());
+      if (steps < 1) return usage(2);
+    } else if (a == "--threads") {
+      threads = std::atoi(value().c_str());
+      if (threads < 1) return usage(2);
+    } else if (a == "--quick") {
+      quick = true;
+    } else if (a == "--no-torch") {
+      torch = false;
+    } else if (a == "--help" || a == "-h") {
+      return usage(0);
+    } else {
+      std::fprintf(stderr, "unknown argument %s\n", a.c_str());
+      return usage(2);
+    }
+  }
+  const int warmup = quick ? 1 : 2;
+  if (steps < 0) steps = quick ? 3 : 7;
+  std::vector<std::string> kinds;
+  if (model == "all" || model == "clip") kinds.push_back("clip");
+  if (model == "all" || model == "dino") kinds.push_back("dino");
+
+  std::printf("bench_train_step: batch %lld, %d threads, %d warm-up + %d timed steps; load average "
+              "%s at the start\n",
+              static_cast<long long>(kBatch), threads, warmup, steps, load_average().c_str());
+  std::printf("PyTorch: %s %s bench/torch_train_step.py (models_golden)\n", kTorchEnv, kPython);
+  std::fflush(stdout);
+
+  std::vector<json> ours, theirs;
+  for (const std::string& kind : kinds) {  // interleaved: ours, then PyTorch, per model
+    std::fprintf(stderr, "[%s] ours...\n", kind.c_str());
+    ours.push_back(run_ours_in_child(kind, threads, warmup, steps));
+    if (torch) {
+      std::fprintf(stderr, "[%s] PyTorch...\n", kind.c_str());
+      theirs.push_back(run_torch(kind, threads, warmup, steps));
+    } else {
+      theirs.push_back({{"error", "skipped (--no-torch)"}});
+    }
+  }
+  const std::string load_end = load_average();
+
+  auto name = [](const std::string& kind) {
+    return kind == "clip" ? "tiny-clip-sparo" : "tiny-dino-sparo (proxy)";
+  };
+  auto ok = [](const json& j) { return j.is_object() && !j.contains("error"); };
+
+  std::printf("\nstep time: median of %d steps; memory: process peak RSS (ours vs PyTorch)\n", steps);
+  std::printf("%-24s %12s %14s %12s %13s %15s %11s\n", "model", "ours med(s)", "PyTorch med(s)",
+              "ours/PyTorch", "ours peak RSS", "PyTorch pk RSS", "ours/PyT mem");
+  bool torch_missing = false;
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    const json& o = ours[i];
+    const json& p = theirs[i];
+    if (!ok(o)) {
+      std::printf("%-24s ours failed: %s\n", name(kinds[i]), o.value("error", "?").c_str());
+      continue;
+    }
+    char tmed[32] = "n/a", tratio[32] = "n/a", tmem[32] = "n/a", mratio[32] = "n/a";
+    if (ok(p)) {
+      std::snprintf(tmed, sizeof tmed, "%.3f", p["median_s"].get<double>());
+      std::snprintf(tratio, sizeof tratio, "%.2f",
+                    o["median_s"].get<double>() / p["median_s"].get<double>());
+      std::snprintf(tmem, sizeof tmem, "%s", mib(p["peak_rss_bytes"].get<double>()).c_str());
+      std::snprintf(mratio, sizeof mratio, "%.2f",
+                    o["peak_rss_bytes"].get<double>() / p["peak_rss_bytes"].get<double>());
+    } else {
+      torch_missing = true;
+    }
+    std::printf("%-24s %12.3f %14s %12s %13s %15s %11s\n", name(kinds[i]),
+                o["median_s"].get<double>(), tmed, tratio,
+                mib(o["peak_rss_bytes"].get<double>()).c_str(), tmem, mratio);
+  }
+
+  std::printf("\ndetails (medians in s; fwd = zero_grad + forward + loss, opt = AdamW step)\n");
+  std::printf("%-24s %-7s %8s %8s %8s %8s %8s %11s %13s %11s %9s\n", "model", "side", "median",
+              "min", "fwd", "bwd", "opt", "params", "engine peak", "base RSS", "loss");
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    for (int side = 0; side < 2; ++side) {
+      const json& r = side == 0 ? ours[i] : theirs[i];
+      const char* who = side == 0 ? "ours" : "PyTorch";
+      if (!ok(r)) {
+        std::printf("%-24s %-7s %s\n", name(kinds[i]), who, r.value("error", "?").c_str());
+        continue;
+      }
+      const double last_loss =
+          side == 0 ? r["last_loss"].get<double>() : r["losses"].back().get<double>();
+      std::printf("%-24s %-7s %8.3f %8.3f %8.3f %8.3f %8.3f %11lld %13s %11s %9.4f\n",
+                  name(kinds[i]), who, r["median_s"].get<double>(), r["min_s"].get<double>(),
+                  r["forward_median_s"].get<double>(), r["backward_median_s"].get<double>(),
+                  r["optimizer_median_s"].get<double>(),
+                  static_cast<long long>(r["parameters"].get<int64_t>()),
+                  side == 0 ? mib(r["engine_peak_bytes"].get<double>()).c_str() : "n/a",
+                  mib(r["base_rss_bytes"].get<double>()).c_str(), last_loss);
+    }
+  }
+  for (size_t i = 0; i < kinds.size(); ++i)
+    if (ok(theirs[i]) && theirs[i].contains("torch")) {
+      std::printf("\nPyTorch %s, threads %d, BLAS %s\n",
+                  theirs[i]["torch"].get<std::string>().c_str(), theirs[i]["threads"].get<int>(),
+                  theirs[i].value("blas", std::string("?")).c_str());
+      break;
+    }
+  std::printf(
+      "memory: 'peak RSS' = getrusage ru_maxrss of the process (each model in its own process on both sides);\n"
+      "'engine peak' = our live-tensor peak (memory_stats().peak, reset after warm-up), not "
+      "compared;\n'base RSS' = RSS before the model was built (PyTorch: libtorch + Python).\n");
+  if (torch_missing)
+    for (const json& p : theirs)
+      if (!ok(p)) {
+        std::printf("PyTorch column missing, ours alone: %s\n", p.value("error", "?").c_str());
+        break;
+      }
+  std::printf("load average at the end: %s\n", load_end.c_str());
+  return 0;
+}
