@@ -10,6 +10,9 @@
 #include "engine/backend.h"
 #include "engine/cpu/gemm.h"
 #include "engine/tensor.h"
+#if defined(SPARO_HAVE_VULKAN)
+#include "engine/vulkan/context.h"
+#endif
 
 namespace sparo::cli {
 
@@ -63,6 +66,33 @@ std::string build_flags() {
   return flags.empty() ? "baseline x86-64" : flags;
 }
 
+void print_vulkan_devices() {
+#if defined(SPARO_HAVE_VULKAN)
+  std::string why_not;
+  const std::vector<vk::DeviceInfo> devices = vk::list_devices(&why_not);
+  if (devices.empty()) {
+    std::cout << "vulkan:        none (" << why_not << ")\n";
+    return;
+  }
+  const int preferred = vk::choose_device(devices, -1);
+  for (const vk::DeviceInfo& d : devices) {
+    std::cout << "vulkan:" << d.index << (d.index == preferred ? " (default)" : "") << "  " << d.name << " — " << d.type
+              << ", driver " << d.driver << ", Vulkan " << d.api_version << "\n";
+    std::cout << "    memory heaps:";
+    for (const vk::MemoryHeap& h : d.heaps)
+      std::cout << " " << (h.size >> 20) << " MiB" << (h.device_local ? " (device-local)" : "");
+    std::cout << "\n    subgroup " << d.subgroup_size << ", shared memory " << d.max_shared_memory / 1024
+              << " KiB, workgroup <= " << d.max_workgroup_invocations << " invocations\n"
+              << "    storage buffer range " << (d.max_storage_buffer_range >> 20) << " MiB, allocation <= "
+              << (d.max_allocation_size >> 20) << " MiB\n"
+              << "    fp16 " << (d.fp16 ? "yes" : "no") << ", cooperative matrix " << (d.cooperative_matrix ? "yes" : "no")
+              << ", push descriptors " << (d.push_descriptors ? "yes" : "no") << "\n";
+  }
+#else
+  std::cout << "vulkan:        not built (SPARO_VULKAN=OFF)\n";
+#endif
+}
+
 }  // namespace
 
 void add_info_command(CLI::App& app) {
@@ -78,6 +108,7 @@ void add_info_command(CLI::App& app) {
               << "cpu features:  " << simd_features() << "\n"
               << "compiled for:  " << build_flags() << "\n"
               << "gemm kernel:   " << cpu::sgemm_kernel_name() << "\n";
+    print_vulkan_devices();
   });
 }
 

@@ -255,9 +255,21 @@ void CpuBackend::copy(const Tensor& src, Tensor& dst, const CopyPlan& plan) {
 Backend& backend_for(Device device) {
   static cpu::CpuBackend cpu_backend;
   if (device.kind == Device::Kind::cpu) return cpu_backend;
-  throw Error("device " + device.str() + ": this build has no Vulkan backend (compiled backends: cpu)");
+#if defined(SPARO_HAVE_VULKAN)
+  throw Error("device " + device.str() +
+              ": the Vulkan backend's kernels are not implemented yet (this build lists Vulkan devices in "
+              "'sparo info' only); use the cpu device");
+#else
+  throw Error("device " + device.str() + ": this build has no Vulkan backend (configured with SPARO_VULKAN=OFF)");
+#endif
 }
 
-std::vector<std::string> compiled_backends() { return {"cpu"}; }
+std::vector<std::string> compiled_backends() {
+#if defined(SPARO_HAVE_VULKAN)
+  return {"cpu", "vulkan (device discovery only)"};
+#else
+  return {"cpu"};
+#endif
+}
 
 }  // namespace sparo
