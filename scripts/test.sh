@@ -9,5 +9,6 @@ for flavour in release sanitize; do
   dir=build; [[ $flavour == sanitize ]] && dir=build-asan
   echo "=== $flavour tests ==="
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LSAN_OPTIONS=suppressions="$PWD/tests/lsan_suppressions.txt" \
     ctest --test-dir "$dir" --output-on-failure -j "$(nproc)"
 done
