@@ -8,20 +8,10 @@
 #include "engine/ops.h"
 #include "engine/safetensors.h"
 
+#include "tests/expect_error.h"
+
 namespace sparo {
 namespace {
-
-// Asserts that `fn` throws sparo::Error whose message contains every fragment.
-template <typename F>
-void expect_error(F fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an error containing \"" << *fragments.begin() << "\"";
-  } catch (const Error& e) {
-    for (const std::string& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << "message: " << e.what() << "\nmissing: " << f;
-  }
-}
 
 TEST(Tensor, CreationFillsValues) {
   EXPECT_EQ(Tensor::zeros({2, 3}).to_float_vector(), std::vector<float>(6, 0.0f));

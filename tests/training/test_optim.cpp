@@ -16,23 +16,13 @@
 #include "training/optimizer.h"
 #include "training/schedule.h"
 
+#include "tests/expect_error.h"
+
 namespace sparo {
 namespace {
 
 using json = nlohmann::json;
 using Named = std::vector<std::pair<std::string, Tensor>>;
-
-// Asserts that `fn` throws sparo::Error whose message contains every fragment.
-template <typename F>
-void expect_error(F fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an error containing \"" << *fragments.begin() << "\"";
-  } catch (const Error& e) {
-    for (const std::string& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << "message: " << e.what() << "\nmissing: " << f;
-  }
-}
 
 const json& fixture() {
   static const json j = [] {

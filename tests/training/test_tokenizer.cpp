@@ -24,23 +24,13 @@
 #include "engine/tensor.h"
 #include "training/tokenizer.h"
 
+#include "tests/expect_error.h"
+
 namespace sparo {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-// Asserts that `fn` throws sparo::Error whose message contains every fragment.
-template <typename F>
-void expect_error(F fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an error containing \"" << *fragments.begin() << "\"";
-  } catch (const Error& e) {
-    for (const std::string& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << "message: " << e.what() << "\nmissing: " << f;
-  }
-}
 
 std::string test_data_dir() {
   const char* env = std::getenv("SPARO_TEST_DATA");
