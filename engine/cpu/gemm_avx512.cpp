@@ -2,23 +2,30 @@
 //
 // Only the functions marked SPARO_AVX512 contain AVX-512 instructions; they are compiled
 // for that target whatever the project's -march is, and sgemm() (gemm.cpp) calls into this
-// file only after __builtin_cpu_supports("avx512f") said yes. Nothing in here that is
-// compiled for AVX-512 instantiates a template from a header (those would be shared with
-// other translation units under the ODR and could leak AVX-512 code onto older CPUs).
+// file only after __builtin_cpu_supports("avx512f") said yes. The AVX-512 functions use no
+// header templates that would be instantiated for that target (such instantiations are
+// shared with other translation units under the ODR and could put AVX-512 code on a CPU
+// without it); the driver (blocking, threading, buffers) is ordinary code.
 //
-// Loop structure (per call), with C[M,N] += op(A)[M,K] · op(B)[K,N]:
+// Loop structure, for C[M,N] (+)= op(A)[M,K] · op(B)[K,N]:
 //
-//   for jc in N step NC                      B block lives in L3 (shared by all threads)
+//   for jc in N step NC                      packed B block, in L3, shared by all threads
 //     for pc in K step KC                    KC depends on K only -> bitwise reproducible
-//       pack op(B)[pc:pc+kc, jc:jc+nc]       into NR-wide k-major panels (parallel)
-//       parallel over tiles (rows i0..i1) x (cols n0..n1) of this block:
-//         pack op(A)[i0:i1, pc:pc+kc]        into MR-tall k-major panels (per task, L2)
-//         for jr in n0..n1 step NR           B micro-panel stays in L1
-//           for ir in i0..i1 step MR         A micro-panels stream from L2
-//             micro-kernel MR x NR           24 zmm accumulators, masked edge stores
+//       pack op(B)[pc:+kc, jc:+nc]           NR-wide k-major panels (parallel over panels;
+//                                            with one row chunk, inside the tile tasks)
+//       parallel over tiles (rows i0..i1) x (cols n0..n1) of the block:
+//         for is in i0..i1 step MC
+//           pack op(A)[is:+mc, pc:+kc]       MR-tall k-major panels (per task, L2)
+//           for jb in n0..n1 step NB         B sub-block (kc x NB) stays in L2
+//             for ir in is..is+mc step MR    A micro-panel (kc x MR) stays in L1
+//               for jr in jb..jb+NB step NR  B micro-panels stream from L2
+//                 micro-kernel MR x NR       24 zmm accumulators, masked edge stores
 //
 // Every element of C is produced by the same chain of FMAs (k in order, block by block of
-// KC) whatever the tiling along M and N, so the result does not depend on thread count.
+// KC) whatever the tiling along M and N, so the result does not depend on the thread count.
+//
+// Parameters, measured on this project's Zen 4 machine (2 cores, L1d 32 KiB, L2 1 MiB,
+// L3 32 MiB; peak 112 GFLOP/s per core): see the tuning notes next to the constants.
 #include <immintrin.h>
 
 #include <oneapi/tbb/global_control.h>
@@ -40,7 +47,20 @@ namespace sparo::cpu::detail {
 
 namespace {
 
-// ---- blocking parameters (measured on Zen 4, see bench/gemm.cpp and the notes in the PR) ----
+// ---- blocking parameters ------------------------------------------------------------------
+// Chosen by measurement on the project's machine (GFLOP/s, best of interleaved rounds of
+// medians, 1 thread unless noted; "mean" = mean over the 7 bench_gemm shapes):
+//  - register block: alone in L1, 12x32 and 16x16 run at 112 (= peak), 6x64 and 8x48 at
+//    109, 14x32 at 106; as whole GEMMs (mean) 12x32 106.5, 14x32 105.5, 16x16 105.4,
+//    6x64 104.4, 8x48 103.9. 12x32 uses 24 accumulators + 2 B vectors + 1 A broadcast.
+//  - loop order: A micro-panel in L1 with B micro-panels streaming from L2 (below) beat the
+//    classic B-micro-panel-in-L1 order: mean 106.5 vs 105.4, 2 threads 207.9 vs 204.4.
+//  - KC 384 (A micro-panel 18 KiB): KC 256 / 384 / 512 gave mean 106.0 / 106.5 / 106.7 and
+//    96.7 / 103.1 / 101.8 on 8320x768x192 (fewer passes over C); 2 threads 205 / 208 / 208.
+//  - MC 72 / 144 / 240 / 384: 106.8 / 106.4 / 105.8 / 105.7 (noise level); NB 512 vs
+//    unlimited: no measurable difference up to N = 2048, kept so wide N stays in L2.
+//  - prefetching the C tile at kernel entry: +8-12 % with the classic order, +1 % now.
+// The overrides exist for re-tuning on another machine: -DSPARO_GEMM_KC=... etc.
 #ifndef SPARO_GEMM_MR
 #define SPARO_GEMM_MR 12
 #endif
@@ -48,16 +68,13 @@ namespace {
 #define SPARO_GEMM_NV 2
 #endif
 #ifndef SPARO_GEMM_KC
-#define SPARO_GEMM_KC 256
+#define SPARO_GEMM_KC 384
 #endif
 #ifndef SPARO_GEMM_MC
 #define SPARO_GEMM_MC 144
 #endif
-#ifndef SPARO_GEMM_ORDER
-#define SPARO_GEMM_ORDER 0
-#endif
-#ifndef SPARO_GEMM_PFC
-#define SPARO_GEMM_PFC 1
+#ifndef SPARO_GEMM_NB
+#define SPARO_GEMM_NB 512
 #endif
 #ifndef SPARO_GEMM_NC
 #define SPARO_GEMM_NC 4096
@@ -68,12 +85,21 @@ constexpr int kNV = SPARO_GEMM_NV;       // zmm vectors per row of the register 
 constexpr int kNR = 16 * kNV;            // columns of the register block
 constexpr int64_t kKC = SPARO_GEMM_KC;   // depth of a packed block
 constexpr int64_t kMC = SPARO_GEMM_MC;   // rows of a packed A block (multiple of kMR)
+constexpr int64_t kNB = SPARO_GEMM_NB;   // columns of B swept per A micro-panel (L2)
 constexpr int64_t kNC = SPARO_GEMM_NC;   // columns of a packed B block (multiple of kNR)
 static_assert(kMR >= 1 && kMR <= 16, "A panels are packed with one 16x16 transpose");
-static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks must hold whole panels");
+static_assert(kMC % kMR == 0 && kNB % kNR == 0 && kNC % kNR == 0,
+              "blocks must hold whole panels");
 
-// Below this many multiply-adds the call runs on the calling thread (no task overhead).
-constexpr double kInlineMacs = 96.0 * 96.0 * 96.0;
+// Column split threshold for the packed A block (rows x kc), see run().
+constexpr double kSplitColumnsBelow = 2e5;
+// A packed B block (kc x nc) at least this big is packed by several tasks: 186 vs 149
+// GFLOP/s at 256^3 on 2 threads (row split).
+constexpr double kParallelPackB = 32768.0;
+
+// Below this many multiply-adds the call runs on the calling thread (no task overhead):
+// measured on 2 threads, 64^3 broke even and 96^3 gained 20 %.
+constexpr double kInlineMacs = 64.0 * 64.0 * 64.0;
 
 // ------------------------------------------------------------------------------------------
 // Shuffle helpers. The plain intrinsics pass _mm512_undefined_ps() as the merge source,
@@ -148,47 +174,55 @@ SPARO_AVX512 void pack_transposed(const float* src, int64_t ld, int rows, int64_
   }
 }
 
-// Pack rows that are already k-major: dst[k*width + c] = src[k*ld + c] for c < cols
-// (cols <= width), zero for cols <= c < width.
-SPARO_AVX512 void pack_direct(const float* src, int64_t ld, int cols, int64_t kc, float* dst,
+// Pack an operand that is already k-major into consecutive panels of `width` columns:
+// panel q holds dst[q*width*kc + k*width + c] = src[k*ld + q*width + c] for
+// q*width + c < cols, zeros past that. Each source row is read from start to end once
+// (sequential streams prefetch well; reading panel by panel would stride over the rows).
+SPARO_AVX512 void pack_direct(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst,
                               int width) {
-  for (int c0 = 0; c0 < width; c0 += 16) {
-    const __mmask16 load_mask = lane_mask(std::max(0, cols - c0));
-    const __mmask16 store_mask = lane_mask(width - c0);
-    const float* s = src + c0;
-    float* d = dst + c0;
-    for (int64_t k = 0; k < kc; ++k)
-      _mm512_mask_storeu_ps(d + k * width, store_mask, _mm512_maskz_loadu_ps(load_mask, s + k * ld));
+  const int64_t panels = (cols + width - 1) / width;
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* s = src + k * ld;
+    float* d = dst + k * width;
+    for (int64_t q = 0; q < panels; ++q) {
+      const int64_t left = cols - q * width;
+      for (int c0 = 0; c0 < width; c0 += 16) {
+        const __mmask16 load_mask = lane_mask(std::max<int64_t>(0, std::min<int64_t>(left, width) - c0));
+        const __mmask16 store_mask = lane_mask(width - c0);
+        _mm512_mask_storeu_ps(d + q * width * kc + c0, store_mask,
+                              _mm512_maskz_loadu_ps(load_mask, s + q * width + c0));
+      }
+    }
   }
 }
 
 // op(A)[i0:i0+mc, p0:p0+kc] -> ceil(mc/MR) panels of kc*MR floats.
 SPARO_AVX512 void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc,
                          int64_t p0, int64_t kc, float* dst) {
-  for (int64_t ip = 0; ip < mc; ip += kMR) {
+  if (trans) {  // A stored [K,M]: k-major already
+    pack_direct(A + p0 * lda + i0, lda, mc, kc, dst, kMR);
+    return;
+  }
+  for (int64_t ip = 0; ip < mc; ip += kMR) {  // A[M,K]: row i contiguous along k
     const int rows = int(std::min<int64_t>(kMR, mc - ip));
-    float* d = dst + ip * kc;
-    if (!trans)  // A[M,K]: row i contiguous along k
-      pack_transposed(A + (i0 + ip) * lda + p0, lda, rows, kc, d, kMR, 0);
-    else  // A stored [K,M]: k-major already
-      pack_direct(A + p0 * lda + i0 + ip, lda, rows, kc, d, kMR);
+    pack_transposed(A + (i0 + ip) * lda + p0, lda, rows, kc, dst + ip * kc, kMR, 0);
   }
 }
 
 // op(B)[p0:p0+kc, j0:j0+nc] -> ceil(nc/NR) panels of kc*NR floats, panels [jp0, jp1).
 SPARO_AVX512 void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc,
                          int64_t j0, int64_t nc, int64_t jp0, int64_t jp1, float* dst) {
-  for (int64_t jp = jp0; jp < jp1; ++jp) {
+  if (!trans) {  // B[K,N]: k-major already
+    const int64_t j = jp0 * kNR;
+    pack_direct(B + p0 * ldb + j0 + j, ldb, std::min(nc, jp1 * kNR) - j, kc, dst + j * kc, kNR);
+    return;
+  }
+  for (int64_t jp = jp0; jp < jp1; ++jp) {  // B stored [N,K]: op(B) column contiguous along k
     const int64_t j = jp * kNR;
     const int cols = int(std::min<int64_t>(kNR, nc - j));
-    float* d = dst + j * kc;
-    if (!trans) {  // B[K,N]: k-major already
-      pack_direct(B + p0 * ldb + j0 + j, ldb, cols, kc, d, kNR);
-    } else {  // B stored [N,K]: column j of op(B) contiguous along k
-      for (int c0 = 0; c0 < kNR; c0 += 16)
-        pack_transposed(B + (j0 + j + c0) * ldb + p0, ldb, std::max(0, std::min(16, cols - c0)),
-                        kc, d, kNR, c0);
-    }
+    for (int c0 = 0; c0 < kNR; c0 += 16)
+      pack_transposed(B + (j0 + j + c0) * ldb + p0, ldb, std::max(0, std::min(16, cols - c0)), kc,
+                      dst + j * kc, kNR, c0);
   }
 }
 
@@ -198,15 +232,13 @@ template <int ROWS, int NV>
 SPARO_AVX512 void micro_kernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bp,
                                float* __restrict C, int64_t ldc, int cols, bool beta) {
   __m512 acc[ROWS][NV];
-#if SPARO_GEMM_PFC
   // Fetch the C tile (for writing) while the k loop runs: it is touched only at the end,
-  // and with large ldc its rows are far apart and usually not in cache.
+  // its rows are ldc apart and usually not in cache. (Prefetches never fault.)
 #pragma GCC unroll 16
   for (int r = 0; r < ROWS; ++r) {
     __builtin_prefetch(C + r * ldc, 1, 3);
     __builtin_prefetch(C + r * ldc + 16 * NV - 1, 1, 3);
   }
-#endif
 #pragma GCC unroll 16
   for (int r = 0; r < ROWS; ++r)
 #pragma GCC unroll 4
@@ -266,26 +298,19 @@ constexpr KernelTable kKernels{};
 // C tile block: rows [0, mc) x cols [n0, n1) of the current (jc, pc) block.
 void macro_kernel(int64_t mc, int64_t n0, int64_t n1, int64_t kc, const float* Ablock,
                   const float* Bblock, float* C, int64_t ldc, bool beta) {
-#if SPARO_GEMM_ORDER == 0
-  for (int64_t j = n0; j < n1; j += kNR) {
-    const int cols = int(std::min<int64_t>(kNR, n1 - j));
-    const int nv = (cols + 15) / 16;
-    const float* Bp = Bblock + j * kc;
+  for (int64_t jb = n0; jb < n1; jb += kNB) {
+    const int64_t jb1 = std::min(n1, jb + kNB);
     for (int64_t i = 0; i < mc; i += kMR) {
       const int rows = int(std::min<int64_t>(kMR, mc - i));
-      kKernels.fn[nv - 1][rows - 1](kc, Ablock + i * kc, Bp, C + i * ldc + j, ldc, cols, beta);
+      const float* Ap = Ablock + i * kc;
+      float* Crow = C + i * ldc;
+      for (int64_t j = jb; j < jb1; j += kNR) {
+        const int cols = int(std::min<int64_t>(kNR, jb1 - j));
+        kKernels.fn[(cols + 15) / 16 - 1][rows - 1](kc, Ap, Bblock + j * kc, Crow + j, ldc, cols,
+                                                   beta);
+      }
     }
   }
-#else
-  for (int64_t i = 0; i < mc; i += kMR) {
-    const int rows = int(std::min<int64_t>(kMR, mc - i));
-    for (int64_t j = n0; j < n1; j += kNR) {
-      const int cols = int(std::min<int64_t>(kNR, n1 - j));
-      const int nv = (cols + 15) / 16;
-      kKernels.fn[nv - 1][rows - 1](kc, Ablock + i * kc, Bblock + j * kc, C + i * ldc + j, ldc, cols, beta);
-    }
-  }
-#endif
 }
 
 // ------------------------------------------------------------------------------------------
@@ -346,9 +371,22 @@ void run(const Problem& p, int threads, float* Bbuf) {
     const int64_t n_panels = ceil_div(nc, kNR);
 
     // Task grid over this block: mt row chunks x nt column chunks.
+    //  - The packed A block is small (M x kc below kSplitColumnsBelow, M <= 2 nc): split
+    //    the columns, one chunk per thread. Each task packs all of A (cheap) and its own B
+    //    panels: one fork-join per K block instead of two (pack B, then compute), and equal
+    //    chunks. On 2 threads: 128^3 170 vs 130 GFLOP/s, 192^3 190 vs 178, 256^3 197 vs
+    //    191; without the M <= 2 nc condition 4096x16x64 fell from 165 to 99.
+    //  - Otherwise split the rows into a multiple of `threads` chunks (2x more chunks lost
+    //    14 % at 192^3..256^3); the tasks share the B block packed beforehand. Splitting
+    //    columns there lost up to 10 % on the 8320-row shapes (every task re-packs A).
+    //  - Few row panels but A too large for the first rule: columns too.
     int64_t mt = ceil_div(p.M, kMC), nt = 1;
     if (threads > 1) {
-      if (m_panels >= 4 * threads) {
+      if (double(p.M) * double(kc_step) < kSplitColumnsBelow && p.M <= 2 * nc &&
+          n_panels >= threads) {
+        mt = 1;
+        nt = threads;
+      } else if (m_panels >= 4 * threads) {
         mt = std::min(m_panels, ceil_div(std::max<int64_t>(mt, threads), threads) * threads);
       } else {
         nt = std::min(n_panels, ceil_div(2 * threads, mt));
@@ -358,13 +396,16 @@ void run(const Problem& p, int threads, float* Bbuf) {
     mt = ceil_div(m_panels, panels_per_mt);
     const int64_t panels_per_nt = ceil_div(n_panels, nt);
     nt = ceil_div(n_panels, panels_per_nt);
+    // With a single row chunk every B panel is used by one task only: that task packs it.
+    const bool own_b = mt == 1;
 
     for (int64_t pc = 0; pc < p.K; pc += kc_step) {
       const int64_t kc = std::min(kc_step, p.K - pc);
       const bool beta = p.accumulate || pc > 0;
 
-      // Pack B block (shared).
-      const int64_t pack_tasks = threads > 1 && double(kc) * double(nc) >= 32768.0
+      // Pack the B block (shared by the row chunks), in parallel when it is big enough.
+      const int64_t pack_tasks = own_b ? 0
+                                 : threads > 1 && double(kc) * double(nc) >= kParallelPackB
                                      ? std::min<int64_t>(n_panels, 2 * threads)
                                      : 1;
       auto pack = [&](int64_t t) {
@@ -373,7 +414,7 @@ void run(const Problem& p, int threads, float* Bbuf) {
       };
       if (pack_tasks == 1) {
         pack(0);
-      } else {
+      } else if (pack_tasks > 1) {
         tbb::parallel_for(int64_t(0), pack_tasks, [&](int64_t t) { pack(t); },
                           tbb::simple_partitioner{});
       }
@@ -385,7 +426,8 @@ void run(const Problem& p, int threads, float* Bbuf) {
         const int64_t n0 = tj * panels_per_nt * kNR;
         const int64_t n1 = std::min(nc, n0 + panels_per_nt * kNR);
         if (i0 >= i1 || n0 >= n1) return;
-        float* Abuf = tls_a.get(size_t(ceil_div(i1 - i0, kMR) * kMR * kc));
+        if (own_b) pack_b(p.tb, p.B, p.ldb, pc, kc, jc, nc, n0 / kNR, ceil_div(n1, kNR), Bbuf);
+        float* Abuf = tls_a.get(size_t(ceil_div(std::min(kMC, i1 - i0), kMR) * kMR * kc));
         // Rows are processed in slices of at most kMC so the packed A slice stays in L2.
         for (int64_t is = i0; is < i1; is += kMC) {
           const int64_t mc = std::min(kMC, i1 - is);

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -10,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -193,15 +197,68 @@ TEST(Gemm, EmptyMOrNIsNoOp) {
   EXPECT_EQ(c, 42.0f);
 }
 
+// `n` floats whose last element is immediately followed by an inaccessible page, so any
+// read past the end of an operand faults (masked-off vector lanes do not).
+class GuardedFloats {
+ public:
+  explicit GuardedFloats(size_t n) {
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    const size_t bytes = n * sizeof(float);
+    const size_t data_pages = (bytes + page - 1) / page;
+    total_ = (data_pages + 1) * page;
+    void* p = mmap(nullptr, total_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    base_ = static_cast<char*>(p);
+    if (mprotect(base_ + data_pages * page, page, PROT_NONE) != 0) throw std::bad_alloc();
+    data_ = reinterpret_cast<float*>(base_ + data_pages * page - bytes);
+  }
+  ~GuardedFloats() { munmap(base_, total_); }
+  GuardedFloats(const GuardedFloats&) = delete;
+  GuardedFloats& operator=(const GuardedFloats&) = delete;
+  float* data() { return data_; }
+
+ private:
+  char* base_ = nullptr;
+  size_t total_ = 0;
+  float* data_ = nullptr;
+};
+
+// Operands packed tight (ld = row length) and ending exactly at a guard page: no packing
+// or edge path may read (or, for C, write) beyond the last element.
+TEST(Gemm, NoAccessPastTheEnd) {
+  const int64_t shapes[][3] = {{1, 1, 1},  {13, 37, 29}, {31, 17, 3},
+                               {5, 100, 40}, {12, 32, 16}, {40, 70, 400}};
+  for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen)})
+    for (int t = 0; t < 4; ++t)
+      for (const auto& s : shapes) {
+        const bool ta = t & 1, tb = t & 2;
+        const int64_t M = s[0], N = s[1], K = s[2];
+        SCOPED_TRACE(::testing::Message() << "ta=" << ta << " tb=" << tb << " " << M << "x" << N
+                                          << "x" << K);
+        Operands o = make(ta, tb, M, N, K, 0, 11);
+        GuardedFloats A(o.A.size()), B(o.B.size()), C(o.C.size());
+        std::memcpy(A.data(), o.A.data(), o.A.size() * sizeof(float));
+        std::memcpy(B.data(), o.B.data(), o.B.size() * sizeof(float));
+        std::memcpy(C.data(), o.C.data(), o.C.size() * sizeof(float));
+        fn(ta, tb, M, N, K, A.data(), o.lda, B.data(), o.ldb, C.data(), o.ldc, true);
+        // Same call on ordinary memory must give the same bits.
+        fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, true);
+        EXPECT_EQ(std::memcmp(C.data(), o.C.data(), o.C.size() * sizeof(float)), 0);
+      }
+}
+
 // The split over tasks is along M and N only, so any thread count gives the same bits.
 TEST(Gemm, BitwiseIdenticalAcrossThreadCounts) {
   struct Case {
     bool ta, tb;
     int64_t M, N, K;
   };
+  // Between them these take every way of dividing the work: columns split (one task per
+  // thread, each packing its own B), rows split with B packed by one or several tasks,
+  // several K blocks, thin and wide operands.
   const Case cases[] = {{false, false, 257, 300, 700}, {true, false, 520, 96, 129},
                         {false, true, 16, 1000, 300},  {true, true, 129, 257, 33},
-                        {false, false, 2000, 64, 64}};
+                        {false, false, 2000, 64, 64},  {false, true, 600, 200, 800}};
   for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen)}) {
     for (const Case& c : cases) {
       SCOPED_TRACE(::testing::Message() << c.M << "x" << c.N << "x" << c.K);
@@ -224,6 +281,33 @@ TEST(Gemm, BitwiseIdenticalAcrossThreadCounts) {
       EXPECT_EQ(std::memcmp(results[2].data(), C1.data(), C1.size() * sizeof(float)), 0);
     }
   }
+}
+
+// Batched use (as in the matmul kernel): sgemm called from inside parallel tasks, itself
+// running parallel tasks, must give the same bits as the same calls made one by one.
+TEST(Gemm, NestedInsideParallelTasks) {
+  const int batch = 6;
+  const int64_t M = 150, N = 170, K = 200;  // large enough for sgemm to split the work
+  std::vector<Operands> ops;
+  for (int b = 0; b < batch; ++b) ops.push_back(make(b % 2, b % 3 == 0, M, N, K, 1, 100 + b));
+  std::vector<std::vector<float>> serial(batch), nested(batch);
+  for (int b = 0; b < batch; ++b) {
+    Operands& o = ops[size_t(b)];
+    serial[size_t(b)] = o.C;
+    sgemm(o.ta, o.tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, serial[size_t(b)].data(),
+          o.ldc, b % 2 == 1);
+    nested[size_t(b)] = o.C;
+  }
+  tbb::parallel_for(0, batch, [&](int b) {
+    Operands& o = ops[size_t(b)];
+    sgemm(o.ta, o.tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, nested[size_t(b)].data(),
+          o.ldc, b % 2 == 1);
+  });
+  for (int b = 0; b < batch; ++b)
+    EXPECT_EQ(std::memcmp(serial[size_t(b)].data(), nested[size_t(b)].data(),
+                          serial[size_t(b)].size() * sizeof(float)),
+              0)
+        << "batch entry " << b;
 }
 
 }  // namespace
