@@ -4,7 +4,6 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "engine/backend.h"
 #include "models/clip.h"
 #include "training/image.h"
 #include "training/tokenizer.h"
@@ -44,7 +43,9 @@ void run(const EmbedOptions& o) {
     NoGradGuard no_grad;
     load_state_dict(model, load_safetensors(o.checkpoint, Device::cpu()), model.aliases(), o.checkpoint);
   }
-  if (device != Device::cpu()) backend_for(device);  // a clear error when the device is not available
+  if (device != Device::cpu())
+    throw Error("embed: --device " + o.device + ": models run on the cpu device only for now (the Vulkan backend "
+                "has only its first kernels)");
   model.set_training(false);
   NoGradGuard no_grad;
   NamedTensors out;

@@ -11,6 +11,11 @@
 #include <unistd.h>
 
 #include "engine/random.h"
+#if defined(SPARO_HAVE_VULKAN)
+#include <map>
+
+#include "engine/vulkan/vulkan_backend.h"
+#endif
 
 namespace sparo {
 
@@ -256,9 +261,14 @@ Backend& backend_for(Device device) {
   static cpu::CpuBackend cpu_backend;
   if (device.kind == Device::Kind::cpu) return cpu_backend;
 #if defined(SPARO_HAVE_VULKAN)
-  throw Error("device " + device.str() +
-              ": the Vulkan backend's kernels are not implemented yet (this build lists Vulkan devices in "
-              "'sparo info' only); use the cpu device");
+  // One backend per Vulkan device, created on first use and kept for the whole process
+  // (tensors may outlive any scope that could own it).
+  static std::mutex vulkan_mutex;
+  static auto* vulkan_backends = new std::map<int, vk::VulkanBackend*>();  // never destroyed, like the backends
+  std::lock_guard<std::mutex> lock(vulkan_mutex);
+  auto it = vulkan_backends->find(device.index);
+  if (it == vulkan_backends->end()) it = vulkan_backends->emplace(device.index, new vk::VulkanBackend(device.index)).first;
+  return *it->second;
 #else
   throw Error("device " + device.str() + ": this build has no Vulkan backend (configured with SPARO_VULKAN=OFF)");
 #endif
@@ -266,7 +276,7 @@ Backend& backend_for(Device device) {
 
 std::vector<std::string> compiled_backends() {
 #if defined(SPARO_HAVE_VULKAN)
-  return {"cpu", "vulkan (device discovery only)"};
+  return {"cpu", "vulkan (in progress: fill and unary kernels)"};
 #else
   return {"cpu"};
 #endif

@@ -1,0 +1,354 @@
+#include "engine/vulkan/vulkan_backend.h"
+
+#include <bit>
+#include <cstring>
+
+#include "engine/vulkan/shaders.h"
+
+namespace sparo::vk {
+
+namespace {
+constexpr int kMaxRecorded = 256;   // dispatches per command buffer before a submit
+constexpr uint32_t kWorkgroup = 256;  // local_size_x of every shader (shaders/common.glsl)
+
+size_t bucket(size_t bytes) {  // as the CPU cache: 1/8 power-of-two steps, at least 256 bytes
+  if (bytes <= 256) return 256;
+  size_t pow2 = 1;
+  while (pow2 < bytes) pow2 <<= 1;
+  const size_t step = pow2 / 8;
+  return (bytes + step - 1) / step * step;
+}
+
+VkBuffer buffer_of(const Tensor& t) { return static_cast<const VulkanStorage&>(t.storage()).block().buffer; }
+}  // namespace
+
+VulkanStorage::~VulkanStorage() { owner_.release(block_); }
+
+VulkanBackend::VulkanBackend(int device_index) : index_(device_index), context_(std::make_unique<Context>(device_index)) {
+  const Api& a = api();
+  VkDevice dev = context_->device();
+  // Host-visible, coherent memory: uploads and downloads are plain copies.
+  VkPhysicalDeviceMemoryProperties mem{};
+  api().vkGetPhysicalDeviceMemoryProperties(context_->physical_device(), &mem);
+  const VkMemoryPropertyFlags want = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+  memory_type_ = UINT32_MAX;
+  for (uint32_t i = 0; i < mem.memoryTypeCount && memory_type_ == UINT32_MAX; ++i)
+    if ((mem.memoryTypes[i].propertyFlags & want) == want) memory_type_ = i;
+  if (memory_type_ == UINT32_MAX) throw Error("vulkan: device " + context_->info().name + " has no host-visible memory");
+
+  VkCommandPoolCreateInfo pci{};
+  pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
+  pci.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  pci.queueFamilyIndex = context_->queue_family();
+  check(a.vkCreateCommandPool(dev, &pci, nullptr, &pool_), "vkCreateCommandPool");
+  VkCommandBufferAllocateInfo cai{};
+  cai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+  cai.commandPool = pool_;
+  cai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  cai.commandBufferCount = 1;
+  check(a.vkAllocateCommandBuffers(dev, &cai, &cmd_), "vkAllocateCommandBuffers");
+  VkFenceCreateInfo fci{};
+  fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+  check(a.vkCreateFence(dev, &fci, nullptr, &fence_), "vkCreateFence");
+}
+
+VulkanBackend::~VulkanBackend() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (recording_) submit_and_wait();
+  const Api& a = api();
+  VkDevice dev = context_->device();
+  empty_cache();
+  for (auto& [name, p] : pipelines_) {
+    a.vkDestroyPipeline(dev, p.pipeline, nullptr);
+    a.vkDestroyPipelineLayout(dev, p.layout, nullptr);
+    a.vkDestroyDescriptorSetLayout(dev, p.set_layout, nullptr);
+  }
+  a.vkDestroyFence(dev, fence_, nullptr);
+  a.vkDestroyCommandPool(dev, pool_, nullptr);
+}
+
+// ---- memory ---------------------------------------------------------------------------
+
+std::shared_ptr<Storage> VulkanBackend::allocate(size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  const size_t size = bucket(bytes);
+  if (size > context_->info().max_storage_buffer_range)
+    throw Error("vulkan: a tensor of " + std::to_string(bytes) + " bytes exceeds the device's maxStorageBufferRange (" +
+                std::to_string(context_->info().max_storage_buffer_range) + " bytes)");
+  Block block;
+  auto it = free_.find(size);
+  if (it != free_.end() && !it->second.empty()) {
+    block = it->second.back();
+    it->second.pop_back();
+    cached_ -= size;
+  } else {
+    const Api& a = api();
+    VkDevice dev = context_->device();
+    VkBufferCreateInfo bci{};
+    bci.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
+    bci.size = size;
+    bci.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+    bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+    check(a.vkCreateBuffer(dev, &bci, nullptr, &block.buffer), "vkCreateBuffer");
+    VkMemoryRequirements req{};
+    a.vkGetBufferMemoryRequirements(dev, block.buffer, &req);
+    VkMemoryAllocateInfo mai{};
+    mai.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+    mai.allocationSize = req.size;
+    mai.memoryTypeIndex = memory_type_;
+    const VkResult r = a.vkAllocateMemory(dev, &mai, nullptr, &block.memory);
+    if (r != VK_SUCCESS) {
+      a.vkDestroyBuffer(dev, block.buffer, nullptr);
+      throw Error("vulkan: out of device memory allocating " + std::to_string(size) + " bytes (" +
+                  std::to_string(in_use_ >> 20) + " MiB in use, " + std::to_string(cached_ >> 20) + " MiB cached; " +
+                  result_name(r) + ")");
+    }
+    check(a.vkBindBufferMemory(dev, block.buffer, block.memory, 0), "vkBindBufferMemory");
+    check(a.vkMapMemory(dev, block.memory, 0, VK_WHOLE_SIZE, 0, &block.mapped), "vkMapMemory");
+    block.capacity = size;
+  }
+  in_use_ += size;
+  peak_ = std::max(peak_, in_use_);
+  return std::make_shared<VulkanStorage>(*this, device(), bytes, block);
+}
+
+void VulkanBackend::release(const Block& block) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  in_use_ -= block.capacity;
+  free_[block.capacity].push_back(block);
+  cached_ += block.capacity;
+}
+
+void VulkanBackend::empty_cache() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  const Api& a = api();
+  for (auto& [size, blocks] : free_)
+    for (const Block& b : blocks) {
+      a.vkUnmapMemory(context_->device(), b.memory);
+      a.vkDestroyBuffer(context_->device(), b.buffer, nullptr);
+      a.vkFreeMemory(context_->device(), b.memory, nullptr);
+    }
+  free_.clear();
+  cached_ = 0;
+}
+
+MemoryStats VulkanBackend::memory_stats() const {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  return {in_use_, cached_, peak_};
+}
+
+void VulkanBackend::reset_peak_memory() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  peak_ = in_use_;
+}
+
+void VulkanBackend::upload(Storage& dst, size_t offset, const void* src, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (offset + bytes > dst.bytes()) throw Error("vulkan upload: range past the end of the storage");
+  if (recording_) submit_and_wait();  // pending dispatches may still read or write this buffer
+  if (bytes) std::memcpy(static_cast<char*>(static_cast<VulkanStorage&>(dst).block().mapped) + offset, src, bytes);
+}
+
+void VulkanBackend::download(const Storage& src, size_t offset, void* dst, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (offset + bytes > src.bytes()) throw Error("vulkan download: range past the end of the storage");
+  if (recording_) submit_and_wait();
+  if (bytes) std::memcpy(dst, static_cast<const char*>(static_cast<const VulkanStorage&>(src).block().mapped) + offset, bytes);
+}
+
+void VulkanBackend::synchronize() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (recording_) submit_and_wait();
+}
+
+// ---- execution --------------------------------------------------------------------------
+
+const VulkanBackend::Pipeline& VulkanBackend::pipeline(const char* shader, uint32_t buffers, uint32_t push_bytes) {
+  auto found = pipelines_.find(shader);
+  if (found != pipelines_.end()) return found->second;
+  const EmbeddedShader* code = nullptr;
+  for (const EmbeddedShader& s : embedded_shaders())
+    if (std::strcmp(s.name, shader) == 0) code = &s;
+  if (!code) throw Error(std::string("vulkan: no embedded shader named ") + shader);
+  const Api& a = api();
+  VkDevice dev = context_->device();
+  Pipeline p;
+  p.buffers = buffers;
+  p.push_bytes = push_bytes;
+  std::vector<VkDescriptorSetLayoutBinding> bindings(buffers);
+  for (uint32_t i = 0; i < buffers; ++i) {
+    bindings[i] = {};
+    bindings[i].binding = i;
+    bindings[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    bindings[i].descriptorCount = 1;
+    bindings[i].stageFlags = VK_SHADER_STAGE_COMPUTE_BIT;
+  }
+  VkDescriptorSetLayoutCreateInfo dci{};
+  dci.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO;
+  dci.flags = VK_DESCRIPTOR_SET_LAYOUT_CREATE_PUSH_DESCRIPTOR_BIT_KHR;
+  dci.bindingCount = buffers;
+  dci.pBindings = bindings.data();
+  check(a.vkCreateDescriptorSetLayout(dev, &dci, nullptr, &p.set_layout), "vkCreateDescriptorSetLayout");
+  VkPushConstantRange range{VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes};
+  VkPipelineLayoutCreateInfo lci{};
+  lci.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO;
+  lci.setLayoutCount = 1;
+  lci.pSetLayouts = &p.set_layout;
+  lci.pushConstantRangeCount = push_bytes ? 1 : 0;
+  lci.pPushConstantRanges = &range;
+  check(a.vkCreatePipelineLayout(dev, &lci, nullptr, &p.layout), "vkCreatePipelineLayout");
+  VkShaderModuleCreateInfo sci{};
+  sci.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO;
+  sci.codeSize = code->words * 4;
+  sci.pCode = code->spirv;
+  VkShaderModule module = VK_NULL_HANDLE;
+  check(a.vkCreateShaderModule(dev, &sci, nullptr, &module), "vkCreateShaderModule");
+  VkComputePipelineCreateInfo cci{};
+  cci.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO;
+  cci.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
+  cci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+  cci.stage.module = module;
+  cci.stage.pName = "main";
+  cci.layout = p.layout;
+  const VkResult r = a.vkCreateComputePipelines(dev, VK_NULL_HANDLE, 1, &cci, nullptr, &p.pipeline);
+  a.vkDestroyShaderModule(dev, module, nullptr);
+  check(r, "vkCreateComputePipelines");
+  return pipelines_.emplace(shader, p).first->second;
+}
+
+void VulkanBackend::begin_recording() {
+  VkCommandBufferBeginInfo bi{};
+  bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
+  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  check(api().vkBeginCommandBuffer(cmd_, &bi), "vkBeginCommandBuffer");
+  recording_ = true;
+  recorded_ = 0;
+}
+
+void VulkanBackend::submit_and_wait() {
+  const Api& a = api();
+  check(a.vkEndCommandBuffer(cmd_), "vkEndCommandBuffer");
+  VkSubmitInfo si{};
+  si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+  si.commandBufferCount = 1;
+  si.pCommandBuffers = &cmd_;
+  check(a.vkQueueSubmit(context_->queue(), 1, &si, fence_), "vkQueueSubmit");
+  check(a.vkWaitForFences(context_->device(), 1, &fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+  check(a.vkResetFences(context_->device(), 1, &fence_), "vkResetFences");
+  check(a.vkResetCommandBuffer(cmd_, 0), "vkResetCommandBuffer");
+  recording_ = false;
+  written_.clear();
+  read_.clear();
+  std::vector<std::shared_ptr<Storage>> done;
+  done.swap(in_flight_);  // storages dropped here return their blocks to the cache
+}
+
+void VulkanBackend::dispatch(const char* shader, std::initializer_list<Binding> bindings, const void* push,
+                             uint32_t push_bytes, int64_t invocations) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  const Pipeline& p = pipeline(shader, static_cast<uint32_t>(bindings.size()), push_bytes);
+  if (!recording_) begin_recording();
+  const Api& a = api();
+  // A barrier only for a real hazard: reading or writing what an earlier dispatch wrote,
+  // or writing what it read.
+  bool hazard = false;
+  for (const Binding& b : bindings) {
+    const VkBuffer buf = buffer_of(*b.tensor);
+    hazard = hazard || written_.count(buf) || (b.written && read_.count(buf));
+  }
+  if (hazard) {
+    VkMemoryBarrier mb{};
+    mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT;
+    mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+    a.vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0,
+                           nullptr, 0, nullptr);
+    written_.clear();
+    read_.clear();
+  }
+  std::vector<VkDescriptorBufferInfo> infos;
+  std::vector<VkWriteDescriptorSet> writes;
+  infos.reserve(bindings.size());
+  uint32_t slot = 0;
+  for (const Binding& b : bindings) {
+    const VkBuffer buf = buffer_of(*b.tensor);
+    infos.push_back({buf, 0, VK_WHOLE_SIZE});
+    VkWriteDescriptorSet w{};
+    w.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
+    w.dstBinding = slot++;
+    w.descriptorCount = 1;
+    w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    w.pBufferInfo = &infos.back();
+    writes.push_back(w);
+    (b.written ? written_ : read_).insert(buf);
+    in_flight_.push_back(b.tensor->impl()->storage);
+  }
+  a.vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
+  a.vkCmdPushDescriptorSetKHR(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, static_cast<uint32_t>(writes.size()),
+                              writes.data());
+  if (push_bytes) a.vkCmdPushConstants(cmd_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
+  const int64_t groups = (invocations + kWorkgroup - 1) / kWorkgroup;
+  const uint32_t gx = static_cast<uint32_t>(std::min<int64_t>(groups, 65535));
+  const uint32_t gy = static_cast<uint32_t>((groups + gx - 1) / gx);
+  a.vkCmdDispatch(cmd_, gx, gy, 1);
+  if (++recorded_ >= kMaxRecorded) submit_and_wait();
+}
+
+[[noreturn]] void VulkanBackend::not_implemented(const char* kernel) const {
+  throw Error(std::string("vulkan: the ") + kernel +
+              " kernel is not implemented yet (the Vulkan backend is in progress); run on the cpu device");
+}
+
+// ---- kernels ----------------------------------------------------------------------------
+
+void VulkanBackend::fill(Tensor& out, double value) {
+  if (out.dtype() != DType::f32 && out.dtype() != DType::i32) not_implemented("fill (16-bit)");
+  struct { uint32_t n, bits; } push{static_cast<uint32_t>(out.numel()),
+                                    out.dtype() == DType::f32 ? std::bit_cast<uint32_t>(static_cast<float>(value))
+                                                              : static_cast<uint32_t>(static_cast<int32_t>(value))};
+  if (push.n) dispatch("fill", {{&out, true}}, &push, sizeof(push), out.numel());
+}
+
+void VulkanBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, UnaryParams p) {
+  struct { uint32_t n, op; float a, b; } push{static_cast<uint32_t>(x.numel()), static_cast<uint32_t>(op), p.a, p.b};
+  dispatch("unary", {{&x, false}, {&out, true}}, &push, sizeof(push), x.numel());
+}
+
+void VulkanBackend::arange(Tensor&, double, double) { not_implemented("arange"); }
+void VulkanBackend::random(Tensor&, RandomDist, uint64_t, uint64_t, float, float) { not_implemented("random"); }
+void VulkanBackend::cast(const Tensor&, Tensor&) { not_implemented("cast"); }
+void VulkanBackend::copy(const Tensor&, Tensor&, const CopyPlan&) { not_implemented("copy"); }
+void VulkanBackend::unary_backward(UnaryOp, const Tensor&, const Tensor&, Tensor&, UnaryParams) {
+  not_implemented("unary_backward");
+}
+void VulkanBackend::binary(BinaryOp, const Tensor&, const Tensor&, Tensor&, const ElementwisePlan&) {
+  not_implemented("binary");
+}
+void VulkanBackend::where(const Tensor&, const Tensor&, const Tensor&, Tensor&, const ElementwisePlan&) {
+  not_implemented("where");
+}
+void VulkanBackend::reduce(ReduceOp, const Tensor&, Tensor&, int64_t, int64_t, int64_t) { not_implemented("reduce"); }
+void VulkanBackend::matmul(const Tensor&, const Tensor&, Tensor&, const MatmulDesc&) { not_implemented("matmul"); }
+void VulkanBackend::softmax(const Tensor&, const Tensor&, const ElementwisePlan&, Tensor&, int64_t, int64_t, bool) {
+  not_implemented("softmax");
+}
+void VulkanBackend::softmax_backward(const Tensor&, const Tensor&, Tensor&, int64_t, int64_t, bool) {
+  not_implemented("softmax_backward");
+}
+void VulkanBackend::layer_norm(const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, Tensor&, int64_t, int64_t,
+                               float) {
+  not_implemented("layer_norm");
+}
+void VulkanBackend::layer_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&,
+                                        Tensor&, Tensor&, int64_t, int64_t) {
+  not_implemented("layer_norm_backward");
+}
+void VulkanBackend::gather(const Tensor&, const Tensor&, Tensor&, int64_t, int64_t, int64_t) { not_implemented("gather"); }
+void VulkanBackend::scatter_add(const Tensor&, const Tensor&, Tensor&, int64_t, int64_t, int64_t) {
+  not_implemented("scatter_add");
+}
+void VulkanBackend::one_hot(const Tensor&, Tensor&, int64_t, float, float) { not_implemented("one_hot"); }
+void VulkanBackend::adamw_step(Tensor&, const Tensor&, Tensor&, Tensor&, const AdamWStep&) { not_implemented("adamw_step"); }
+void VulkanBackend::sgd_step(Tensor&, const Tensor&, Tensor&, const SgdStep&) { not_implemented("sgd_step"); }
+
+}  // namespace sparo::vk
