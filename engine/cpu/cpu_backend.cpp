@@ -276,7 +276,7 @@ Backend& backend_for(Device device) {
 
 std::vector<std::string> compiled_backends() {
 #if defined(SPARO_HAVE_VULKAN)
-  return {"cpu", "vulkan (in progress: fill and unary kernels)"};
+  return {"cpu", "vulkan (in progress: elementwise and copy kernels)"};
 #else
   return {"cpu"};
 #endif

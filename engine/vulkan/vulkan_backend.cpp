@@ -314,16 +314,62 @@ void VulkanBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, UnaryParams 
   dispatch("unary", {{&x, false}, {&out, true}}, &push, sizeof(push), x.numel());
 }
 
+namespace {
+// Push constants of the strided shaders: 8 dims and two stride arrays in 32-bit words.
+struct StridedPush {
+  uint32_t dims[8], first_strides[8], second_strides[8];
+  uint32_t rank, n, x, y;
+};
+static_assert(sizeof(StridedPush) <= 128, "push constants are limited to 128 bytes");
+
+uint32_t narrow(int64_t v, const char* what) {
+  if (v < 0 || v > static_cast<int64_t>(UINT32_MAX))
+    throw Error(std::string("vulkan: ") + what + " " + std::to_string(v) + " does not fit the shaders' 32-bit indices");
+  return static_cast<uint32_t>(v);
+}
+}  // namespace
+
+void VulkanBackend::copy(const Tensor& src, Tensor& dst, const CopyPlan& plan) {
+  if (dtype_size(src.dtype()) != 4) not_implemented("copy (16-bit)");
+  StridedPush push{};
+  int64_t n = 1;
+  for (int d = 0; d < plan.rank; ++d) {
+    push.dims[d] = narrow(plan.dims[d], "dimension");
+    push.first_strides[d] = narrow(plan.src_strides[d], "stride");
+    push.second_strides[d] = narrow(plan.dst_strides[d], "stride");
+    n *= plan.dims[d];
+  }
+  push.rank = static_cast<uint32_t>(plan.rank);
+  push.n = narrow(n, "element count");
+  push.x = narrow(plan.src_offset, "offset");
+  push.y = narrow(plan.dst_offset, "offset");
+  if (n) dispatch("copy", {{&src, false}, {&dst, true}}, &push, sizeof(push), n);
+}
+
+void VulkanBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, const ElementwisePlan& plan) {
+  StridedPush push{};
+  for (int d = 0; d < plan.rank; ++d) {
+    push.dims[d] = narrow(plan.dims[d], "dimension");
+    push.first_strides[d] = narrow(plan.strides[1][d], "stride");
+    push.second_strides[d] = narrow(plan.strides[2][d], "stride");
+  }
+  push.rank = static_cast<uint32_t>(plan.rank);
+  push.n = narrow(plan.numel, "element count");
+  push.x = static_cast<uint32_t>(op);
+  // out may alias a (in-place updates: add_, mul_): each invocation reads its element
+  // before writing it, and the shaders declare no `restrict`, so the aliasing is safe.
+  dispatch("binary", {{&a, false}, {&b, false}, {&out, true}}, &push, sizeof(push) - sizeof(uint32_t), plan.numel);
+}
+
+void VulkanBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& dx, UnaryParams p) {
+  struct { uint32_t n, op; float a, b; } push{static_cast<uint32_t>(x.numel()), static_cast<uint32_t>(op), p.a, p.b};
+  dispatch("unary_backward", {{&x, false}, {&dy, false}, {&dx, true}}, &push, sizeof(push), x.numel());
+}
+
 void VulkanBackend::arange(Tensor&, double, double) { not_implemented("arange"); }
 void VulkanBackend::random(Tensor&, RandomDist, uint64_t, uint64_t, float, float) { not_implemented("random"); }
 void VulkanBackend::cast(const Tensor&, Tensor&) { not_implemented("cast"); }
-void VulkanBackend::copy(const Tensor&, Tensor&, const CopyPlan&) { not_implemented("copy"); }
-void VulkanBackend::unary_backward(UnaryOp, const Tensor&, const Tensor&, Tensor&, UnaryParams) {
-  not_implemented("unary_backward");
-}
-void VulkanBackend::binary(BinaryOp, const Tensor&, const Tensor&, Tensor&, const ElementwisePlan&) {
-  not_implemented("binary");
-}
+
 void VulkanBackend::where(const Tensor&, const Tensor&, const Tensor&, Tensor&, const ElementwisePlan&) {
   not_implemented("where");
 }

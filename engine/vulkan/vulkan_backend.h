@@ -5,8 +5,9 @@
 //
 // State of this first version: memory is host-visible (correct everywhere, fast on CPUs
 // and integrated GPUs; device-local memory with staging comes next), and the kernels
-// written so far are fill and the unary family; every other kernel throws a clear
-// "not implemented yet" error naming it.
+// written so far are fill, copy (permute/slice/concat/expand), the unary family and its
+// backward, and broadcasting binary ops; every other kernel throws a clear "not
+// implemented yet" error naming it.
 #pragma once
 
 #include <map>
