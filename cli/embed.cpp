@@ -43,9 +43,7 @@ void run(const EmbedOptions& o) {
     NoGradGuard no_grad;
     load_state_dict(model, load_safetensors(o.checkpoint, Device::cpu()), model.aliases(), o.checkpoint);
   }
-  if (device != Device::cpu())
-    throw Error("embed: --device " + o.device + ": models run on the cpu device only for now (the Vulkan backend "
-                "has only its first kernels)");
+  to_device(model, device);  // a clear error when the device is not available
   model.set_training(false);
   NoGradGuard no_grad;
   NamedTensors out;
@@ -56,7 +54,7 @@ void run(const EmbedOptions& o) {
     auto [embeds, attention] = in_batches(static_cast<int64_t>(o.images.size()), o.batch, o.attention, [&](int64_t b, int64_t e) {
       std::vector<Image> batch;
       for (int64_t i = b; i < e; ++i) batch.push_back(clip_preprocess(load_image(o.images[static_cast<size_t>(i)]), size));
-      return model.encode_image(images_to_tensor(batch));
+      return model.encode_image(images_to_tensor(batch, kClipMean, kClipStd, device));
     });
     out.emplace_back("image_embeds", embeds);
     if (attention.defined()) out.emplace_back("image_attention", attention);
@@ -76,7 +74,7 @@ void run(const EmbedOptions& o) {
     const int ctx = static_cast<int>(cfg.text.context_length);
     auto [embeds, attention] = in_batches(static_cast<int64_t>(texts.size()), o.batch, o.attention, [&](int64_t b, int64_t e) {
       const std::vector<std::string> chunk(texts.begin() + b, texts.begin() + e);
-      return model.encode_text(Tensor::from_vector(tokenizer.tokenize(chunk, ctx), {e - b, ctx}));
+      return model.encode_text(Tensor::from_vector(tokenizer.tokenize(chunk, ctx), {e - b, ctx}, device));
     });
     out.emplace_back("text_embeds", embeds);
     if (attention.defined()) out.emplace_back("text_attention", attention);

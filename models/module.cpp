@@ -16,6 +16,12 @@ int64_t Module::parameter_count() const {
   return n;
 }
 
+void to_device(const Module& module, Device device) {
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : module.named_parameters())
+    if (p.device() != device) p.impl()->storage = p.to(device).impl()->storage;
+}
+
 NamedTensors state_dict(const Module& module, const StateAliases& aliases) {
   NamedTensors out = module.named_parameters();
   std::map<std::string, Tensor> by_name(out.begin(), out.end());

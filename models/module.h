@@ -32,6 +32,10 @@ class Module {
   bool training_ = true;
 };
 
+// Moves every parameter to `device` in place: each tensor keeps its identity (optimisers and
+// other holders see the move), only its storage changes. Make optimisers after moving.
+void to_device(const Module& module, Device device);
+
 // Extra entries a state dict carries besides the parameters: aliases such as SPARO's
 // `v` = `k` when keys and values are shared. Each alias names the parameter it equals.
 using StateAliases = std::map<std::string, std::string>;

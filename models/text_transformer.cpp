@@ -38,7 +38,8 @@ EncoderOutput TextTransformer::forward(const Tensor& ids) const {
                 " " + shape_str(ids.shape()));
   const int64_t B = ids.size(0), D = cfg.width;
   Tensor x = add(embedding(token_embedding, ids), positional_embedding);
-  for (const TransformerBlock& block : blocks) x = block.forward(x, causal_mask);
+  const Tensor mask = causal_mask.device() == x.device() ? causal_mask : causal_mask.to(x.device());
+  for (const TransformerBlock& block : blocks) x = block.forward(x, mask);
   x = ln_final.forward(x);
   const std::vector<int64_t> eos = eos_positions(ids);
   if (sparo) {

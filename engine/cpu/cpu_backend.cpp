@@ -276,7 +276,7 @@ Backend& backend_for(Device device) {
 
 std::vector<std::string> compiled_backends() {
 #if defined(SPARO_HAVE_VULKAN)
-  return {"cpu", "vulkan (in progress: elementwise and copy kernels)"};
+  return {"cpu", "vulkan (first version: correct, not yet fast)"};
 #else
   return {"cpu"};
 #endif

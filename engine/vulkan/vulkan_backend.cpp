@@ -366,35 +366,167 @@ void VulkanBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy
   dispatch("unary_backward", {{&x, false}, {&dy, false}, {&dx, true}}, &push, sizeof(push), x.numel());
 }
 
-void VulkanBackend::arange(Tensor&, double, double) { not_implemented("arange"); }
-void VulkanBackend::random(Tensor&, RandomDist, uint64_t, uint64_t, float, float) { not_implemented("random"); }
-void VulkanBackend::cast(const Tensor&, Tensor&) { not_implemented("cast"); }
+void VulkanBackend::arange(Tensor& out, double start, double step) {
+  struct { uint32_t n, mode; float start, step; } push{narrow(out.numel(), "element count"),
+                                                       out.dtype() == DType::f32 ? 2u : 3u, static_cast<float>(start),
+                                                       static_cast<float>(step)};
+  if (push.n) dispatch("convert", {{&out, false}, {&out, true}}, &push, sizeof(push), out.numel());
+}
 
-void VulkanBackend::where(const Tensor&, const Tensor&, const Tensor&, Tensor&, const ElementwisePlan&) {
-  not_implemented("where");
+void VulkanBackend::cast(const Tensor& x, Tensor& out) {
+  if (x.dtype() == out.dtype()) {
+    CopyPlan plan;
+    plan.rank = 1;
+    plan.dims[0] = x.numel();
+    plan.src_strides[0] = plan.dst_strides[0] = 1;
+    return copy(x, out, plan);
+  }
+  uint32_t mode = 0;
+  if (x.dtype() == DType::f32 && out.dtype() == DType::i32) mode = 0;
+  else if (x.dtype() == DType::i32 && out.dtype() == DType::f32) mode = 1;
+  else not_implemented("cast (16-bit)");
+  struct { uint32_t n, mode; float start, step; } push{narrow(x.numel(), "element count"), mode, 0.0f, 0.0f};
+  if (push.n) dispatch("convert", {{&x, false}, {&out, true}}, &push, sizeof(push), x.numel());
 }
-void VulkanBackend::reduce(ReduceOp, const Tensor&, Tensor&, int64_t, int64_t, int64_t) { not_implemented("reduce"); }
-void VulkanBackend::matmul(const Tensor&, const Tensor&, Tensor&, const MatmulDesc&) { not_implemented("matmul"); }
-void VulkanBackend::softmax(const Tensor&, const Tensor&, const ElementwisePlan&, Tensor&, int64_t, int64_t, bool) {
-  not_implemented("softmax");
+
+void VulkanBackend::random(Tensor& out, RandomDist dist, uint64_t seed, uint64_t block_offset, float a, float b) {
+  struct { uint32_t n, seed_lo, seed_hi, first_lo, first_hi, normal; float a, b; } push{
+      narrow(out.numel(), "element count"), static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
+      static_cast<uint32_t>(block_offset), static_cast<uint32_t>(block_offset >> 32),
+      dist == RandomDist::normal ? 1u : 0u, a, b};
+  if (push.n) dispatch("random", {{&out, true}}, &push, sizeof(push), (out.numel() + 3) / 4);
 }
-void VulkanBackend::softmax_backward(const Tensor&, const Tensor&, Tensor&, int64_t, int64_t, bool) {
-  not_implemented("softmax_backward");
+
+void VulkanBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out, const ElementwisePlan& plan) {
+  if (plan.rank > 6) not_implemented("where over more than 6 merged dimensions");
+  struct { uint32_t dims[6], c[6], a[6], b[6], rank, n; } push{};
+  for (int d = 0; d < plan.rank; ++d) {
+    push.dims[d] = narrow(plan.dims[d], "dimension");
+    push.c[d] = narrow(plan.strides[1][d], "stride");
+    push.a[d] = narrow(plan.strides[2][d], "stride");
+    push.b[d] = narrow(plan.strides[3][d], "stride");
+  }
+  push.rank = static_cast<uint32_t>(plan.rank);
+  push.n = narrow(plan.numel, "element count");
+  dispatch("where", {{&cond, false}, {&a, false}, {&b, false}, {&out, true}}, &push, sizeof(push), plan.numel);
 }
-void VulkanBackend::layer_norm(const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&, Tensor&, int64_t, int64_t,
-                               float) {
-  not_implemented("layer_norm");
+
+void VulkanBackend::reduce(ReduceOp op, const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t inner) {
+  struct { uint32_t outer, n, inner, op; } push{narrow(outer, "outer size"), narrow(n, "reduced size"),
+                                                 narrow(inner, "inner size"), op == ReduceOp::sum ? 0u : 1u};
+  dispatch("reduce", {{&x, false}, {&out, true}}, &push, sizeof(push), outer * inner);
 }
-void VulkanBackend::layer_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&,
-                                        Tensor&, Tensor&, int64_t, int64_t) {
-  not_implemented("layer_norm_backward");
+
+void VulkanBackend::matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& d) {
+  struct { uint32_t batch, M, N, K, ta, tb, as, bs, cs, acc; } push{
+      narrow(d.batch, "batch"), narrow(d.M, "M"), narrow(d.N, "N"), narrow(d.K, "K"), d.trans_a ? 1u : 0u,
+      d.trans_b ? 1u : 0u, narrow(d.a_batch_stride, "stride"), narrow(d.b_batch_stride, "stride"),
+      narrow(d.c_batch_stride, "stride"), d.accumulate ? 1u : 0u};
+  dispatch("matmul", {{&a, false}, {&b, false}, {&c, true}}, &push, sizeof(push), d.batch * d.M * d.N);
 }
-void VulkanBackend::gather(const Tensor&, const Tensor&, Tensor&, int64_t, int64_t, int64_t) { not_implemented("gather"); }
-void VulkanBackend::scatter_add(const Tensor&, const Tensor&, Tensor&, int64_t, int64_t, int64_t) {
-  not_implemented("scatter_add");
+
+void VulkanBackend::softmax(const Tensor& x, const Tensor& mask, const ElementwisePlan& mask_plan, Tensor& y,
+                            int64_t rows, int64_t cols, bool log) {
+  StridedPush push{};
+  for (int d = 0; d < mask_plan.rank; ++d) {
+    push.dims[d] = narrow(mask_plan.dims[d], "dimension");
+    push.first_strides[d] = narrow(mask_plan.strides[1][d], "stride");
+  }
+  // The shader's block is dims, mask strides, then rank, rows, cols, flags.
+  struct { uint32_t dims[8], strides[8], rank, rows, cols, flags; } sp{};
+  std::memcpy(sp.dims, push.dims, sizeof(sp.dims));
+  std::memcpy(sp.strides, push.first_strides, sizeof(sp.strides));
+  sp.rank = static_cast<uint32_t>(mask_plan.rank);
+  sp.rows = narrow(rows, "rows");
+  sp.cols = narrow(cols, "columns");
+  sp.flags = (log ? 1u : 0u) | (mask.defined() ? 2u : 0u);
+  const Tensor& m = mask.defined() ? mask : x;  // a valid binding even without a mask
+  dispatch("softmax", {{&x, false}, {&m, false}, {&y, true}}, &sp, sizeof(sp), rows);
 }
-void VulkanBackend::one_hot(const Tensor&, Tensor&, int64_t, float, float) { not_implemented("one_hot"); }
-void VulkanBackend::adamw_step(Tensor&, const Tensor&, Tensor&, Tensor&, const AdamWStep&) { not_implemented("adamw_step"); }
-void VulkanBackend::sgd_step(Tensor&, const Tensor&, Tensor&, const SgdStep&) { not_implemented("sgd_step"); }
+
+void VulkanBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx, int64_t rows, int64_t cols, bool log) {
+  struct { uint32_t rows, cols, log; } push{narrow(rows, "rows"), narrow(cols, "columns"), log ? 1u : 0u};
+  dispatch("softmax_backward", {{&y, false}, {&dy, false}, {&dx, true}}, &push, sizeof(push), rows);
+}
+
+void VulkanBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, Tensor& mean,
+                               Tensor& rstd, int64_t rows, int64_t cols, float eps) {
+  struct { uint32_t rows, cols, has_bias; float eps; } push{narrow(rows, "rows"), narrow(cols, "columns"),
+                                                             bias.defined() ? 1u : 0u, eps};
+  const Tensor& b = bias.defined() ? bias : weight;
+  dispatch("layer_norm", {{&x, false}, {&weight, false}, {&b, false}, {&y, true}, {&mean, true}, {&rstd, true}}, &push,
+           sizeof(push), rows);
+}
+
+void VulkanBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                                        const Tensor& dy, Tensor& dx, Tensor& dweight, Tensor& dbias, int64_t rows,
+                                        int64_t cols) {
+  struct { uint32_t rows, cols; } push{narrow(rows, "rows"), narrow(cols, "columns")};
+  dispatch("layer_norm_backward", {{&x, false}, {&weight, false}, {&mean, false}, {&rstd, false}, {&dy, false}, {&dx, true}},
+           &push, sizeof(push), rows);
+  if (!dweight.defined() && !dbias.defined()) return;
+  struct { uint32_t rows, cols, want_dw, want_db; } pp{push.rows, push.cols, dweight.defined() ? 1u : 0u,
+                                                        dbias.defined() ? 1u : 0u};
+  Tensor& dw = dweight.defined() ? dweight : dbias;  // valid bindings; the flags say which are written
+  Tensor& db = dbias.defined() ? dbias : dweight;
+  dispatch("layer_norm_params_backward", {{&x, false}, {&mean, false}, {&rstd, false}, {&dy, false}, {&dw, true}, {&db, true}},
+           &pp, sizeof(pp), cols);
+}
+
+// Indices come from user data; a shader cannot throw, so they are checked here (one read
+// of the index tensor — a host round trip, acceptable until a device-side error flag).
+static void check_indices(const Tensor& index, int64_t n) {
+  const std::vector<int32_t> ids = index.to_int_vector();
+  for (size_t j = 0; j < ids.size(); ++j)
+    if (ids[j] < 0 || ids[j] >= n)
+      throw Error("index " + std::to_string(ids[j]) + " at position " + std::to_string(j) + " is out of range [0, " +
+                  std::to_string(n) + ")");
+}
+
+void VulkanBackend::gather(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer, int64_t n, int64_t inner) {
+  if (dtype_size(src.dtype()) != 4) not_implemented("gather (16-bit)");
+  check_indices(index, n);
+  struct { uint32_t mode, outer, n, inner, m; float on, off; } push{0u, narrow(outer, "outer size"), narrow(n, "size"),
+                                                                   narrow(inner, "inner size"),
+                                                                   narrow(index.numel(), "index count"), 0.0f, 0.0f};
+  dispatch("indexing", {{&src, false}, {&index, false}, {&out, true}}, &push, sizeof(push), outer * index.numel() * inner);
+}
+
+void VulkanBackend::scatter_add(const Tensor& src, const Tensor& index, Tensor& dst, int64_t outer, int64_t n,
+                                int64_t inner) {
+  check_indices(index, n);
+  struct { uint32_t mode, outer, n, inner, m; float on, off; } push{1u, narrow(outer, "outer size"), narrow(n, "size"),
+                                                                   narrow(inner, "inner size"),
+                                                                   narrow(index.numel(), "index count"), 0.0f, 0.0f};
+  dispatch("indexing", {{&src, false}, {&index, false}, {&dst, true}}, &push, sizeof(push), outer * inner);
+}
+
+void VulkanBackend::one_hot(const Tensor& index, Tensor& out, int64_t classes, float on, float off) {
+  check_indices(index, classes);
+  struct { uint32_t mode, outer, n, inner, m; float on, off; } push{2u, 1u, narrow(classes, "classes"), 1u,
+                                                                   narrow(index.numel(), "index count"), on, off};
+  dispatch("indexing", {{&index, false}, {&index, false}, {&out, true}}, &push, sizeof(push), index.numel() * classes);
+}
+
+namespace {
+struct OptimizerPush {
+  uint32_t n, mode, first_step, nesterov;
+  float lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, momentum, dampening;
+};
+}  // namespace
+
+void VulkanBackend::adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWStep& s) {
+  const OptimizerPush push{narrow(param.numel(), "element count"), 0u, 0u, 0u, s.lr, s.beta1, s.beta2, s.eps,
+                           s.weight_decay, s.bias_correction1, s.bias_correction2, 0.0f, 0.0f};
+  dispatch("optimizer", {{&param, true}, {&grad, false}, {&m, true}, {&v, true}}, &push, sizeof(push), param.numel());
+}
+
+void VulkanBackend::sgd_step(Tensor& param, const Tensor& grad, Tensor& buffer, const SgdStep& s) {
+  const OptimizerPush push{narrow(param.numel(), "element count"), 1u, s.first_step ? 1u : 0u, s.nesterov ? 1u : 0u,
+                           s.lr, 0.0f, 0.0f, 0.0f, s.weight_decay, 1.0f, 1.0f, s.momentum, s.dampening};
+  Tensor& m = s.momentum != 0.0f ? buffer : param;  // without momentum there is no buffer: bind something valid
+  dispatch("optimizer", {{&param, true}, {&grad, false}, {&m, s.momentum != 0.0f}, {&m, false}}, &push, sizeof(push),
+           param.numel());
+}
 
 }  // namespace sparo::vk

@@ -3,11 +3,12 @@
 // a barrier only where a dispatch touches what an earlier unsynchronised one wrote (or
 // writes what it read), pipelines created once per shader.
 //
-// State of this first version: memory is host-visible (correct everywhere, fast on CPUs
-// and integrated GPUs; device-local memory with staging comes next), and the kernels
-// written so far are fill, copy (permute/slice/concat/expand), the unary family and its
-// backward, and broadcasting binary ops; every other kernel throws a clear "not
-// implemented yet" error naming it.
+// State of this first version: every kernel of the table exists and the op ring runs on
+// it (tests/engine/test_op_ring.cpp, lavapipe), but it is written for correctness, not
+// speed: memory is host-visible (device-local memory with staging comes next), matmul
+// computes one output per invocation (the tiled kernel comes next), reductions and
+// softmax/layer-norm give one row to one invocation, and index tensors are checked on the
+// host (a round trip).
 #pragma once
 
 #include <map>

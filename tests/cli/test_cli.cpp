@@ -125,9 +125,9 @@ TEST_F(EmbedCli, WrongCheckpointListsTheMismatchedKeys) {
 
 TEST_F(EmbedCli, UnavailableDeviceIsAClearError) {
   const CliRun r = sparo_cli("embed --config " + cfg_path + " --checkpoint " + dir + "/model.safetensors --images " + dir +
-                          "/img0.png --device vulkan --out " + dir + "/out.safetensors");
+                          "/img0.png --device vulkan:9 --out " + dir + "/out.safetensors");
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.output.find("vulkan"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("vulkan:9"), std::string::npos) << r.output;
 }
 
 }  // namespace

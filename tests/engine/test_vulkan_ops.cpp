@@ -12,17 +12,14 @@
 #include "engine/backend.h"
 #include "engine/ops.h"
 #include "engine/vulkan/context.h"
+#include "tests/vulkan_env.h"
 
 namespace sparo {
 namespace {
 
 class VulkanOps : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    setenv("VK_DRIVER_FILES", "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json", 1);
-    setenv("SPARO_VULKAN_VALIDATION", "1", 1);
-    dlopen("/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);  // see test_vulkan_context.cpp
-  }
+  static void SetUpTestSuite() { use_lavapipe_with_validation(); }
   void SetUp() override { vk::clear_validation_messages(); }
   void TearDown() override {
     const auto messages = vk::validation_messages();
@@ -146,13 +143,50 @@ TEST_F(VulkanOps, GradientsOfUnaryChainsMatchTheCpu) {
   EXPECT_LT(nmse(grad_of(x_cpu.to(gpu)), grad_of(x_cpu.clone())), 1e-10);
 }
 
-TEST_F(VulkanOps, MissingKernelsSayWhichOne) {
-  const Tensor a = Tensor::ones({3, 2}, DType::f32, gpu);
+TEST_F(VulkanOps, RandomStreamMatchesTheCpu) {
+  Generator a(11), b(11);
+  a.reserve(5), b.reserve(5);
+  const std::vector<float> cpu = Tensor::uniform({1001}, -1.0, 2.0, a).to_float_vector();
+  // The Philox words are integer arithmetic, identical on both; a + (b-a)·u may round
+  // differently (FMA contraction), hence a last-bit tolerance.
+  const std::vector<float> gpu_u = Tensor::uniform({1001}, -1.0, 2.0, b, gpu).to_float_vector();
+  for (size_t i = 0; i < cpu.size(); ++i) EXPECT_NEAR(gpu_u[i], cpu[i], 1e-6) << i;
+  const std::vector<float> n_cpu = Tensor::randn({1001}, a).to_float_vector();
+  EXPECT_LT(nmse(Tensor::randn({1001}, b, gpu).to_float_vector(), n_cpu), 1e-12);
+  Generator c(3), d(3);
+  EXPECT_EQ(dropout(Tensor::ones({500}, DType::f32, gpu), 0.3f, c).to_float_vector(),
+            dropout(Tensor::ones({500}), 0.3f, d).to_float_vector());  // the same masks for the same seed
+}
+
+TEST_F(VulkanOps, AdamWAndSgdStepsMatchTheCpu) {
+  for (bool adam : {true, false}) {
+    Generator gen(4);
+    Tensor p_cpu = Tensor::randn({257}, gen), g_cpu = Tensor::randn({257}, gen);
+    Tensor m_cpu = Tensor::zeros({257}), v_cpu = Tensor::zeros({257});
+    Tensor p = p_cpu.to(gpu), g = g_cpu.to(gpu), m = m_cpu.to(gpu), v = v_cpu.to(gpu);
+    for (int step = 1; step <= 3; ++step) {
+      if (adam) {
+        const AdamWStep s{1e-2f, 0.9f, 0.98f, 1e-6f, 0.1f, static_cast<float>(1.0 - std::pow(0.9, step)),
+                          static_cast<float>(1.0 - std::pow(0.98, step))};
+        backend_for(Device::cpu()).adamw_step(p_cpu, g_cpu, m_cpu, v_cpu, s);
+        backend_for(gpu).adamw_step(p, g, m, v, s);
+      } else {
+        const SgdStep s{0.1f, 0.9f, 0.0f, 0.01f, true, step == 1};
+        backend_for(Device::cpu()).sgd_step(p_cpu, g_cpu, m_cpu, s);
+        backend_for(gpu).sgd_step(p, g, m, s);
+      }
+    }
+    EXPECT_LT(nmse(p.to_float_vector(), p_cpu.to_float_vector()), 1e-12) << (adam ? "adamw" : "sgd");
+  }
+}
+
+TEST_F(VulkanOps, BadIndicesAreClearErrors) {
+  const Tensor table = Tensor::ones({4, 3}, DType::f32, gpu);
   try {
-    sum(a);
+    embedding(table, Tensor::from_vector(std::vector<int32_t>{1, 4}, {2}, gpu));
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("the reduce kernel is not implemented yet"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("index 4 at position 1 is out of range [0, 4)"), std::string::npos) << e.what();
   }
 }
 

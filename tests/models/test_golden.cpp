@@ -11,6 +11,10 @@
 #include "models/clip.h"
 #include "models/dino.h"
 #include "training/optimizer.h"
+#if defined(SPARO_HAVE_VULKAN)
+#include "engine/vulkan/context.h"
+#include "tests/vulkan_env.h"
+#endif
 
 namespace sparo {
 namespace {
@@ -84,7 +88,7 @@ struct Model {
   StateAliases aliases() const { return clip ? clip->aliases() : dino->aliases(); }
 };
 
-Model build(const Fixture& f) {
+Model build(const Fixture& f, Device device = Device::cpu()) {
   Model m;
   if (is_dino(f)) {
     DinoConfig cfg = DinoConfig::from_json(f.metadata.at("config"), f.name);
@@ -94,13 +98,14 @@ Model build(const Fixture& f) {
     m.clip = std::make_unique<Clip>(ClipConfig::from_json(f.metadata.at("config"), f.name), 1);
   }
   load_state_dict(m.module(), f.weights(), m.aliases(), f.name);
+  to_device(m.module(), device);
   return m;
 }
 
 // Runs the model on the fixture's inputs; returns the loss and checks outputs.
-Tensor run_and_check(const Model& m, const Fixture& f, bool check) {
+Tensor run_and_check(const Model& m, const Fixture& f, bool check, Device device = Device::cpu()) {
   if (m.clip) {
-    const ClipOutput out = m.clip->forward(f.at("input.images"), f.at("input.text"));
+    const ClipOutput out = m.clip->forward(f.at("input.images").to(device), f.at("input.text").to(device));
     if (check) {
       expect_close(out.image_embeds, f.at("output.image_embeds"), 1e-4, f.name + " image_embeds");
       expect_close(out.text_embeds, f.at("output.text_embeds"), 1e-4, f.name + " text_embeds");
@@ -112,21 +117,37 @@ Tensor run_and_check(const Model& m, const Fixture& f, bool check) {
     }
     return clip_loss(out.logits_per_image);
   }
-  const EncoderOutput features = m.dino->backbone.forward(f.at("input.images"));
+  const EncoderOutput features = m.dino->backbone.forward(f.at("input.images").to(device));
   const Tensor head = m.dino->head.forward(features.embedding);
   if (check) {
     expect_close(features.embedding, f.at("output.features"), 1e-4, f.name + " features");
     expect_close(head, f.at("output.head"), 1e-4, f.name + " head");
   }
-  return mean(mul(head, f.at("input.head_weights")));
+  return mean(mul(head, f.at("input.head_weights").to(device)));
 }
 
-class GoldenRing : public ::testing::TestWithParam<std::string> {};
+// The same checks on the CPU and, when built, on Vulkan (lavapipe in CI, validation on).
+class GoldenRing : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+ protected:
+  static void SetUpTestSuite() {
+#if defined(SPARO_HAVE_VULKAN)
+    use_lavapipe_with_validation();
+#endif
+  }
+  Device device() const { return Device::parse(std::get<1>(GetParam())); }
+#if defined(SPARO_HAVE_VULKAN)
+  void SetUp() override { vk::clear_validation_messages(); }
+  void TearDown() override {
+    const auto messages = vk::validation_messages();
+    EXPECT_TRUE(messages.empty()) << messages.size() << " validation message(s), first: " << messages[0];
+  }
+#endif
+};
 
 TEST_P(GoldenRing, OutputsAndGradientsMatchPyTorch) {
-  const Fixture f = load_fixture(GetParam());
-  const Model m = build(f);
-  const Tensor loss = run_and_check(m, f, true);
+  const Fixture f = load_fixture(std::get<0>(GetParam()));
+  const Model m = build(f, device());
+  const Tensor loss = run_and_check(m, f, true, device());
   expect_close(loss, f.at("output.loss"), 1e-4, f.name + " loss");
   loss.backward();
   int checked = 0;
@@ -142,8 +163,8 @@ TEST_P(GoldenRing, OutputsAndGradientsMatchPyTorch) {
 }
 
 TEST_P(GoldenRing, AdamWTrajectoryMatchesPyTorch) {
-  const Fixture f = load_fixture(GetParam());
-  const Model m = build(f);
+  const Fixture f = load_fixture(std::get<0>(GetParam()));
+  const Model m = build(f, device());
   const nlohmann::json hp = nlohmann::json::parse(f.metadata.at("adamw"));
   std::vector<ParamGroup> groups(2);
   groups[0].weight_decay = hp.at("weight_decay").get<float>();
@@ -156,7 +177,7 @@ TEST_P(GoldenRing, AdamWTrajectoryMatchesPyTorch) {
   const std::vector<float> expected = f.at("trajectory.loss").to_float_vector();
   for (size_t step = 0; step < expected.size(); ++step) {
     opt.zero_grad();
-    const Tensor loss = run_and_check(m, f, false);
+    const Tensor loss = run_and_check(m, f, false, device());
     EXPECT_NEAR(loss.item(), expected[step], 1e-4 * std::max(1.0f, std::fabs(expected[step])))
         << f.name << " step " << step;
     if (step + 1 < expected.size()) {
@@ -166,9 +187,20 @@ TEST_P(GoldenRing, AdamWTrajectoryMatchesPyTorch) {
   }
 }
 
-std::string test_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
+std::string test_name(const ::testing::TestParamInfo<std::tuple<std::string, std::string>>& info) {
+  return std::get<0>(info.param) + (std::get<1>(info.param) == "cpu" ? "" : "_vulkan");
+}
 
-INSTANTIATE_TEST_SUITE_P(Cpu, GoldenRing, ::testing::ValuesIn(fixture_names()), test_name);
+std::vector<std::string> devices() {
+#if defined(SPARO_HAVE_VULKAN)
+  return {"cpu", "vulkan:0"};
+#else
+  return {"cpu"};
+#endif
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, GoldenRing, ::testing::Combine(::testing::ValuesIn(fixture_names()), ::testing::ValuesIn(devices())),
+                         test_name);
 
 TEST(GoldenRingFixtures, ArePresent) {
   // The fixtures are committed; an empty list would make the ring above vacuous.

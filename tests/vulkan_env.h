@@ -1,0 +1,18 @@
+// Test environment for the Vulkan tests: Mesa's lavapipe pinned (VK_DRIVER_FILES), the
+// validation layers on. The driver library is kept mapped (RTLD_NODELETE) so that
+// LeakSanitizer can name its own small leaks, which tests/lsan_suppressions.txt lists.
+#pragma once
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+
+namespace sparo {
+
+inline void use_lavapipe_with_validation() {
+  setenv("VK_DRIVER_FILES", "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json", 1);
+  setenv("SPARO_VULKAN_VALIDATION", "1", 1);
+  dlopen("/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
+}
+
+}  // namespace sparo
