@@ -245,6 +245,14 @@ void VulkanBackend::submit_and_wait() {
 
 void VulkanBackend::dispatch(const char* shader, std::initializer_list<Binding> bindings, const void* push,
                              uint32_t push_bytes, int64_t invocations) {
+  const int64_t groups = (invocations + kWorkgroup - 1) / kWorkgroup;
+  const uint32_t gx = static_cast<uint32_t>(std::min<int64_t>(groups, 65535));
+  const uint32_t gy = static_cast<uint32_t>((groups + gx - 1) / gx);
+  dispatch_groups(shader, bindings, push, push_bytes, gx, gy, 1);
+}
+
+void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Binding> bindings, const void* push,
+                                    uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   const Pipeline& p = pipeline(shader, static_cast<uint32_t>(bindings.size()), push_bytes);
   if (!recording_) begin_recording();
@@ -287,10 +295,7 @@ void VulkanBackend::dispatch(const char* shader, std::initializer_list<Binding> 
   a.vkCmdPushDescriptorSetKHR(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, static_cast<uint32_t>(writes.size()),
                               writes.data());
   if (push_bytes) a.vkCmdPushConstants(cmd_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
-  const int64_t groups = (invocations + kWorkgroup - 1) / kWorkgroup;
-  const uint32_t gx = static_cast<uint32_t>(std::min<int64_t>(groups, 65535));
-  const uint32_t gy = static_cast<uint32_t>((groups + gx - 1) / gx);
-  a.vkCmdDispatch(cmd_, gx, gy, 1);
+  a.vkCmdDispatch(cmd_, gx, gy, gz);
   if (++recorded_ >= kMaxRecorded) submit_and_wait();
 }
 
@@ -422,7 +427,15 @@ void VulkanBackend::matmul(const Tensor& a, const Tensor& b, Tensor& c, const Ma
       narrow(d.batch, "batch"), narrow(d.M, "M"), narrow(d.N, "N"), narrow(d.K, "K"), d.trans_a ? 1u : 0u,
       d.trans_b ? 1u : 0u, narrow(d.a_batch_stride, "stride"), narrow(d.b_batch_stride, "stride"),
       narrow(d.c_batch_stride, "stride"), d.accumulate ? 1u : 0u};
-  dispatch("matmul", {{&a, false}, {&b, false}, {&c, true}}, &push, sizeof(push), d.batch * d.M * d.N);
+  narrow(d.batch * d.M * d.N, "output size");
+  // Tiles of 64×64 (shaders/matmul_tiled.comp) once both sides fill a good part of one;
+  // smaller products take one output per invocation.
+  if (d.M >= 32 && d.N >= 32 && d.batch <= 65535)
+    dispatch_groups("matmul_tiled", {{&a, false}, {&b, false}, {&c, true}}, &push, sizeof(push),
+                    static_cast<uint32_t>((d.N + 63) / 64), static_cast<uint32_t>((d.M + 63) / 64),
+                    static_cast<uint32_t>(d.batch));
+  else
+    dispatch("matmul", {{&a, false}, {&b, false}, {&c, true}}, &push, sizeof(push), d.batch * d.M * d.N);
 }
 
 void VulkanBackend::softmax(const Tensor& x, const Tensor& mask, const ElementwisePlan& mask_plan, Tensor& y,

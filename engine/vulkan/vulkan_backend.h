@@ -6,7 +6,8 @@
 // State of this first version: every kernel of the table exists and the op ring runs on
 // it (tests/engine/test_op_ring.cpp, lavapipe), but it is written for correctness, not
 // speed: memory is host-visible (device-local memory with staging comes next), matmul
-// computes one output per invocation (the tiled kernel comes next), reductions and
+// is tiled (64×64 tiles, 4×4 register blocks) but has no subgroup or cooperative-matrix
+// path yet, reductions and
 // softmax/layer-norm give one row to one invocation, and index tensors are checked on the
 // host (a round trip).
 #pragma once
@@ -100,9 +101,12 @@ class VulkanBackend final : public Backend {
     bool written;
   };
   const Pipeline& pipeline(const char* shader, uint32_t buffers, uint32_t push_bytes);
-  // Records one dispatch of `shader` over `invocations` threads.
+  // Records one dispatch of `shader` over `invocations` threads (workgroups of 256 in x).
   void dispatch(const char* shader, std::initializer_list<Binding> bindings, const void* push, uint32_t push_bytes,
                 int64_t invocations);
+  // Records one dispatch with explicit workgroup counts.
+  void dispatch_groups(const char* shader, std::initializer_list<Binding> bindings, const void* push,
+                       uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
   void begin_recording();
   void submit_and_wait();  // the lock must be held
   [[noreturn]] void not_implemented(const char* kernel) const;

@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 
+#include <array>
 #include <cmath>
 #include <cstdlib>
 
@@ -141,6 +142,27 @@ TEST_F(VulkanOps, GradientsOfUnaryChainsMatchTheCpu) {
     return x.grad().to_float_vector();
   };
   EXPECT_LT(nmse(grad_of(x_cpu.to(gpu)), grad_of(x_cpu.clone())), 1e-10);
+}
+
+TEST_F(VulkanOps, TiledMatmulMatchesTheCpu) {
+  // Sizes around and across the 64×64 tile and the 16-deep K slice, every transpose
+  // combination, a batch, and accumulation.
+  Generator gen(8);
+  for (auto [M, K, N] : {std::array<int64_t, 3>{32, 16, 32}, {100, 70, 90}, {64, 1, 129}, {65, 33, 64}}) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      const Tensor a = Tensor::randn(ta ? Shape{3, K, M} : Shape{3, M, K}, gen);
+      const Tensor b = Tensor::randn(tb ? Shape{3, N, K} : Shape{3, K, N}, gen);
+      EXPECT_LT(nmse(matmul(a.to(gpu), b.to(gpu), ta, tb).to_float_vector(), matmul(a, b, ta, tb).to_float_vector()),
+                1e-12) << M << "x" << K << "x" << N << " transposes " << t;
+    }
+  }
+  Tensor c = Tensor::ones({40, 50}, DType::f32, gpu);
+  const Tensor a = Tensor::randn({40, 20}, gen), b = Tensor::randn({20, 50}, gen);
+  MatmulDesc d;
+  d.M = 40, d.N = 50, d.K = 20, d.accumulate = true;
+  backend_for(gpu).matmul(a.to(gpu), b.to(gpu), c, d);
+  EXPECT_LT(nmse(c.to_float_vector(), add(matmul(a, b), Tensor::ones({40, 50})).to_float_vector()), 1e-12);
 }
 
 TEST_F(VulkanOps, RandomStreamMatchesTheCpu) {
