@@ -98,6 +98,10 @@ class Backend {
   virtual void upload(Storage& dst, size_t offset, const void* src, size_t bytes) = 0;
   virtual void download(const Storage& src, size_t offset, void* dst, size_t bytes) = 0;
   virtual void synchronize() {}
+  // Device time of the work recorded between begin_timing() and end_timing() (which waits
+  // for it), in milliseconds: timestamp queries on GPUs, wall time on the CPU.
+  virtual void begin_timing() = 0;
+  virtual double end_timing_ms() = 0;
   virtual MemoryStats memory_stats() const = 0;
   virtual void empty_cache() = 0;  // returns cached blocks to the system
   virtual void reset_peak_memory() = 0;

@@ -127,6 +127,10 @@ std::shared_ptr<Storage> CpuBackend::allocate(size_t bytes) { return std::make_s
 MemoryStats CpuBackend::memory_stats() const { return block_cache().stats(); }
 void CpuBackend::empty_cache() { block_cache().release_all(); }
 void CpuBackend::reset_peak_memory() { block_cache().reset_peak(); }
+void CpuBackend::begin_timing() { timing_start_ = std::chrono::steady_clock::now(); }
+double CpuBackend::end_timing_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - timing_start_).count();
+}
 
 void CpuBackend::upload(Storage& dst, size_t offset, const void* src, size_t bytes) {
   if (offset + bytes > dst.bytes()) throw Error("cpu upload: range past the end of the storage");

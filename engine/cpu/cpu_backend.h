@@ -3,6 +3,8 @@
 #pragma once
 
 #include <tbb/blocked_range.h>
+
+#include <chrono>
 #include <tbb/parallel_for.h>
 
 #include "engine/backend.h"
@@ -52,6 +54,9 @@ inline int64_t plan_offset(const ElementwisePlan& plan, int k, int64_t index) {
 }
 
 class CpuBackend final : public Backend {
+ private:
+  std::chrono::steady_clock::time_point timing_start_;
+
  public:
   std::string name() const override { return "cpu"; }
   Device device() const override { return Device::cpu(); }
@@ -60,6 +65,8 @@ class CpuBackend final : public Backend {
   MemoryStats memory_stats() const override;
   void empty_cache() override;
   void reset_peak_memory() override;
+  void begin_timing() override;
+  double end_timing_ms() override;
   void upload(Storage& dst, size_t offset, const void* src, size_t bytes) override;
   void download(const Storage& src, size_t offset, void* dst, size_t bytes) override;
 

@@ -30,7 +30,8 @@ namespace sparo::vk {
   X(vkCreatePipelineLayout) X(vkDestroyPipelineLayout) X(vkCreateComputePipelines) X(vkDestroyPipeline)       \
   X(vkCreatePipelineCache) X(vkDestroyPipelineCache) X(vkGetPipelineCacheData) X(vkCmdBindPipeline)           \
   X(vkCmdPushConstants) X(vkCmdDispatch) X(vkCmdPipelineBarrier) X(vkCmdCopyBuffer) X(vkCmdFillBuffer)        \
-  X(vkCmdPushDescriptorSetKHR) X(vkDeviceWaitIdle)
+  X(vkCmdPushDescriptorSetKHR) X(vkDeviceWaitIdle) X(vkCreateQueryPool) X(vkDestroyQueryPool)              \
+  X(vkCmdResetQueryPool) X(vkCmdWriteTimestamp) X(vkGetQueryPoolResults)
 
 struct Api {
 #define SPARO_VK_DECLARE(name) PFN_##name name = nullptr;

@@ -50,6 +50,11 @@ VulkanBackend::VulkanBackend(int device_index) : index_(device_index), context_(
   VkFenceCreateInfo fci{};
   fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
   check(a.vkCreateFence(dev, &fci, nullptr, &fence_), "vkCreateFence");
+  VkQueryPoolCreateInfo qci{};
+  qci.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO;
+  qci.queryType = VK_QUERY_TYPE_TIMESTAMP;
+  qci.queryCount = 2;
+  check(a.vkCreateQueryPool(dev, &qci, nullptr, &timestamps_), "vkCreateQueryPool");
 }
 
 VulkanBackend::~VulkanBackend() {
@@ -63,6 +68,7 @@ VulkanBackend::~VulkanBackend() {
     a.vkDestroyPipelineLayout(dev, p.layout, nullptr);
     a.vkDestroyDescriptorSetLayout(dev, p.set_layout, nullptr);
   }
+  a.vkDestroyQueryPool(dev, timestamps_, nullptr);
   a.vkDestroyFence(dev, fence_, nullptr);
   a.vkDestroyCommandPool(dev, pool_, nullptr);
 }
@@ -159,6 +165,28 @@ void VulkanBackend::download(const Storage& src, size_t offset, void* dst, size_
 void VulkanBackend::synchronize() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   if (recording_) submit_and_wait();
+}
+
+// ---- timing -----------------------------------------------------------------------------
+
+void VulkanBackend::begin_timing() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (recording_) submit_and_wait();  // time only what comes next
+  begin_recording();
+  api().vkCmdResetQueryPool(cmd_, timestamps_, 0, 2);
+  api().vkCmdWriteTimestamp(cmd_, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamps_, 0);
+}
+
+double VulkanBackend::end_timing_ms() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (!recording_) throw Error("vulkan: end_timing_ms without begin_timing (or the work was submitted in between)");
+  api().vkCmdWriteTimestamp(cmd_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamps_, 1);
+  submit_and_wait();
+  uint64_t ticks[2] = {0, 0};
+  check(api().vkGetQueryPoolResults(context_->device(), timestamps_, 0, 2, sizeof(ticks), ticks, sizeof(uint64_t),
+                                    VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
+        "vkGetQueryPoolResults");
+  return static_cast<double>(ticks[1] - ticks[0]) * context_->info().timestamp_period_ns * 1e-6;
 }
 
 // ---- execution --------------------------------------------------------------------------

@@ -60,6 +60,8 @@ class VulkanBackend final : public Backend {
   MemoryStats memory_stats() const override;
   void empty_cache() override;
   void reset_peak_memory() override;
+  void begin_timing() override;
+  double end_timing_ms() override;
 
   void fill(Tensor& out, double value) override;
   void arange(Tensor& out, double start, double step) override;
@@ -118,6 +120,7 @@ class VulkanBackend final : public Backend {
   VkCommandPool pool_ = VK_NULL_HANDLE;
   VkCommandBuffer cmd_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
+  VkQueryPool timestamps_ = VK_NULL_HANDLE;
   bool recording_ = false;
   int recorded_ = 0;
   std::vector<std::shared_ptr<Storage>> in_flight_;  // kept alive until their dispatches completed

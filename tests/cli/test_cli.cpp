@@ -42,6 +42,14 @@ TEST(Cli, InfoDescribesTheBuild) {
 #endif
 }
 
+TEST(Cli, BenchOpsPrintsEveryOpFamily) {
+  const CliRun r = sparo_cli("bench ops --size 48 --reps 1 --windows 1");
+  EXPECT_EQ(r.code, 0) << r.output;
+  for (const char* op : {"matmul 48^3", "add", "gelu", "softmax", "layer_norm", "sum", "transpose", "GFLOP/s", "GB/s"})
+    EXPECT_NE(r.output.find(op), std::string::npos) << op << "\n" << r.output;
+  EXPECT_NE(sparo_cli("bench ops --reps 500").code, 0);
+}
+
 TEST(Cli, UnknownCommandAndMissingArgumentsFailClearly) {
   CliRun r = sparo_cli("frobnicate");
   EXPECT_NE(r.code, 0);
