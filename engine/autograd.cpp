@@ -28,8 +28,18 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs) {
   return false;
 }
 
-static Tensor attach(const char* op, Tensor out, std::vector<std::shared_ptr<TensorImpl>> inputs,
-                     BackwardFn backward) {
+static Edge edge_to(const Tensor& t) {
+  Edge e;
+  if (!t.defined() || !t.requires_grad()) return e;
+  if (t.impl()->grad_fn)
+    e.node = t.impl()->grad_fn;
+  else
+    e.leaf = t.impl_ptr();
+  e.shape = t.shape();
+  return e;
+}
+
+static Tensor attach(const char* op, Tensor out, std::vector<Edge> inputs, BackwardFn backward) {
   {
     std::lock_guard<std::mutex> lock(recorded_mutex);
     recorded_names.insert(op);
@@ -45,19 +55,17 @@ static Tensor attach(const char* op, Tensor out, std::vector<std::shared_ptr<Ten
 
 Tensor record(const char* op, Tensor out, std::initializer_list<const Tensor*> inputs, BackwardFn backward) {
   if (!needs_grad(inputs)) return out;
-  std::vector<std::shared_ptr<TensorImpl>> edges;
-  for (const Tensor* t : inputs)
-    edges.push_back(t->defined() && t->requires_grad() ? t->impl_ptr() : nullptr);
+  std::vector<Edge> edges;
+  for (const Tensor* t : inputs) edges.push_back(edge_to(*t));
   return attach(op, std::move(out), std::move(edges), std::move(backward));
 }
 
 Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, BackwardFn backward) {
   bool any = false;
-  std::vector<std::shared_ptr<TensorImpl>> edges;
+  std::vector<Edge> edges;
   for (const Tensor& t : inputs) {
-    const bool wants = t.defined() && t.requires_grad();
-    any = any || wants;
-    edges.push_back(wants ? t.impl_ptr() : nullptr);
+    edges.push_back(edge_to(t));
+    any = any || edges.back().defined();
   }
   if (!grad_mode || !any) return out;
   return attach(op, std::move(out), std::move(edges), std::move(backward));
@@ -79,43 +87,50 @@ void run_backward(const Tensor& root, const Tensor& grad) {
     throw Error("backward: upstream gradient shape " + shape_str(grad.shape()) +
                 " differs from the tensor's shape " + shape_str(root.shape()));
 
-  // Reverse topological order by an iterative depth-first search (deep graphs must
-  // not overflow the stack). `order` owns a reference to every tensor until its turn
-  // comes, and drops it right after, so activations are freed as backward proceeds.
-  std::vector<std::shared_ptr<TensorImpl>> order;
-  std::unordered_set<TensorImpl*> visited;
-  std::vector<std::pair<std::shared_ptr<TensorImpl>, size_t>> stack{{root.impl_ptr(), 0}};
-  visited.insert(root.impl());
-  while (!stack.empty()) {
-    auto& [impl, next] = stack.back();
-    Node* node = impl->grad_fn.get();
-    if (node && next < node->inputs.size()) {
-      const std::shared_ptr<TensorImpl>& child = node->inputs[next++];
-      if (child && visited.insert(child.get()).second) stack.emplace_back(child, 0);
-      continue;
-    }
-    order.push_back(std::move(impl));
-    stack.pop_back();
-  }
-  std::reverse(order.begin(), order.end());  // root first
+  // A leaf root: its gradient is the upstream gradient.
+  std::unordered_map<TensorImpl*, std::pair<std::shared_ptr<TensorImpl>, Tensor>> leaf_grads;
+  const auto to_leaf = [&](const std::shared_ptr<TensorImpl>& leaf, Tensor g) {
+    auto slot = leaf_grads.find(leaf.get());
+    if (slot == leaf_grads.end())
+      leaf_grads.emplace(leaf.get(), std::make_pair(leaf, std::move(g)));
+    else
+      slot->second.second = add(slot->second.second, g);
+  };
 
-  std::unordered_map<TensorImpl*, Tensor> grads;
-  grads[root.impl()] = grad.detach();
+  // Reverse topological order of the nodes by an iterative depth-first search (deep graphs
+  // must not overflow the stack). `order` owns each node until its turn comes and drops it
+  // right after, so what the nodes saved is freed as backward proceeds.
+  std::vector<std::shared_ptr<Node>> order;
+  if (root.impl()->grad_fn) {
+    std::unordered_set<Node*> visited;
+    std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{root.impl()->grad_fn, 0}};
+    visited.insert(stack.back().first.get());
+    while (!stack.empty()) {
+      auto& [node, next] = stack.back();
+      if (next < node->inputs.size()) {
+        const std::shared_ptr<Node>& child = node->inputs[next++].node;
+        if (child && visited.insert(child.get()).second) stack.emplace_back(child, 0);
+        continue;
+      }
+      order.push_back(std::move(node));
+      stack.pop_back();
+    }
+    std::reverse(order.begin(), order.end());  // root first
+  }
+
   NoGradGuard no_grad;  // backward closures compute with plain ops
-  for (std::shared_ptr<TensorImpl>& owned : order) {
-    const std::shared_ptr<TensorImpl> impl = std::move(owned);
-    auto found = grads.find(impl.get());
+  std::unordered_map<Node*, Tensor> grads;
+  if (order.empty())
+    to_leaf(root.impl_ptr(), grad.detach());
+  else
+    grads[order.front().get()] = grad.detach();
+  for (std::shared_ptr<Node>& owned : order) {
+    const std::shared_ptr<Node> node_ptr = std::move(owned);
+    Node& node = *node_ptr;
+    auto found = grads.find(&node);
     if (found == grads.end()) continue;  // nothing flowed here
     Tensor g = std::move(found->second);
     grads.erase(found);
-
-    if (!impl->grad_fn) {  // a leaf: accumulate into .grad
-      if (!impl->requires_grad) continue;
-      if (!impl->grad) impl->grad = g.clone().impl_ptr();
-      else { Tensor acc(impl->grad); add_(acc, g); }
-      continue;
-    }
-    Node& node = *impl->grad_fn;
     if (node.released)
       throw Error("backward: the graph through op \"" + node.op +
                   "\" was already freed by an earlier backward pass");
@@ -124,19 +139,35 @@ void run_backward(const Tensor& root, const Tensor& grad) {
       throw Error("backward of op \"" + node.op + "\" returned " + std::to_string(input_grads.size()) +
                   " gradients for " + std::to_string(node.inputs.size()) + " inputs");
     for (size_t i = 0; i < node.inputs.size(); ++i) {
-      TensorImpl* input = node.inputs[i].get();
-      if (!input || !input_grads[i].defined()) continue;
-      if (input_grads[i].shape() != input->shape)
+      const Edge& edge = node.inputs[i];
+      if (!edge.defined() || !input_grads[i].defined()) continue;
+      if (input_grads[i].shape() != edge.shape)
         throw Error("backward of op \"" + node.op + "\": gradient for input " + std::to_string(i) +
-                    " has shape " + shape_str(input_grads[i].shape()) + ", expected " + shape_str(input->shape));
-      auto slot = grads.find(input);
-      if (slot == grads.end()) grads.emplace(input, std::move(input_grads[i]));
+                    " has shape " + shape_str(input_grads[i].shape()) + ", expected " + shape_str(edge.shape));
+      if (edge.leaf) {
+        to_leaf(edge.leaf, std::move(input_grads[i]));
+        continue;
+      }
+      auto slot = grads.find(edge.node.get());
+      if (slot == grads.end()) grads.emplace(edge.node.get(), std::move(input_grads[i]));
       else slot->second = add(slot->second, input_grads[i]);
     }
     // Free what this node saved and its edges: the graph does not outlive backward.
     node.backward = nullptr;
     node.inputs.clear();
     node.released = true;
+  }
+
+  // Leaves accumulate into .grad once all their contributions are summed.
+  for (auto& [raw, entry] : leaf_grads) {
+    TensorImpl* impl = entry.first.get();
+    if (!impl->requires_grad) continue;
+    if (!impl->grad) {
+      impl->grad = entry.second.clone().impl_ptr();
+    } else {
+      Tensor acc(impl->grad);
+      add_(acc, entry.second);
+    }
   }
 }
 

@@ -39,12 +39,13 @@ class BlockCache {
   }
   ~BlockCache() { release_all(); }
 
-  // Blocks up to 4 KiB round to 64 bytes, larger ones to an eighth of their power of two.
+  // Blocks up to 4 KiB round to 64 bytes, larger ones to a 64th of their power of two: at
+  // most ~3 % rounding waste (an eighth wasted up to 15 % of every activation's memory).
   static size_t bucket(size_t bytes) {
     if (bytes <= 4096) return (bytes + 63) / 64 * 64;
     size_t pow2 = 1;
     while (pow2 < bytes) pow2 <<= 1;
-    const size_t step = pow2 / 8;
+    const size_t step = pow2 / 64;
     return (bytes + step - 1) / step * step;
   }
 

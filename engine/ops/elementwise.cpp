@@ -80,6 +80,11 @@ static Tensor unary_op(const char* op, UnaryOp kind, const Tensor& x, UnaryParam
   Tensor out = Tensor::empty(x.shape(), DType::f32, x.device());
   if (out.numel() > 0) backend_of(x).unary(kind, x, out, p);
   if (kind == UnaryOp::step || !needs_grad({&x})) return out;
+  // Constant derivatives: save nothing (x may be a large activation, e.g. attention's q).
+  if (kind == UnaryOp::affine || kind == UnaryOp::neg) {
+    const float scale = kind == UnaryOp::neg ? -1.0f : p.a;
+    return record(op, out, {&x}, [scale](const Tensor& g) { return std::vector<Tensor>{affine(g, scale, 0.0f)}; });
+  }
   return record(op, out, {&x}, [x = x.detach(), kind, p](const Tensor& g) {
     Tensor dx = Tensor::empty(x.shape(), DType::f32, x.device());
     if (dx.numel() > 0) backend_of(x).unary_backward(kind, x, g, dx, p);

@@ -79,13 +79,28 @@ TEST(Autograd, OnlyRequestedLeavesGetGradients) {
 TEST(Autograd, GraphIsFreedAfterBackward) {
   Tensor x = vec({1, 2}).requires_grad_();
   Tensor y = exp(x);
-  Tensor loss = sum(y);
-  std::weak_ptr<TensorImpl> y_impl = y.impl_ptr();
-  y = Tensor();  // only the graph holds y now
-  EXPECT_FALSE(y_impl.expired());
+  Tensor loss = sum(exp(y));  // exp saves its input: y's storage lives in the graph
+  std::weak_ptr<Storage> y_storage = y.impl()->storage;
+  y = Tensor();  // only the graph holds y's storage now
+  EXPECT_FALSE(y_storage.expired());
   loss.backward();
-  EXPECT_TRUE(y_impl.expired()) << "backward must release the nodes it ran";
+  EXPECT_TRUE(y_storage.expired()) << "backward must release what the nodes it ran saved";
   EXPECT_THROW(loss.backward(), Error);  // the graph is gone
+}
+
+TEST(Autograd, GraphKeepsOnlyWhatBackwardNeeds) {
+  // add needs neither input for its gradient, so an intermediate that only feeds adds must be
+  // freed as soon as the caller drops it, graph or not.
+  Tensor x = vec({1, 2}).requires_grad_();
+  Tensor y = exp(x);
+  Tensor loss = sum(add(y, y));
+  std::weak_ptr<Storage> y_storage = y.impl()->storage;
+  y = Tensor();
+  EXPECT_TRUE(y_storage.expired()) << "the graph must not hold tensors its closures did not save";
+  loss.backward();
+  const std::vector<float> g = x.grad().to_float_vector();
+  EXPECT_FLOAT_EQ(g[0], 2 * std::exp(1.0f));
+  EXPECT_FLOAT_EQ(g[1], 2 * std::exp(2.0f));
 }
 
 TEST(Autograd, DeepGraphDoesNotOverflowTheStack) {
