@@ -12,6 +12,7 @@ packages=(
   libeigen3-dev libtbb-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libstb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
+  dataset-fashion-mnist
 )
 if [[ "${1:-}" != "--no-torch" ]]; then
   packages+=(python3 python3-torch python3-numpy libopenblas0-openmp)

@@ -1,0 +1,70 @@
+// Image–caption datasets in OpenCLIP's table format (open_clip's CsvDataset, chosen with
+// --csv-img-key filepath --csv-caption-key title --csv-separator "\t"): a header row naming
+// the columns, then one row per image with its path and its caption.
+//
+// Parsing follows pandas.read_csv's defaults, which OpenCLIP uses:
+//   * fields may be quoted with '"' (for TSV as for CSV): a quoted field may hold the
+//     separator, newlines and doubled quotes (""); characters after a closing quote are
+//     kept as in an unquoted field ("a"b → ab), as pandas does;
+//   * line ends are \n, \r\n or \r; blank lines are skipped; a UTF-8 BOM is ignored.
+// Differences: pandas fills missing trailing fields with NaN, here a row with the wrong
+// number of fields is an error; relative image paths resolve against the table's folder
+// (or CaptionTableOptions::root) rather than the working directory.
+//
+// Decoding: try_load_image never throws for a bad image — a training run over millions of
+// web images must survive a few broken files — it counts and remembers them instead.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "training/image.h"
+
+namespace sparo {
+
+struct CaptionTableOptions {
+  std::string image_key = "filepath";  // OpenCLIP's --csv-img-key default
+  std::string caption_key = "title";   // OpenCLIP's --csv-caption-key default
+  char separator = '\t';               // '\t' or ','
+  std::string root;                    // relative paths resolve against this; empty: the table's folder
+};
+
+struct CaptionTable {
+  std::vector<std::string> paths;     // resolved image paths, one per row
+  std::vector<std::string> captions;  // same length as paths
+  std::string source;                 // the table's path
+};
+
+// Reads the table. Errors (sparo::Error) name the file and say what is wrong: the file is
+// missing or unreadable, a requested column is missing (the message lists the columns that
+// exist) or appears twice, a row has the wrong number of fields or an empty image path (the
+// row's line number), a quoted field is not closed, or the table has no rows.
+CaptionTable load_caption_table(const std::string& path, const CaptionTableOptions& options = {});
+
+// Thread-safe record of the images that could not be decoded.
+class DecodeStats {
+ public:
+  static constexpr size_t kMaxExamples = 5;
+  void record_failure(const std::string& message);
+  int64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
+  std::vector<std::string> examples() const;  // the first kMaxExamples failure messages
+
+ private:
+  std::atomic<int64_t> skipped_{0};
+  mutable std::mutex mutex_;
+  std::vector<std::string> examples_;
+};
+
+// The decoded image, or nullopt when the file is missing, unreadable or corrupt (the failure
+// is recorded in `stats` when it is not null). Never throws for a bad image.
+std::optional<Image> try_load_image(const std::string& path, DecodeStats* stats);
+
+// One line for the log, e.g. "3 images skipped (unreadable or corrupt), e.g.: image a.png:
+// cannot be decoded (...)"; "no images skipped" when there were none.
+std::string summarize(const DecodeStats& stats);
+
+}  // namespace sparo
