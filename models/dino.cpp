@@ -1,6 +1,8 @@
 #include "models/dino.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace sparo {
 
@@ -19,14 +21,61 @@ DinoBackbone::DinoBackbone(const DinoConfig& c, Generator& gen) : cfg(c), norm(c
   if (c.readout == "sparo") sparo.emplace(D, D / c.heads, c.sparo, gen);
 }
 
+namespace {
+
+// Cubic convolution weights (a = -0.75, PyTorch's bicubic) of 1-D resampling from `from`
+// to `to` points with align_corners=False, borders clamped: a [to, from] matrix.
+std::vector<float> bicubic_matrix_1d(int64_t from, int64_t to) {
+  const auto cubic = [](double x) {
+    constexpr double a = -0.75;
+    x = std::abs(x);
+    if (x <= 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2) return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+    return 0.0;
+  };
+  std::vector<float> m(static_cast<size_t>(to * from), 0.0f);
+  const double scale = static_cast<double>(from) / static_cast<double>(to);
+  for (int64_t i = 0; i < to; ++i) {
+    const double src = (static_cast<double>(i) + 0.5) * scale - 0.5;
+    const int64_t base = static_cast<int64_t>(std::floor(src));
+    for (int64_t k = -1; k <= 2; ++k) {
+      const int64_t j = std::clamp<int64_t>(base + k, 0, from - 1);
+      m[static_cast<size_t>(i * from + j)] += static_cast<float>(cubic(src - static_cast<double>(base + k)));
+    }
+  }
+  return m;
+}
+
+}  // namespace
+
+Tensor DinoBackbone::position_embedding(int64_t grid) const {
+  const int64_t trained = cfg.image_size / cfg.patch_size, D = cfg.width;
+  if (grid == trained) return pos_embed;
+  // DINO's interpolate_pos_encoding resizes the patch grid of the embedding bicubically; the
+  // resampling is linear, so it is one constant matrix [grid², trained²] (the Kronecker
+  // product of the 1-D matrices) applied with matmul, which keeps it differentiable.
+  const std::vector<float> m1 = bicubic_matrix_1d(trained, grid);
+  std::vector<float> m2(static_cast<size_t>(grid * grid * trained * trained));
+  for (int64_t y = 0; y < grid; ++y)
+    for (int64_t x = 0; x < grid; ++x)
+      for (int64_t v = 0; v < trained; ++v)
+        for (int64_t u = 0; u < trained; ++u)
+          m2[static_cast<size_t>(((y * grid + x) * trained + v) * trained + u)] =
+              m1[static_cast<size_t>(y * trained + v)] * m1[static_cast<size_t>(x * trained + u)];
+  const Tensor resample = Tensor::from_vector(m2, {grid * grid, trained * trained}, pos_embed.device());
+  const Tensor table = reshape(pos_embed, {1 + trained * trained, D});
+  const Tensor patches = matmul(resample, slice(table, 0, 1, 1 + trained * trained));
+  return reshape(concat({slice(table, 0, 0, 1), patches}, 0), {1, 1 + grid * grid, D});
+}
+
 EncoderOutput DinoBackbone::forward(const Tensor& images, Generator* gen) const {
-  const int64_t S = cfg.image_size;
-  if (images.dim() != 4 || images.size(1) != 3 || images.size(2) != S || images.size(3) != S)
-    throw Error("dino backbone: images must be [B, 3, " + std::to_string(S) + ", " + std::to_string(S) + "], got " +
-                shape_str(images.shape()));
+  const int64_t P = cfg.patch_size;
+  if (images.dim() != 4 || images.size(1) != 3 || images.size(2) != images.size(3) || images.size(2) % P != 0)
+    throw Error("dino backbone: images must be [B, 3, S, S] with S a multiple of the patch size " + std::to_string(P) +
+                " (trained at " + std::to_string(cfg.image_size) + "), got " + shape_str(images.shape()));
   const int64_t B = images.size(0), D = cfg.width;
-  const Tensor patches = linear(image_to_patches(images, cfg.patch_size), reshape(patch_weight, {D, -1}), patch_bias);
-  Tensor x = add(concat({expand(cls_token, {B, 1, D}), patches}, 1), pos_embed);
+  const Tensor patches = linear(image_to_patches(images, P), reshape(patch_weight, {D, -1}), patch_bias);
+  Tensor x = add(concat({expand(cls_token, {B, 1, D}), patches}, 1), position_embedding(images.size(2) / P));
   for (const TransformerBlock& block : blocks) x = block.forward(x, Tensor(), training_ ? gen : nullptr);
   x = norm.forward(x);
   if (sparo) {

@@ -23,7 +23,12 @@ struct DinoBackbone : Module {
   DinoBackbone(const DinoConfig& cfg, Generator& gen);
   // The representation: norm(x)[:, 0] (cls) or the SPARO embedding. `gen` drives drop-path
   // when training (nullptr: no drop-path).
+  // Images may be of any square size that is a multiple of the patch size (DINO's local
+  // crops): the positional embedding is then resampled bicubically (position_embedding).
   EncoderOutput forward(const Tensor& images, Generator* gen = nullptr) const;
+  // pos_embed for a grid × grid patch grid: as is at the trained size, else the patch part
+  // resized bicubically (PyTorch's a = -0.75, align_corners=False), the CLS entry unchanged.
+  Tensor position_embedding(int64_t grid) const;
   int64_t output_dim() const { return sparo ? sparo->L * sparo->V : cfg.width; }
   void collect_parameters(const std::string& prefix, NamedTensors& out) const override;
 };
