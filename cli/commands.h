@@ -10,5 +10,6 @@ void add_inspect_command(CLI::App& app);
 void add_embed_command(CLI::App& app);
 void add_tokenize_commands(CLI::App& app);
 void add_bench_commands(CLI::App& app);
+void add_train_commands(CLI::App& app);
 
 }  // namespace sparo::cli

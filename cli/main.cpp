@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   sparo::cli::add_embed_command(app);
   sparo::cli::add_tokenize_commands(app);
   sparo::cli::add_bench_commands(app);
+  sparo::cli::add_train_commands(app);
 
   try {
     app.parse(argc, argv);

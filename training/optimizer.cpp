@@ -91,6 +91,13 @@ void Optimizer::set_lr(float lr) {
   lr_ = lr;
 }
 
+void Optimizer::set_weight_decay(size_t group, float weight_decay) {
+  if (group >= groups_.size()) fail("no parameter group " + std::to_string(group) + " (" + std::to_string(groups_.size()) + " groups)");
+  if (!(weight_decay >= 0.0f) || !std::isfinite(weight_decay))
+    fail("weight decay must be >= 0 and finite, got " + num(weight_decay));
+  groups_[group].weight_decay = weight_decay;
+}
+
 float Optimizer::group_lr(size_t group) const {
   return static_cast<float>(static_cast<double>(lr_) * static_cast<double>(groups_[group].lr_scale));
 }

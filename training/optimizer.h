@@ -49,6 +49,8 @@ class Optimizer {
   void zero_grad();  // drops every parameter's gradient (set to undefined)
 
   void set_lr(float lr);  // lr >= 0 and finite
+  // Changes one group's weight decay (DINO's weight-decay schedule); wd >= 0 and finite.
+  void set_weight_decay(size_t group, float weight_decay);
   float lr() const { return lr_; }
   const std::vector<ParamGroup>& groups() const { return groups_; }
   int64_t step_count() const { return step_count_; }  // calls of step() so far

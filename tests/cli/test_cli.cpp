@@ -138,5 +138,86 @@ TEST_F(EmbedCli, UnavailableDeviceIsAClearError) {
   EXPECT_NE(r.output.find("vulkan:9"), std::string::npos) << r.output;
 }
 
+namespace train_cli {
+
+namespace fs = std::filesystem;
+
+// A scratch directory with a tiny CLIP training config (seconds per step on one core).
+class TrainCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = (fs::temp_directory_path() / ("sparo_train_cli_" + std::to_string(::getpid()))).string();
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    std::ofstream(dir + "/clip.json") << R"({"task": "clip", "train_size": 256, "steps": 3, "batch_size": 16,
+      "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2,
+      "model": {"embed_dim": 32, "use_sparo": true, "L": 4, "V": 8,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+        "text_cfg": {"context_length": 24, "vocab_size": 600, "width": 32, "heads": 2, "layers": 1}}})";
+  }
+  void TearDown() override { fs::remove_all(dir); }
+  std::string dir;
+};
+
+TEST_F(TrainCli, TrainsResumesAndWritesTheRunDirectory) {
+  const CliRun r = sparo_cli("train clip --config " + dir + "/clip.json --out " + dir + "/run --progress 0");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("[clip] step 1/3  loss "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[clip] step 3/3  loss "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("samples/s"), std::string::npos) << r.output;
+  for (const char* f : {"config.json", "metrics.jsonl", "log.txt", "model.safetensors", "tokenizer.txt",
+                        "checkpoints/step-00000002.safetensors", "checkpoints/step-00000003.safetensors"})
+    EXPECT_TRUE(fs::exists(dir + "/run/" + f)) << f;
+  // Continue the finished run for two more steps.
+  const CliRun more = sparo_cli("train clip --resume " + dir + "/run --set steps=5 --progress 0");
+  ASSERT_EQ(more.code, 0) << more.output;
+  EXPECT_NE(more.output.find("resuming " + dir + "/run at step 3"), std::string::npos) << more.output;
+  EXPECT_NE(more.output.find("[clip] step 5/5"), std::string::npos) << more.output;
+  // A second run into the same directory is refused rather than overwriting it.
+  const CliRun again = sparo_cli("train clip --config " + dir + "/clip.json --out " + dir + "/run");
+  EXPECT_NE(again.code, 0);
+  EXPECT_NE(again.output.find("already holds a run"), std::string::npos) << again.output;
+}
+
+TEST_F(TrainCli, BadConfigCorruptIdxAndCorruptImageGiveClearMessages) {
+  const CliRun typo = sparo_cli("train clip --config " + dir + "/clip.json --set stpes=3 --out " + dir + "/a");
+  EXPECT_NE(typo.code, 0);
+  EXPECT_NE(typo.output.find("unknown key \"stpes\""), std::string::npos) << typo.output;
+  const CliRun wrong_task = sparo_cli("train dino --config " + dir + "/clip.json --out " + dir + "/b");
+  EXPECT_NE(wrong_task.code, 0);
+  EXPECT_NE(wrong_task.output.find("is a \"clip\" config"), std::string::npos) << wrong_task.output;
+
+  // A Fashion-MNIST folder whose image file is not IDX.
+  fs::create_directories(dir + "/fm");
+  std::ofstream(dir + "/fm/train-images-idx3-ubyte") << "not an idx file at all";
+  std::ofstream(dir + "/fm/train-labels-idx1-ubyte") << "nor this";
+  const CliRun idx = sparo_cli("train clip --config " + dir + "/clip.json --set data_dir=" + dir + "/fm --out " + dir + "/c");
+  EXPECT_NE(idx.code, 0);
+  EXPECT_NE(idx.output.find(dir + "/fm/train-images-idx3-ubyte"), std::string::npos) << idx.output;
+  EXPECT_NE(idx.output.find("bad magic"), std::string::npos) << idx.output;
+
+  // A caption table with one corrupt image among good ones: skipped, counted, named.
+  std::ofstream table(dir + "/pairs.tsv");
+  table << "filepath\ttitle\n";
+  for (int i = 0; i < 4; ++i) {
+    Image img;
+    img.width = img.height = 40;
+    img.rgb.assign(40 * 40 * 3, static_cast<uint8_t>(40 * i));
+    save_png(dir + "/img" + std::to_string(i) + ".png", img);
+    table << "img" << i << ".png\ta picture number " << i << "\n";
+  }
+  std::ofstream(dir + "/broken.png") << "\x89PNG\r\n\x1a\n truncated";
+  table << "broken.png\ta broken picture\n";
+  table.close();
+  const CliRun csv = sparo_cli("train clip --config " + dir + "/clip.json --set dataset=csv --set csv_path=" + dir +
+                               "/pairs.tsv --set batch_size=4 --set steps=1 --out " + dir + "/d --progress 0");
+  EXPECT_EQ(csv.code, 0) << csv.output;
+  EXPECT_NE(csv.output.find("4 of 5 images usable"), std::string::npos) << csv.output;
+  EXPECT_NE(csv.output.find("1 image"), std::string::npos) << csv.output;
+  EXPECT_NE(csv.output.find("broken.png"), std::string::npos) << csv.output;
+}
+
+}  // namespace train_cli
+
 }  // namespace
 }  // namespace sparo

@@ -1,0 +1,204 @@
+// The CLIP objective in the trainer: image–caption batches from Fashion scenes or a caption
+// table, symmetric InfoNCE with the learnable logit scale (clamped at max_logit_scale after
+// each update, as OpenCLIP does), and a BPE tokenizer learned from the training captions.
+#include <tbb/parallel_for.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <ostream>
+
+#include "models/clip.h"
+#include "training/data/augment.h"
+#include "training/data/batches.h"
+#include "training/data/caption_table.h"
+#include "training/data/fashion_mnist.h"
+#include "training/data/scenes.h"
+#include "training/image.h"
+#include "training/tokenizer.h"
+#include "training/trainer.h"
+
+namespace sparo {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct ClipBatch {
+  Tensor images;             // [B, 3, S, S] on the CPU
+  std::vector<int32_t> ids;  // [B, context]
+};
+
+// The training captions and images, from either source.
+class CaptionedImages {
+ public:
+  CaptionedImages(const TrainConfig& cfg) {
+    if (cfg.resolved_dataset() == "fashion-scenes") {
+      fashion_ = std::make_unique<LabeledImages>(
+          load_fashion_mnist(cfg.data_dir.empty() ? default_fashion_mnist_dir() : cfg.data_dir, "train"));
+      SceneOptions o;
+      o.canvas = static_cast<int>(cfg.scene_canvas);
+      o.min_items = static_cast<int>(cfg.scene_min_items);
+      o.max_items = static_cast<int>(cfg.scene_max_items);
+      o.seed = cfg.seed;
+      o.count = cfg.train_size;
+      scenes_.emplace(*fashion_, SceneSplit::train, o);
+      count_ = cfg.train_size;
+      description_ = "Fashion scenes (train split, " + std::to_string(count_) + " scenes, " +
+                     std::to_string(cfg.scene_canvas) + "×" + std::to_string(cfg.scene_canvas) + ", " +
+                     std::to_string(cfg.scene_min_items) + "–" + std::to_string(cfg.scene_max_items) + " items)";
+      return;
+    }
+    CaptionTableOptions o;
+    o.image_key = cfg.csv_image_key;
+    o.caption_key = cfg.csv_caption_key;
+    o.separator = cfg.csv_separator[0];
+    table_ = load_caption_table(cfg.csv_path, o);
+    // Decode every image once up front: the unreadable ones are left out (and counted) before
+    // training, so the sample stream stays a pure function of the seed.
+    std::vector<char> good(table_.paths.size(), 0);
+    tbb::parallel_for(size_t{0}, table_.paths.size(),
+                      [&](size_t i) { good[i] = try_load_image(table_.paths[i], &stats_).has_value(); });
+    for (size_t i = 0; i < good.size(); ++i)
+      if (good[i]) usable_.push_back(static_cast<int64_t>(i));
+    if (usable_.empty()) throw Error(cfg.csv_path + ": none of the " + std::to_string(good.size()) + " images could be read");
+    count_ = static_cast<int64_t>(usable_.size());
+    description_ = cfg.csv_path + " (" + std::to_string(count_) + " of " + std::to_string(good.size()) + " images usable)";
+  }
+  int64_t count() const { return count_; }
+  const std::string& description() const { return description_; }
+  std::string skipped_summary() const { return table_.paths.empty() ? "" : summarize(stats_); }
+
+  std::pair<Image, std::string> get(int64_t i) const {
+    if (scenes_) {
+      Scene s = scenes_->make(i);
+      return {std::move(s.image), std::move(s.caption)};
+    }
+    const size_t row = static_cast<size_t>(usable_[static_cast<size_t>(i)]);
+    std::optional<Image> img = try_load_image(table_.paths[row], nullptr);
+    if (!img) throw Error(table_.paths[row] + ": could be read at the start of the run but not any more");
+    return {std::move(*img), table_.captions[row]};
+  }
+  // Captions to learn the tokenizer from: the first n samples (all for a table).
+  std::vector<std::string> captions(int64_t n) const {
+    std::vector<std::string> out;
+    if (scenes_) {
+      for (int64_t i = 0; i < std::min(n, count_); ++i) out.push_back(scenes_->make(i).caption);
+    } else {
+      out = table_.captions;
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<LabeledImages> fashion_;
+  std::optional<SceneGenerator> scenes_;
+  CaptionTable table_;
+  mutable DecodeStats stats_;
+  std::vector<int64_t> usable_;
+  int64_t count_ = 0;
+  std::string description_;
+};
+
+class ClipTask : public TrainTask {
+ public:
+  ClipTask(const TrainConfig& cfg, const std::string& run_dir, bool resuming)
+      : cfg_(cfg),
+        mcfg_(ClipConfig::from_json(cfg.model_json, "model")),
+        device_(Device::parse(cfg.device)),
+        model_(mcfg_, cfg.seed),
+        generator_(cfg.seed),
+        data_(cfg),
+        order_(data_.count(), cfg.seed),
+        tokenizer_(make_tokenizer(run_dir, resuming)),
+        prefetch_([this](int64_t k) { return make_batch(k); }) {
+    to_device(model_, device_);
+  }
+
+  const Module& model() const override { return model_; }
+  StateAliases aliases() const override { return model_.aliases(); }
+  Generator& generator() override { return generator_; }
+  std::vector<ParamGroup> param_groups() const override {
+    // OpenCLIP: no weight decay on gains, biases and the logit scale (all of rank < 2).
+    return split_weight_decay(model_.named_parameters(), static_cast<float>(cfg_.weight_decay));
+  }
+
+  Tensor loss(int64_t step, int64_t micro) override {
+    ClipBatch batch = prefetch_.get(step * cfg_.accum_steps + micro);
+    const Tensor images = batch.images.to(device_);
+    const Tensor ids = Tensor::from_vector(batch.ids, {cfg_.batch_size, mcfg_.text.context_length}, device_);
+    return clip_loss(model_.forward(images, ids).logits_per_image);
+  }
+
+  void after_update(int64_t) override {
+    NoGradGuard no_grad;
+    copy_(model_.logit_scale, clamp(model_.logit_scale, 0.0f, static_cast<float>(std::log(cfg_.max_logit_scale))));
+  }
+
+  std::vector<std::pair<std::string, double>> metrics(int64_t) const override {
+    return {{"logit_scale", std::exp(static_cast<double>(model_.logit_scale.item()))}};
+  }
+
+  void describe(std::ostream& out) const override {
+    out << "clip: " << model_.parameter_count() << " parameters ("
+        << (mcfg_.sparo.enabled ? "SPARO L=" + std::to_string(mcfg_.sparo.L) + " V=" + std::to_string(mcfg_.sparo.V)
+                                : std::string("baseline read-out"))
+        << "), image " << mcfg_.vision.image_size << ", context " << mcfg_.text.context_length << ", device "
+        << device_.str() << "\n"
+        << "data: " << data_.description() << "; tokenizer " << tokenizer_.vocab_size() << " tokens\n";
+    if (const std::string s = data_.skipped_summary(); !s.empty()) out << "data: " << s << "\n";
+    out << "steps " << cfg_.steps << ", batch " << cfg_.batch_size << " × " << cfg_.accum_steps << " accumulation, lr "
+        << cfg_.lr << " (warm-up " << cfg_.warmup_steps << "), weight decay " << cfg_.weight_decay << "\n";
+  }
+
+ private:
+  Tokenizer make_tokenizer(const std::string& run_dir, bool resuming) const {
+    const std::string path = (fs::path(run_dir) / "tokenizer.txt").string();
+    if (!resuming) {
+      const int64_t merges = mcfg_.text.vocab_size - 512 - 2;
+      if (merges < 0) throw Error("model.text_cfg.vocab_size: needs at least 514 tokens (bytes + specials), got " +
+                                  std::to_string(mcfg_.text.vocab_size));
+      train_bpe(data_.captions(20000), static_cast<int>(merges), path);
+    }
+    Tokenizer t = Tokenizer::load(path);
+    if (t.vocab_size() > mcfg_.text.vocab_size)
+      throw Error(path + ": " + std::to_string(t.vocab_size()) + " tokens, more than the model's vocab_size " +
+                  std::to_string(mcfg_.text.vocab_size));
+    return t;
+  }
+
+  // Batch k of the run: samples [k·B, (k+1)·B) of the stream, each with its own random crop.
+  ClipBatch make_batch(int64_t k) {
+    const int64_t B = cfg_.batch_size, S = mcfg_.vision.image_size;
+    std::vector<int64_t> index(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) index[static_cast<size_t>(b)] = order_[k * B + b];
+    std::vector<Image> images(static_cast<size_t>(B));
+    std::vector<std::string> captions(static_cast<size_t>(B));
+    tbb::parallel_for(int64_t{0}, B, [&](int64_t b) {
+      auto [image, caption] = data_.get(index[static_cast<size_t>(b)]);
+      SampleRng rng(cfg_.seed, mix_stream(0xC11Bull, static_cast<uint64_t>(k * B + b)));
+      images[static_cast<size_t>(b)] = clip_train_transform(image, static_cast<int>(S), rng);
+      captions[static_cast<size_t>(b)] = std::move(caption);
+    });
+    return {images_to_tensor(images, kClipMean, kClipStd), tokenizer_.tokenize(captions, static_cast<int>(mcfg_.text.context_length))};
+  }
+
+  TrainConfig cfg_;
+  ClipConfig mcfg_;
+  Device device_;
+  Clip model_;
+  Generator generator_;
+  CaptionedImages data_;
+  SampleOrder order_;
+  Tokenizer tokenizer_;
+  Prefetcher<ClipBatch> prefetch_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainTask> make_clip_task(const TrainConfig& cfg, const std::string& run_dir, bool resuming) {
+  return std::make_unique<ClipTask>(cfg, run_dir, resuming);
+}
+
+}  // namespace sparo

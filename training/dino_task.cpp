@@ -1,0 +1,254 @@
+// The DINO objective in the trainer: multi-crop views of Fashion-MNIST (or a folder of
+// images), a student and an EMA teacher, DINO's centred and sharpened teacher targets, the
+// teacher-temperature warm-up, the teacher-momentum and weight-decay cosine schedules, and
+// the last layer frozen during the first epoch — facebookresearch/dino's main_dino.py.
+#include <tbb/parallel_for.h>
+
+#include <memory>
+#include <optional>
+#include <ostream>
+
+#include "models/dino.h"
+#include "training/data/augment.h"
+#include "training/data/batches.h"
+#include "training/data/caption_table.h"
+#include "training/data/fashion_mnist.h"
+#include "training/image.h"
+#include "training/losses.h"
+#include "training/schedule.h"
+#include "training/trainer.h"
+
+namespace sparo {
+
+namespace {
+
+// ImageNet's statistics, which DINO normalises with.
+constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
+
+struct DinoBatch {
+  Tensor globals;  // [2·B, 3, S, S], crop-major: global crop 0 of every image, then crop 1
+  Tensor locals;   // [n·B, 3, s, s], crop-major; undefined without local crops
+};
+
+class UnlabeledImages {
+ public:
+  explicit UnlabeledImages(const TrainConfig& cfg) {
+    if (cfg.resolved_dataset() == "fashion-mnist") {
+      const std::string dir = cfg.data_dir.empty() ? default_fashion_mnist_dir() : cfg.data_dir;
+      fashion_ = load_fashion_mnist(dir, "train");
+      description_ = "Fashion-MNIST train (" + std::to_string(fashion_.count) + " images, " + dir + ")";
+      count_ = fashion_.count;
+      return;
+    }
+    CaptionTableOptions o;
+    o.image_key = cfg.csv_image_key;
+    o.caption_key = cfg.csv_caption_key;
+    o.separator = cfg.csv_separator[0];
+    table_ = load_caption_table(cfg.csv_path, o);
+    std::vector<char> good(table_.paths.size(), 0);
+    tbb::parallel_for(size_t{0}, table_.paths.size(),
+                      [&](size_t i) { good[i] = try_load_image(table_.paths[i], &stats_).has_value(); });
+    for (size_t i = 0; i < good.size(); ++i)
+      if (good[i]) usable_.push_back(static_cast<int64_t>(i));
+    if (usable_.empty()) throw Error(cfg.csv_path + ": none of the " + std::to_string(good.size()) + " images could be read");
+    count_ = static_cast<int64_t>(usable_.size());
+    description_ = cfg.csv_path + " (" + std::to_string(count_) + " of " + std::to_string(good.size()) + " images usable)";
+  }
+  int64_t count() const { return count_; }
+  const std::string& description() const { return description_; }
+  std::string skipped_summary() const { return table_.paths.empty() ? "" : summarize(stats_); }
+
+  Image get(int64_t i) const {
+    if (!usable_.empty()) {
+      const std::string& path = table_.paths[static_cast<size_t>(usable_[static_cast<size_t>(i)])];
+      std::optional<Image> img = try_load_image(path, nullptr);
+      if (!img) throw Error(path + ": could be read at the start of the run but not any more");
+      return std::move(*img);
+    }
+    Image img;  // grey → RGB
+    img.width = fashion_.cols;
+    img.height = fashion_.rows;
+    img.rgb.resize(static_cast<size_t>(img.width * img.height * 3));
+    const uint8_t* g = fashion_.image(i);
+    for (size_t p = 0; p < static_cast<size_t>(img.width * img.height); ++p)
+      img.rgb[3 * p] = img.rgb[3 * p + 1] = img.rgb[3 * p + 2] = g[p];
+    return img;
+  }
+
+ private:
+  LabeledImages fashion_;
+  CaptionTable table_;
+  mutable DecodeStats stats_;
+  std::vector<int64_t> usable_;
+  int64_t count_ = 0;
+  std::string description_;
+};
+
+DinoConfig teacher_config(DinoConfig c) {
+  c.drop_path_rate = 0.0f;  // DINO's teacher has no stochastic depth
+  return c;
+}
+
+class DinoTask : public TrainTask {
+ public:
+  DinoTask(const TrainConfig& cfg)
+      : cfg_(cfg),
+        mcfg_(DinoConfig::from_json(cfg.model_json, "model")),
+        device_(Device::parse(cfg.device)),
+        student_(mcfg_, cfg.seed),
+        teacher_(teacher_config(mcfg_), cfg.seed),
+        loss_(mcfg_.head_out, 2 + cfg.local_crops, static_cast<float>(cfg.student_temp),
+              static_cast<float>(cfg.center_momentum)),
+        generator_(cfg.seed),
+        data_(cfg),
+        order_(data_.count(), cfg.seed),
+        prefetch_([this](int64_t k) { return make_batch(k); }) {
+    if (cfg.local_crop_size % mcfg_.patch_size != 0)
+      throw Error("local_crop_size " + std::to_string(cfg.local_crop_size) + " must be a multiple of the patch size " +
+                  std::to_string(mcfg_.patch_size));
+    crops_.global_size = static_cast<int>(mcfg_.image_size);
+    crops_.global_scale_lo = static_cast<float>(cfg.global_scale_min);
+    crops_.global_scale_hi = static_cast<float>(cfg.global_scale_max);
+    crops_.local_crops = static_cast<int>(cfg.local_crops);
+    crops_.local_size = static_cast<int>(cfg.local_crop_size);
+    crops_.local_scale_lo = static_cast<float>(cfg.local_scale_min);
+    crops_.local_scale_hi = static_cast<float>(cfg.local_scale_max);
+    validate(crops_);
+    load_state_dict(teacher_, state_dict(student_));  // the teacher starts as the student
+    teacher_.set_training(false);
+    for (Tensor p : teacher_.parameters()) p.requires_grad_(false);
+    to_device(student_, device_);
+    to_device(teacher_, device_);
+    loss_.center = loss_.center.to(device_);
+    const int64_t epoch_steps = (data_.count() + cfg.samples_per_step() - 1) / cfg.samples_per_step();
+    freeze_steps_ = cfg.freeze_last_layer_steps >= 0 ? cfg.freeze_last_layer_steps : epoch_steps;
+  }
+
+  const Module& model() const override { return student_; }
+  StateAliases aliases() const override { return student_.aliases(); }
+  Generator& generator() override { return generator_; }
+  std::vector<ParamGroup> param_groups() const override {
+    // DINO's get_params_groups: no weight decay on biases and norm gains (rank 1).
+    return split_weight_decay(student_.named_parameters(), static_cast<float>(cfg_.weight_decay));
+  }
+
+  Tensor loss(int64_t step, int64_t micro) override {
+    DinoBatch batch = prefetch_.get(step * cfg_.accum_steps + micro);
+    const Tensor globals = batch.globals.to(device_);
+    Tensor teacher_out;
+    {
+      NoGradGuard no_grad;
+      teacher_out = teacher_.head.forward(teacher_.backbone.forward(globals).embedding);
+    }
+    std::vector<Tensor> features = {student_.backbone.forward(globals, &generator_).embedding};
+    if (batch.locals.defined()) features.push_back(student_.backbone.forward(batch.locals.to(device_), &generator_).embedding);
+    const Tensor student_out = student_.head.forward(features.size() == 1 ? features[0] : concat(features, 0));
+    return loss_(student_out, teacher_out, teacher_temp(step));
+  }
+
+  void before_update(int64_t step, Optimizer& optimizer) override {
+    if (step < freeze_steps_) student_.head.weight_v.zero_grad();  // DINO's cancel_gradients_last_layer
+    optimizer.set_weight_decay(0, weight_decay(step));
+  }
+
+  void after_update(int64_t step) override {  // teacher = m · teacher + (1 - m) · student
+    NoGradGuard no_grad;
+    const float m = static_cast<float>(momentum(step));
+    const NamedTensors s = student_.named_parameters(), t = teacher_.named_parameters();
+    for (size_t i = 0; i < s.size(); ++i) {
+      Tensor target = t[i].second;
+      copy_(target, add(affine(target, m, 0.0f), affine(s[i].second, 1.0f - m, 0.0f)));
+    }
+  }
+
+  NamedTensors extra_state() const override {
+    NamedTensors out;
+    for (const auto& [name, t] : teacher_.named_parameters()) out.emplace_back("teacher." + name, t);
+    out.emplace_back("center", loss_.center);
+    return out;
+  }
+  void load_extra_state(const NamedTensors& state, const std::string& source) override {
+    NamedTensors teacher;
+    bool have_center = false;
+    for (const auto& [name, t] : state) {
+      if (name.rfind("teacher.", 0) == 0) {
+        teacher.emplace_back(name.substr(8), t);
+      } else if (name == "center") {
+        if (t.shape() != loss_.center.shape())
+          throw Error(source + ": extra.center has shape " + shape_str(t.shape()) + ", expected " +
+                      shape_str(loss_.center.shape()));
+        copy_(loss_.center, t.to(device_));
+        have_center = true;
+      } else {
+        throw Error(source + ": unexpected task state \"extra." + name + "\"");
+      }
+    }
+    if (!have_center) throw Error(source + ": lacks extra.center (the DINO centre)");
+    load_state_dict(teacher_, teacher, {}, source + " (teacher)");
+  }
+
+  std::vector<std::pair<std::string, double>> metrics(int64_t step) const override {
+    return {{"teacher_temp", teacher_temp(step)}, {"momentum", momentum(step)}, {"weight_decay", weight_decay(step)}};
+  }
+
+  void describe(std::ostream& out) const override {
+    out << "dino: " << student_.parameter_count() << " parameters (" << mcfg_.readout << " read-out"
+        << (mcfg_.readout == "sparo" ? ", L=" + std::to_string(mcfg_.sparo.L) + " V=" + std::to_string(mcfg_.sparo.V) : "")
+        << ", head " << mcfg_.head_out << " prototypes), device " << device_.str() << "\n"
+        << "data: " << data_.description() << "; crops 2 × " << crops_.global_size << " + " << crops_.local_crops << " × "
+        << crops_.local_size << "\n";
+    if (const std::string s = data_.skipped_summary(); !s.empty()) out << "data: " << s << "\n";
+    out << "steps " << cfg_.steps << ", batch " << cfg_.batch_size << " × " << cfg_.accum_steps << " accumulation, lr "
+        << cfg_.lr << " (warm-up " << cfg_.warmup_steps << "), last layer frozen for " << freeze_steps_ << " steps\n";
+  }
+
+ private:
+  float teacher_temp(int64_t step) const {
+    if (step >= cfg_.warmup_teacher_temp_steps) return static_cast<float>(cfg_.teacher_temp);
+    const double f = cfg_.warmup_teacher_temp_steps > 1
+                         ? static_cast<double>(step) / static_cast<double>(cfg_.warmup_teacher_temp_steps - 1)
+                         : 1.0;  // np.linspace(warmup, final, W)
+    return static_cast<float>(cfg_.warmup_teacher_temp + f * (cfg_.teacher_temp - cfg_.warmup_teacher_temp));
+  }
+  double momentum(int64_t step) const { return CosineSchedule{cfg_.momentum_teacher, 1.0, cfg_.steps}(step); }
+  float weight_decay(int64_t step) const {
+    if (cfg_.weight_decay_end < 0) return static_cast<float>(cfg_.weight_decay);
+    return static_cast<float>(CosineSchedule{cfg_.weight_decay, cfg_.weight_decay_end, cfg_.steps}(step));
+  }
+
+  DinoBatch make_batch(int64_t k) {
+    const int64_t B = cfg_.batch_size, n = cfg_.local_crops;
+    std::vector<Image> globals(static_cast<size_t>(2 * B)), locals(static_cast<size_t>(n * B));
+    std::vector<int64_t> index(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) index[static_cast<size_t>(b)] = order_[k * B + b];
+    tbb::parallel_for(int64_t{0}, B, [&](int64_t b) {
+      SampleRng rng(cfg_.seed, mix_stream(0xD1B0ull, static_cast<uint64_t>(k * B + b)));
+      std::vector<Image> views = dino_multi_crop(data_.get(index[static_cast<size_t>(b)]), crops_, rng);
+      for (int64_t c = 0; c < 2; ++c) globals[static_cast<size_t>(c * B + b)] = std::move(views[static_cast<size_t>(c)]);
+      for (int64_t c = 0; c < n; ++c) locals[static_cast<size_t>(c * B + b)] = std::move(views[static_cast<size_t>(2 + c)]);
+    });
+    DinoBatch batch;
+    batch.globals = images_to_tensor(globals, kImageNetMean, kImageNetStd);
+    if (n > 0) batch.locals = images_to_tensor(locals, kImageNetMean, kImageNetStd);
+    return batch;
+  }
+
+  TrainConfig cfg_;
+  DinoConfig mcfg_;
+  Device device_;
+  Dino student_, teacher_;
+  DinoLoss loss_;
+  Generator generator_;
+  UnlabeledImages data_;
+  SampleOrder order_;
+  MultiCropOptions crops_;
+  int64_t freeze_steps_ = 0;
+  Prefetcher<DinoBatch> prefetch_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainTask> make_dino_task(const TrainConfig& cfg) { return std::make_unique<DinoTask>(cfg); }
+
+}  // namespace sparo

@@ -1,0 +1,212 @@
+#include "training/train_config.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <tuple>
+
+#include "engine/tensor.h"
+#include "models/config.h"
+
+namespace sparo {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_text(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(what + " " + path + ": cannot be opened");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Binds each key to its field once, so reading, writing and the list of known keys agree.
+template <typename Config>
+struct Fields {
+  std::map<std::string, std::string*> strings;
+  std::map<std::string, int64_t*> ints;
+  std::map<std::string, double*> doubles;
+  std::map<std::string, uint64_t*> unsigneds;
+
+  explicit Fields(Config& c) {
+    strings = {{"task", &c.task}, {"dataset", &c.dataset}, {"data_dir", &c.data_dir}, {"csv_path", &c.csv_path},
+               {"csv_image_key", &c.csv_image_key}, {"csv_caption_key", &c.csv_caption_key},
+               {"csv_separator", &c.csv_separator}, {"device", &c.device}};
+    ints = {{"train_size", &c.train_size}, {"scene_canvas", &c.scene_canvas}, {"scene_min_items", &c.scene_min_items},
+            {"scene_max_items", &c.scene_max_items}, {"steps", &c.steps}, {"batch_size", &c.batch_size},
+            {"accum_steps", &c.accum_steps}, {"warmup_steps", &c.warmup_steps}, {"local_crops", &c.local_crops},
+            {"local_crop_size", &c.local_crop_size}, {"warmup_teacher_temp_steps", &c.warmup_teacher_temp_steps},
+            {"freeze_last_layer_steps", &c.freeze_last_layer_steps}, {"log_every", &c.log_every},
+            {"checkpoint_every", &c.checkpoint_every}, {"keep_checkpoints", &c.keep_checkpoints}};
+    doubles = {{"lr", &c.lr}, {"min_lr", &c.min_lr}, {"weight_decay", &c.weight_decay},
+               {"weight_decay_end", &c.weight_decay_end}, {"beta1", &c.beta1}, {"beta2", &c.beta2}, {"eps", &c.eps},
+               {"grad_clip", &c.grad_clip}, {"max_logit_scale", &c.max_logit_scale},
+               {"global_scale_min", &c.global_scale_min}, {"global_scale_max", &c.global_scale_max},
+               {"local_scale_min", &c.local_scale_min}, {"local_scale_max", &c.local_scale_max},
+               {"student_temp", &c.student_temp}, {"teacher_temp", &c.teacher_temp},
+               {"warmup_teacher_temp", &c.warmup_teacher_temp}, {"center_momentum", &c.center_momentum},
+               {"momentum_teacher", &c.momentum_teacher}};
+    unsigneds = {{"seed", &c.seed}};
+  }
+  std::string known() const {
+    std::vector<std::string> names = {"model"};
+    for (const auto& m : strings) names.push_back(m.first);
+    for (const auto& m : ints) names.push_back(m.first);
+    for (const auto& m : doubles) names.push_back(m.first);
+    for (const auto& m : unsigneds) names.push_back(m.first);
+    std::sort(names.begin(), names.end());
+    std::string out;
+    for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out;
+  }
+};
+
+// "key=value": value parsed as JSON when it is JSON (numbers, true, quoted strings, objects),
+// otherwise taken as a bare string (paths, names).
+void apply_override(json& j, const std::string& item) {
+  const size_t eq = item.find('=');
+  if (eq == std::string::npos || eq == 0) throw Error("--set " + item + ": expected key=value");
+  const std::string key = item.substr(0, eq), text = item.substr(eq + 1);
+  json value;
+  try {
+    value = json::parse(text);
+  } catch (const json::parse_error&) {
+    value = text;
+  }
+  j[key] = value;
+}
+
+std::string resolve_model(const json& m, const std::string& source, const std::string& base_dir) {
+  if (m.is_object()) return m.dump();
+  if (!m.is_string()) throw Error(source + ".model: expected a path to a model config or the config object");
+  const std::string name = m.get<std::string>();
+  for (const fs::path& candidate : {fs::path(name), fs::path(base_dir) / name})
+    if (fs::is_regular_file(candidate)) return read_text(candidate.string(), "model config");
+  throw Error(source + ".model: no model config at \"" + name + "\" (looked relative to the current directory and to " +
+              base_dir + ")");
+}
+
+}  // namespace
+
+TrainConfig TrainConfig::from_json(const std::string& text, const std::string& source,
+                                   const std::vector<std::string>& overrides, const std::string& base_dir) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw Error(source + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw Error(source + ": expected a JSON object at the top level");
+  for (const std::string& o : overrides) apply_override(j, o);
+
+  TrainConfig c;
+  Fields<TrainConfig> f(c);
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& key = it.key();
+    const json& v = it.value();
+    const std::string where = source + "." + key;
+    if (key == "model") continue;
+    if (auto s = f.strings.find(key); s != f.strings.end()) {
+      if (!v.is_string()) throw Error(where + ": expected a string, got " + v.dump());
+      *s->second = v.get<std::string>();
+    } else if (auto i = f.ints.find(key); i != f.ints.end()) {
+      if (!v.is_number_integer()) throw Error(where + ": expected an integer, got " + v.dump());
+      *i->second = v.get<int64_t>();
+    } else if (auto d = f.doubles.find(key); d != f.doubles.end()) {
+      if (!v.is_number()) throw Error(where + ": expected a number, got " + v.dump());
+      *d->second = v.get<double>();
+    } else if (auto u = f.unsigneds.find(key); u != f.unsigneds.end()) {
+      if (!v.is_number_unsigned()) throw Error(where + ": expected a non-negative integer, got " + v.dump());
+      *u->second = v.get<uint64_t>();
+    } else {
+      throw Error(source + ": unknown key \"" + key + "\" (known keys: " + f.known() + ")");
+    }
+  }
+  if (!j.contains("model")) throw Error(source + ": missing \"model\" (a model config path or object)");
+  c.model_json = resolve_model(j.at("model"), source, base_dir);
+  c.validate(source);
+  return c;
+}
+
+TrainConfig TrainConfig::load(const std::string& path, const std::vector<std::string>& overrides) {
+  const std::string base = fs::path(path).parent_path().string();
+  return from_json(read_text(path, "train config"), path, overrides, base.empty() ? "." : base);
+}
+
+std::string TrainConfig::to_json() const {
+  TrainConfig copy = *this;
+  Fields<TrainConfig> f(copy);
+  json j = json::object();
+  for (const auto& [k, v] : f.strings) j[k] = *v;
+  for (const auto& [k, v] : f.ints) j[k] = *v;
+  for (const auto& [k, v] : f.doubles) j[k] = *v;
+  for (const auto& [k, v] : f.unsigneds) j[k] = *v;
+  j["model"] = json::parse(model_json);
+  return j.dump(2) + "\n";
+}
+
+std::string TrainConfig::resolved_dataset() const {
+  if (!dataset.empty()) return dataset;
+  return task == "clip" ? "fashion-scenes" : "fashion-mnist";
+}
+
+void TrainConfig::validate(const std::string& source) const {
+  const auto fail = [&](const std::string& key, const std::string& what) { throw Error(source + "." + key + ": " + what); };
+  if (task != "clip" && task != "dino") fail("task", "must be \"clip\" or \"dino\", got \"" + task + "\"");
+  const std::string ds = resolved_dataset();
+  if (task == "clip" && ds != "fashion-scenes" && ds != "csv")
+    fail("dataset", "clip trains on \"fashion-scenes\" or \"csv\", got \"" + ds + "\"");
+  if (task == "dino" && ds != "fashion-mnist" && ds != "csv")
+    fail("dataset", "dino trains on \"fashion-mnist\" or \"csv\", got \"" + ds + "\"");
+  if (ds == "csv" && csv_path.empty()) fail("csv_path", "is required with dataset \"csv\"");
+  if (csv_separator != "\t" && csv_separator != ",") fail("csv_separator", "must be \"\\t\" or \",\"");
+  const auto positive = [&](const char* key, int64_t v) {
+    if (v <= 0) fail(key, "must be > 0, got " + std::to_string(v));
+  };
+  positive("steps", steps);
+  positive("batch_size", batch_size);
+  positive("accum_steps", accum_steps);
+  positive("train_size", train_size);
+  positive("log_every", log_every);
+  positive("checkpoint_every", checkpoint_every);
+  positive("keep_checkpoints", keep_checkpoints);
+  positive("local_crop_size", local_crop_size);
+  if (local_crops < 0) fail("local_crops", "must be >= 0");
+  if (warmup_steps < 0 || warmup_steps > steps) fail("warmup_steps", "must be in [0, steps]");
+  if (task == "clip" && batch_size < 2) fail("batch_size", "a contrastive batch needs at least 2 pairs");
+  const auto finite_nonneg = [&](const char* key, double v) {
+    if (!std::isfinite(v) || v < 0) fail(key, "must be finite and >= 0");
+  };
+  finite_nonneg("lr", lr);
+  finite_nonneg("min_lr", min_lr);
+  finite_nonneg("weight_decay", weight_decay);
+  finite_nonneg("grad_clip", grad_clip);
+  finite_nonneg("eps", eps);
+  if (!(beta1 >= 0 && beta1 < 1)) fail("beta1", "must be in [0, 1)");
+  if (!(beta2 >= 0 && beta2 < 1)) fail("beta2", "must be in [0, 1)");
+  if (!(max_logit_scale >= 1)) fail("max_logit_scale", "must be >= 1");
+  for (auto [key, lo, hi] : {std::tuple{"global_scale", global_scale_min, global_scale_max},
+                             std::tuple{"local_scale", local_scale_min, local_scale_max}})
+    if (!(lo > 0 && lo <= hi && hi <= 1)) fail(std::string(key) + "_min/max", "need 0 < min <= max <= 1");
+  for (auto [key, v] : {std::pair{"student_temp", student_temp}, std::pair{"teacher_temp", teacher_temp},
+                        std::pair{"warmup_teacher_temp", warmup_teacher_temp}})
+    if (!(v > 0)) fail(key, "must be > 0");
+  if (!(center_momentum >= 0 && center_momentum <= 1)) fail("center_momentum", "must be in [0, 1]");
+  if (!(momentum_teacher >= 0 && momentum_teacher <= 1)) fail("momentum_teacher", "must be in [0, 1]");
+  if (device != "cpu" && device.rfind("vulkan", 0) != 0) fail("device", "must be cpu, vulkan or vulkan:N");
+  // The model config must parse for the task (its own errors name the field).
+  if (task == "clip")
+    ClipConfig::from_json(model_json, source + ".model");
+  else
+    DinoConfig::from_json(model_json, source + ".model");
+}
+
+}  // namespace sparo

@@ -1,0 +1,66 @@
+// The configuration of a training run: one flat JSON object (every key optional, defaults
+// below), overridable key by key from the command line (--set key=value). Unknown keys
+// and values of the wrong type or range are errors that name the key: a typo must not
+// silently train something else.
+//
+// "model" is the model configuration: a path (absolute, relative to the current directory,
+// or relative to the config file's directory) to a model JSON (models/configs/*.json), or
+// the model object itself. The run directory's config.json holds the resolved config with
+// the model object inline, so a run can be resumed or evaluated without the original files.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sparo {
+
+struct TrainConfig {
+  std::string task = "clip";    // clip | dino
+  std::string model_json;       // the model configuration (JSON text), resolved
+
+  // Data.
+  std::string dataset;          // clip: fashion-scenes | csv; dino: fashion-mnist | csv ("" = the task's default)
+  std::string data_dir;         // Fashion-MNIST directory ("" = $SPARO_FASHION_MNIST or the Debian package's)
+  std::string csv_path;         // dataset csv: the caption table
+  std::string csv_image_key = "filepath", csv_caption_key = "title", csv_separator = "\t";
+  int64_t train_size = 20000;   // fashion-scenes: scenes in the training split
+  int64_t scene_canvas = 64, scene_min_items = 1, scene_max_items = 3;
+
+  // Optimisation.
+  int64_t steps = 1000, batch_size = 128, accum_steps = 1;
+  double lr = 5e-4, min_lr = 0.0;
+  int64_t warmup_steps = 100;
+  double weight_decay = 0.2, weight_decay_end = -1.0;  // dino: cosine from weight_decay to weight_decay_end (-1: constant)
+  double beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
+  double grad_clip = 1.0;       // max global gradient norm; 0 = off
+
+  // CLIP.
+  double max_logit_scale = 100.0;  // exp(logit_scale) is clamped to [1, this] after each step
+
+  // DINO.
+  int64_t local_crops = 4, local_crop_size = 16;
+  double global_scale_min = 0.4, global_scale_max = 1.0, local_scale_min = 0.05, local_scale_max = 0.4;
+  double student_temp = 0.1, teacher_temp = 0.04, warmup_teacher_temp = 0.04;
+  int64_t warmup_teacher_temp_steps = 0;
+  double center_momentum = 0.9, momentum_teacher = 0.996;
+  int64_t freeze_last_layer_steps = -1;  // -1: one epoch
+
+  // Run.
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  int64_t log_every = 10, checkpoint_every = 200, keep_checkpoints = 2;
+
+  // Parses a config file and applies "key=value" overrides (value: JSON, or a bare string).
+  static TrainConfig load(const std::string& path, const std::vector<std::string>& overrides = {});
+  static TrainConfig from_json(const std::string& text, const std::string& source,
+                               const std::vector<std::string>& overrides = {},
+                               const std::string& base_dir = ".");
+  std::string to_json() const;  // the resolved config, model inline
+  void validate(const std::string& source) const;
+
+  std::string resolved_dataset() const;  // dataset, or the task's default
+  int64_t samples_per_step() const { return batch_size * accum_steps; }
+};
+
+}  // namespace sparo

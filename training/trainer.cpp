@@ -1,0 +1,243 @@
+#include "training/trainer.h"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "training/checkpoint.h"
+#include "training/schedule.h"
+
+namespace sparo {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+void TrainTask::load_extra_state(const NamedTensors& state, const std::string& source) {
+  if (!state.empty()) throw Error(source + ": unexpected task state \"" + state.front().first + "\"");
+}
+
+namespace {
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const long s = std::lround(seconds);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  else if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lds", s);
+  return buf;
+}
+
+void write_text_atomic(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) throw Error("cannot write " + tmp.string());
+  }
+  fs::rename(tmp, path);
+}
+
+// Keeps the metrics lines of steps <= last_step: after a crash the file may hold lines of
+// steps the resumed run will do again.
+void truncate_metrics(const fs::path& path, int64_t last_step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= last_step)
+      kept += line + "\n";
+  }
+  in.close();
+  write_text_atomic(path, kept);
+}
+
+class Progress {
+ public:
+  Progress(std::ostream& out, bool live, std::ofstream& log) : out_(out), live_(live), log_(log) {}
+  void line(const std::string& text, bool final_line) {
+    if (live_) {
+      out_ << "\r" << text << "\x1b[K";
+      if (final_line) out_ << "\n";
+      out_.flush();
+    } else if (final_line) {
+      out_ << text << "\n";
+    }
+    if (final_line) log_ << text << "\n" << std::flush;
+  }
+  void message(const std::string& text) {
+    if (live_) out_ << "\r\x1b[K";
+    out_ << text << "\n" << std::flush;
+    log_ << text << "\n" << std::flush;
+  }
+
+ private:
+  std::ostream& out_;
+  bool live_;
+  std::ofstream& log_;
+};
+
+TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions& options, bool resuming) {
+  const fs::path ckpt_dir = dir / "checkpoints";
+  fs::create_directories(ckpt_dir);
+  std::ostream& out = options.out ? *options.out : std::cerr;
+  const bool live = options.progress >= 0 ? options.progress == 1 : (options.out == nullptr && isatty(STDERR_FILENO));
+  std::ofstream log(dir / "log.txt", std::ios::app);
+  Progress progress(out, live, log);
+
+  std::unique_ptr<TrainTask> task =
+      cfg.task == "clip" ? make_clip_task(cfg, dir.string(), resuming) : make_dino_task(cfg);
+  AdamW optimizer(task->param_groups(), static_cast<float>(cfg.lr), static_cast<float>(cfg.beta1),
+                  static_cast<float>(cfg.beta2), static_cast<float>(cfg.eps));
+  const WarmupCosine lr_at{static_cast<float>(cfg.lr), static_cast<float>(cfg.min_lr), cfg.warmup_steps, cfg.steps};
+  std::vector<Tensor> params;
+  for (const ParamGroup& g : optimizer.groups()) params.insert(params.end(), g.params.begin(), g.params.end());
+
+  int64_t start = 0;
+  std::string last_checkpoint = "none yet";
+  if (resuming) {
+    const std::vector<int64_t> steps = list_checkpoints(ckpt_dir.string());
+    if (steps.empty()) throw Error("resume: no checkpoint in " + ckpt_dir.string());
+    for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+      const std::string path = checkpoint_path(ckpt_dir.string(), *it);
+      try {
+        Checkpoint c = load_checkpoint(path);
+        load_state_dict(task->model(), c.model, {}, path);
+        optimizer.load_state(c.optimizer);
+        task->load_extra_state(c.extra, path);
+        task->generator().set_state(c.generator_seed, c.generator_offset);
+        start = c.step;
+        last_checkpoint = path;
+        break;
+      } catch (const Error& e) {
+        if (std::next(it) == steps.rend()) throw;
+        progress.message("warning: cannot resume from " + path + " (" + e.what() + "); trying the one before");
+      }
+    }
+    truncate_metrics(dir / "metrics.jsonl", start);
+    progress.message("resuming " + dir.string() + " at step " + std::to_string(start) + " from " + last_checkpoint);
+  } else {
+    std::ostringstream head;
+    task->describe(head);
+    std::istringstream lines(head.str());
+    for (std::string l; std::getline(lines, l);) progress.message(l);
+  }
+  if (start >= cfg.steps) {
+    progress.message("nothing to do: the run is at step " + std::to_string(start) + " of " + std::to_string(cfg.steps));
+    return {start, start, 0.0};
+  }
+
+  std::ofstream metrics(dir / "metrics.jsonl", std::ios::app);
+  TrainResult result{start, start, 0.0};
+  const auto t_begin = Clock::now();
+  auto t_interval = t_begin;
+  int64_t interval_steps = 0;
+  for (int64_t step = start; step < cfg.steps; ++step) {
+    optimizer.zero_grad();
+    double loss_value = 0.0;
+    for (int64_t micro = 0; micro < cfg.accum_steps; ++micro) {
+      Tensor loss = task->loss(step, micro);
+      if (cfg.accum_steps > 1) loss = affine(loss, 1.0f / static_cast<float>(cfg.accum_steps), 0.0f);
+      loss.backward();
+      loss_value += static_cast<double>(loss.item());
+    }
+    if (!std::isfinite(loss_value)) {
+      const std::string message = "step " + std::to_string(step + 1) + ": the loss is " +
+                                  (std::isnan(loss_value) ? "NaN" : "infinite") +
+                                  "; stopping. Last good checkpoint: " + last_checkpoint +
+                                  " (lower lr, or resume from it with --resume " + dir.string() + ")";
+      progress.message("error: " + message);
+      throw Error(message);
+    }
+    task->before_update(step, optimizer);
+    Tensor grad_norm;
+    if (cfg.grad_clip > 0) grad_norm = clip_grad_norm(params, static_cast<float>(cfg.grad_clip));
+    optimizer.set_lr(lr_at(step));
+    optimizer.step();
+    task->after_update(step);
+
+    const int64_t done = step + 1;
+    ++interval_steps;
+    result.last_step = done;
+    result.last_loss = loss_value;
+    if (done % cfg.log_every == 0 || done == cfg.steps || done == start + 1) {
+      const auto now = Clock::now();
+      const double interval_s = std::chrono::duration<double>(now - t_interval).count();
+      const double elapsed_s = std::chrono::duration<double>(now - t_begin).count();
+      const double samples_per_s = static_cast<double>(interval_steps * cfg.samples_per_step()) / std::max(interval_s, 1e-9);
+      const double eta_s = elapsed_s / static_cast<double>(done - start) * static_cast<double>(cfg.steps - done);
+      json m = {{"step", done}, {"loss", loss_value}, {"lr", lr_at(step)}, {"samples_per_s", samples_per_s},
+                {"elapsed_s", elapsed_s}};
+      if (grad_norm.defined()) m["grad_norm"] = grad_norm.item();
+      for (const auto& [k, v] : task->metrics(step)) m[k] = v;
+      metrics << m.dump() << "\n" << std::flush;
+      char text[256];
+      std::snprintf(text, sizeof text, "[%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f samples/s  ETA %s", cfg.task.c_str(),
+                    static_cast<long long>(done), static_cast<long long>(cfg.steps), loss_value, lr_at(step),
+                    samples_per_s, format_duration(eta_s).c_str());
+      progress.line(text, !live || done == cfg.steps || done % (cfg.log_every * 10) == 0);
+      t_interval = now;
+      interval_steps = 0;
+    }
+    if (done % cfg.checkpoint_every == 0 || done == cfg.steps) {
+      Checkpoint c;
+      c.step = done;
+      c.generator_seed = task->generator().seed();
+      c.generator_offset = task->generator().offset();
+      c.model = task->model().named_parameters();
+      c.optimizer = optimizer.state();
+      c.extra = task->extra_state();
+      last_checkpoint = checkpoint_path(ckpt_dir.string(), done);
+      save_checkpoint(last_checkpoint, c);
+      const std::vector<int64_t> kept = list_checkpoints(ckpt_dir.string());
+      for (size_t i = 0; i + static_cast<size_t>(cfg.keep_checkpoints) < kept.size(); ++i)
+        fs::remove(checkpoint_path(ckpt_dir.string(), kept[i]));
+    }
+    if (options.stop_after >= 0 && done >= options.stop_after && done < cfg.steps) return result;
+  }
+  save_safetensors_atomic((dir / "model.safetensors").string(), state_dict(task->model(), task->aliases()));
+  const double total_s = std::chrono::duration<double>(Clock::now() - t_begin).count();
+  progress.message("done: " + std::to_string(cfg.steps) + " steps, last loss " + std::to_string(result.last_loss) + ", " +
+                   format_duration(total_s) + "; weights in " + (dir / "model.safetensors").string());
+  return result;
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& config, const std::string& run_dir, const TrainOptions& options) {
+  if (options.resume) throw Error("train: use resume_training to continue a run");
+  const fs::path dir(run_dir);
+  std::error_code ec;
+  if (fs::exists(dir / "config.json", ec) || !list_checkpoints((dir / "checkpoints").string()).empty())
+    throw Error("train: " + run_dir + " already holds a run; continue it with --resume " + run_dir +
+                " or choose another --out");
+  fs::create_directories(dir);
+  write_text_atomic(dir / "config.json", config.to_json());
+  return run(config, dir, options, false);
+}
+
+TrainResult resume_training(const std::string& run_dir, const TrainOptions& options,
+                            const std::vector<std::string>& overrides) {
+  const fs::path config_path = fs::path(run_dir) / "config.json";
+  if (!fs::is_regular_file(config_path))
+    throw Error("resume: " + config_path.string() + " not found (is " + run_dir + " a run directory?)");
+  const TrainConfig cfg = TrainConfig::load(config_path.string(), overrides);
+  if (!overrides.empty()) write_text_atomic(config_path, cfg.to_json());
+  return run(cfg, fs::path(run_dir), options, true);
+}
+
+}  // namespace sparo
