@@ -17,10 +17,14 @@ without a generator).
 The step, as in bench_train_step: zero_grad(set_to_none=True), forward, loss, backward,
 optimizer.step(), loss.item(). AdamW(lr 5e-4, betas (0.9, 0.98), eps 1e-6), weight decay 0.2 on
 trainable parameters with ndim >= 2 and 0 on the others; torch's default implementation choice
-(foreach=None, which on the CPU is the single-tensor loop). Loss: CLIP's symmetric InfoNCE;
-DINO: mean(head_out * fixed random weights), models_golden's proxy loss.
+(foreach=None, which on the CPU is the single-tensor loop). Loss: CLIP's symmetric InfoNCE.
+DINO: facebookresearch/dino's step — the teacher (a copy of the student, no gradient) on the 2
+global crops, the student on the 2 global + 4 local crops (local crops at half the size, the
+positional embedding resized with F.interpolate bicubic), DINOLoss (student temperature 0.1, teacher
+0.04, centre momentum 0.9), clip_grad_norm_(3.0), AdamW, then the teacher EMA with momentum 0.996.
 
-Inputs: batch 128; images [128, 3, 32, 32] torch.randn; text [128, 32] int32: 1022 start token,
+Inputs: batch 128; CLIP images [128, 3, 32, 32] torch.randn; DINO crops [256, 3, 32, 32] and
+[512, 3, 16, 16] torch.randn; text [128, 32] int32: 1022 start token,
 ids uniform in [1, 1000], 1023 end of text (the largest id) after n - 2 ids, then 0 padding,
 with n = 2 + (7·b) mod 31 for row b >= 1 and row 0 full (n = 32).
 
@@ -48,6 +52,8 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 PRESETS = {"clip": "tiny-clip-sparo", "dino": "tiny-dino-sparo"}
 BATCH = 128
 LR, BETAS, EPS, WD = 5e-4, (0.9, 0.98), 1e-6, 0.2
+GLOBAL_CROPS, LOCAL_CROPS = 2, 4
+STUDENT_TEMP, TEACHER_TEMP, CENTER_MOMENTUM, TEACHER_MOMENTUM, DINO_CLIP = 0.1, 0.04, 0.9, 0.996, 3.0
 SOT, EOT, MAX_ID = 1022, 1023, 1000
 
 
@@ -106,8 +112,8 @@ def make_inputs(torch, kind, cfg):
     gen = torch.Generator().manual_seed(1234)
     if kind == "dino":
         S = cfg["image_size"]
-        return {"images": torch.randn(BATCH, 3, S, S, generator=gen),
-                "head_weights": torch.randn(BATCH, cfg["head_out"], generator=gen)}
+        return {"globals": torch.randn(GLOBAL_CROPS * BATCH, 3, S, S, generator=gen),
+                "locals": torch.randn(LOCAL_CROPS * BATCH, 3, S // 2, S // 2, generator=gen)}
     S, T = cfg["vision_cfg"]["image_size"], cfg["text_cfg"]["context_length"]
     assert cfg["text_cfg"]["vocab_size"] == EOT + 1
     text = torch.zeros(BATCH, T, dtype=torch.int32)
@@ -117,6 +123,67 @@ def make_inputs(torch, kind, cfg):
         text[b, :n] = torch.cat([torch.tensor([SOT], dtype=torch.int32), mid,
                                  torch.tensor([EOT], dtype=torch.int32)])
     return {"images": torch.randn(BATCH, 3, S, S, generator=gen), "text": text}
+
+
+def dino_head_out(torch, models_golden, model, images):
+    """models_golden.DINO's forward up to the head, for any crop size (DINO's interpolate_pos_encoding)."""
+    import torch.nn.functional as F
+    x = model.patch_embed(images)
+    pos = model.pos_embed
+    grid, trained = int(x.shape[1] ** 0.5), int((pos.shape[1] - 1) ** 0.5)
+    if grid != trained:
+        D = pos.shape[-1]
+        patch = pos[:, 1:].reshape(1, trained, trained, D).permute(0, 3, 1, 2)
+        patch = F.interpolate(patch, size=(grid, grid), mode="bicubic", align_corners=False)
+        pos = torch.cat([pos[:, :1], patch.permute(0, 2, 3, 1).reshape(1, grid * grid, D)], dim=1)
+    x = torch.cat([model.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + pos
+    for blk in model.blocks:
+        x = blk(x)
+    x = model.norm(x)
+    if model.readout == "sparo":
+        y, _ = model.sparo(x)
+        feats = models_golden.normalise_slots(y, model.L, model.sparo_type)
+    else:
+        feats = x[:, 0]
+    return model.head(feats)
+
+
+class DinoStep:
+    """facebookresearch/dino's DINOLoss and teacher update around models_golden's DINO."""
+
+    def __init__(self, torch, models_golden, student, out_dim):
+        import copy
+        self.torch, self.mg, self.student = torch, models_golden, student
+        self.teacher = copy.deepcopy(student)
+        for p in self.teacher.parameters():
+            p.requires_grad = False
+        self.center = torch.zeros(1, out_dim)
+        self.crops = GLOBAL_CROPS + LOCAL_CROPS
+
+    def loss(self, inputs):
+        torch, F = self.torch, self.torch.nn.functional
+        with torch.no_grad():
+            teacher_out = dino_head_out(torch, self.mg, self.teacher, inputs["globals"])
+        student_out = torch.cat([dino_head_out(torch, self.mg, self.student, inputs["globals"]),
+                                 dino_head_out(torch, self.mg, self.student, inputs["locals"])])
+        student_out = (student_out / STUDENT_TEMP).chunk(self.crops)
+        teacher_soft = F.softmax((teacher_out - self.center) / TEACHER_TEMP, dim=-1).detach().chunk(2)
+        total, n_terms = 0, 0
+        for iq, q in enumerate(teacher_soft):
+            for v in range(self.crops):
+                if v == iq:
+                    continue
+                total = total + torch.sum(-q * F.log_softmax(student_out[v], dim=-1), dim=-1).mean()
+                n_terms += 1
+        with torch.no_grad():
+            batch_center = torch.sum(teacher_out, dim=0, keepdim=True) / len(teacher_out)
+            self.center = self.center * CENTER_MOMENTUM + batch_center * (1 - CENTER_MOMENTUM)
+        return total / n_terms
+
+    def ema(self):
+        with self.torch.no_grad():
+            for ps, pt in zip(self.student.parameters(), self.teacher.parameters()):
+                pt.data.mul_(TEACHER_MOMENTUM).add_((1 - TEACHER_MOMENTUM) * ps.detach().data)
 
 
 def run_one(kind, threads, steps, warmup):
@@ -142,16 +209,24 @@ def run_one(kind, threads, steps, warmup):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WD}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=LR, betas=BETAS, eps=EPS)
 
+    if kind == "dino":
+        dino = DinoStep(torch, models_golden, model, cfg["head_out"])
+        forward, before_update, after_update = dino.loss, lambda: torch.nn.utils.clip_grad_norm_(params, DINO_CLIP), dino.ema
+    else:
+        forward, before_update, after_update = (lambda x: model(x)["loss"]), (lambda: None), (lambda: None)
+
     clock = time.perf_counter
     rows = []
     for i in range(warmup + steps):
         t0 = clock()
         opt.zero_grad(set_to_none=True)
-        loss = model(inputs)["loss"]
+        loss = forward(inputs)
         t1 = clock()
         loss.backward()
         t2 = clock()
+        before_update()
         opt.step()
+        after_update()
         t3 = clock()
         value = loss.item()
         t4 = clock()

@@ -9,11 +9,13 @@
 //   tiny-clip-sparo  images [128, 3, 32, 32] N(0, 1); token ids [128, 32] i32: start 1022, ids
 //                    uniform in [1, 1000], end of text 1023 (the largest id) after n - 2 ids, then
 //                    0 padding, n = 2 + (7·b) mod 31 for row b >= 1, row 0 full; loss clip_loss.
-//   tiny-dino-sparo  images [128, 3, 32, 32]; backbone + head forward and the golden ring's proxy
-//                    loss mean(head_out · W) with fixed random W [128, K]. This is a PROXY for the
-//                    DINO step: the real loss (multi-crop, EMA teacher, centring) arrives with the
-//                    trainer. No drop-path on either side (models_golden's DINO has none), so the
-//                    preset's drop_path_rate is set to 0 here.
+//   tiny-dino-sparo  DINO's step: 2 global crops [2·128, 3, 32, 32] and 4 local crops
+//                    [4·128, 3, 16, 16] N(0, 1) (the positional embedding resampled bicubically
+//                    for the local crops); the EMA teacher (a copy of the student, no gradient) on
+//                    the global crops; the student on all crops; DINO's loss (student temperature
+//                    0.1, teacher 0.04, centre momentum 0.9); gradient clipping at global norm 3;
+//                    AdamW; teacher EMA with momentum 0.996. No drop-path on either side
+//                    (models_golden's DINO has none), so the preset's drop_path_rate is set to 0.
 // Warm-up steps (2, or 1 with --quick) then N timed steps (7, or 3 with --quick); the median
 // and minimum of the N step times are reported, plus per-phase medians (forward = zero_grad +
 // forward + loss, backward, optimizer) on both sides.
@@ -50,6 +52,7 @@
 #include "engine/backend.h"
 #include "models/clip.h"
 #include "models/dino.h"
+#include "training/losses.h"
 #include "training/optimizer.h"
 
 #ifndef SPARO_SOURCE_DIR
@@ -68,6 +71,10 @@ const char* const kTorchEnv =
 constexpr int64_t kBatch = 128;
 constexpr float kLr = 5e-4f, kBeta1 = 0.9f, kBeta2 = 0.98f, kEps = 1e-6f, kWeightDecay = 0.2f;
 constexpr int32_t kSot = 1022, kEot = 1023, kMaxId = 1000;
+// DINO's step: 2 global crops at the model's size, 4 local crops at half of it.
+constexpr int64_t kGlobalCrops = 2, kLocalCrops = 4;
+constexpr float kStudentTemp = 0.1f, kTeacherTemp = 0.04f, kCenterMomentum = 0.9f, kTeacherMomentum = 0.996f,
+                kDinoClip = 3.0f;
 
 double seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -122,10 +129,12 @@ struct StepTimes {
   float last_loss = 0.0f;
 };
 
-// Runs warm-up + timed steps of `step_fn` (which returns the loss) with the optimiser;
-// resets the engine's peak after the warm-up.
-template <typename Forward>
-StepTimes time_steps(sparo::Optimizer& opt, int warmup, int steps, Forward&& forward) {
+// Runs warm-up + timed steps with the optimiser: forward() returns the loss, then backward,
+// before_update() (gradient clipping), the AdamW step and after_update() (DINO's teacher EMA);
+// the optimizer phase times all three. Resets the engine's peak after the warm-up.
+template <typename Forward, typename BeforeUpdate, typename AfterUpdate>
+StepTimes time_steps(sparo::Optimizer& opt, int warmup, int steps, Forward&& forward, BeforeUpdate&& before_update,
+                     AfterUpdate&& after_update) {
   StepTimes t;
   auto& backend = sparo::backend_for(sparo::Device::cpu());
   for (int i = 0; i < warmup + steps; ++i) {
@@ -136,7 +145,9 @@ StepTimes time_steps(sparo::Optimizer& opt, int warmup, int steps, Forward&& for
     const auto t1 = Clock::now();
     loss.backward();
     const auto t2 = Clock::now();
+    before_update();
     opt.step();
+    after_update();
     const auto t3 = Clock::now();
     const float value = loss.item();
     const auto t4 = Clock::now();
@@ -177,20 +188,44 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps) {
     }
     const sparo::Tensor text = sparo::Tensor::from_vector(ids, {kBatch, T});
     sparo::AdamW opt(adamw_groups(model, &params), kLr, kBeta1, kBeta2, kEps);
-    t = time_steps(opt, warmup, steps,
-                   [&] { return sparo::clip_loss(model.forward(images, text).logits_per_image); });
+    t = time_steps(
+        opt, warmup, steps, [&] { return sparo::clip_loss(model.forward(images, text).logits_per_image); }, [] {},
+        [] {});
   } else {
     sparo::DinoConfig cfg = sparo::DinoConfig::load(preset_path(kind));
     cfg.drop_path_rate = 0.0f;
-    const sparo::Dino model(cfg, 0);
+    const sparo::Dino student(cfg, 0), teacher(cfg, 0);
+    sparo::load_state_dict(teacher, sparo::state_dict(student));
+    for (sparo::Tensor p : teacher.parameters()) p.requires_grad_(false);
     const int64_t S = cfg.image_size;
-    const sparo::Tensor images = sparo::Tensor::randn({kBatch, 3, S, S}, gen);
-    const sparo::Tensor head_weights = sparo::Tensor::randn({kBatch, cfg.head_out}, gen);
-    sparo::AdamW opt(adamw_groups(model, &params), kLr, kBeta1, kBeta2, kEps);
-    t = time_steps(opt, warmup, steps, [&] {
-      const sparo::EncoderOutput features = model.backbone.forward(images, nullptr);
-      return sparo::mean(sparo::mul(model.head.forward(features.embedding), head_weights));
-    });
+    const sparo::Tensor globals = sparo::Tensor::randn({kGlobalCrops * kBatch, 3, S, S}, gen);
+    const sparo::Tensor locals = sparo::Tensor::randn({kLocalCrops * kBatch, 3, S / 2, S / 2}, gen);
+    sparo::DinoLoss dino_loss(cfg.head_out, kGlobalCrops + kLocalCrops, kStudentTemp, kCenterMomentum);
+    sparo::AdamW opt(adamw_groups(student, &params), kLr, kBeta1, kBeta2, kEps);
+    std::vector<sparo::Tensor> trainable;
+    for (const sparo::ParamGroup& g : opt.groups()) trainable.insert(trainable.end(), g.params.begin(), g.params.end());
+    const sparo::NamedTensors student_params = student.named_parameters(), teacher_params = teacher.named_parameters();
+    t = time_steps(
+        opt, warmup, steps,
+        [&] {
+          sparo::Tensor teacher_out;
+          {
+            sparo::NoGradGuard no_grad;
+            teacher_out = teacher.head.forward(teacher.backbone.forward(globals).embedding);
+          }
+          const sparo::Tensor features = sparo::concat(
+              {student.backbone.forward(globals).embedding, student.backbone.forward(locals).embedding}, 0);
+          return dino_loss(student.head.forward(features), teacher_out, kTeacherTemp);
+        },
+        [&] { sparo::clip_grad_norm(trainable, kDinoClip); },
+        [&] {
+          sparo::NoGradGuard no_grad;
+          for (size_t i = 0; i < student_params.size(); ++i) {
+            sparo::Tensor target = teacher_params[i].second;
+            sparo::copy_(target, sparo::add(sparo::affine(target, kTeacherMomentum, 0.0f),
+                                            sparo::affine(student_params[i].second, 1.0f - kTeacherMomentum, 0.0f)));
+          }
+        });
   }
   const sparo::MemoryStats mem = sparo::backend_for(sparo::Device::cpu()).memory_stats();
   return {{"model", kind},
@@ -356,7 +391,7 @@ int main(int argc, char** argv) {
   const std::string load_end = load_average();
 
   auto name = [](const std::string& kind) {
-    return kind == "clip" ? "tiny-clip-sparo" : "tiny-dino-sparo (proxy)";
+    return kind == "clip" ? "tiny-clip-sparo" : "tiny-dino-sparo";
   };
   auto ok = [](const json& j) { return j.is_object() && !j.contains("error"); };
 
