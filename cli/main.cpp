@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   sparo::cli::add_tokenize_commands(app);
   sparo::cli::add_bench_commands(app);
   sparo::cli::add_train_commands(app);
+  sparo::cli::add_experiment_command(app);
 
   try {
     app.parse(argc, argv);

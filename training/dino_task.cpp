@@ -126,6 +126,7 @@ class DinoTask : public TrainTask {
   }
 
   const Module& model() const override { return student_; }
+  const Module& exported_model() const override { return teacher_; }
   StateAliases aliases() const override { return student_.aliases(); }
   Generator& generator() override { return generator_; }
   std::vector<ParamGroup> param_groups() const override {

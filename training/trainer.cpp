@@ -209,7 +209,7 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     }
     if (options.stop_after >= 0 && done >= options.stop_after && done < cfg.steps) return result;
   }
-  save_safetensors_atomic((dir / "model.safetensors").string(), state_dict(task->model(), task->aliases()));
+  save_safetensors_atomic((dir / "model.safetensors").string(), state_dict(task->exported_model(), task->aliases()));
   const double total_s = std::chrono::duration<double>(Clock::now() - t_begin).count();
   progress.message("done: " + std::to_string(cfg.steps) + " steps, last loss " + std::to_string(result.last_loss) + ", " +
                    format_duration(total_s) + "; weights in " + (dir / "model.safetensors").string());

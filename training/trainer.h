@@ -5,7 +5,7 @@
 //   metrics.jsonl      one JSON object per logged step: step, loss, lr, samples/s, ...
 //   log.txt            the progress lines, as printed
 //   checkpoints/       step-NNNNNNNN.safetensors (the last keep_checkpoints are kept)
-//   model.safetensors  the trained weights (state-dict names), at the end
+//   model.safetensors  the trained weights (state-dict names), at the end; DINO: the teacher
 //   plus what the task adds (CLIP: tokenizer.txt, the merges its text tower reads).
 //
 // One step = accum_steps micro-batches (forward + backward of loss / accum_steps each),
@@ -32,6 +32,8 @@ class TrainTask {
  public:
   virtual ~TrainTask() = default;
   virtual const Module& model() const = 0;                 // the trained model
+  // What model.safetensors holds at the end (DINO: the teacher, which DINO evaluates).
+  virtual const Module& exported_model() const { return model(); }
   virtual StateAliases aliases() const { return {}; }      // for model.safetensors
   virtual std::vector<ParamGroup> param_groups() const = 0;
   virtual Generator& generator() = 0;                      // drop-path / dropout randomness

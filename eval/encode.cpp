@@ -1,0 +1,103 @@
+#include "eval/encode.h"
+
+#include <filesystem>
+
+#include "engine/autograd.h"
+#include "models/module.h"
+
+namespace sparo {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// ImageNet's statistics (DINO's normalisation, as in training/dino_task.cpp).
+constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
+
+std::string required_file(const std::string& run_dir, const std::string& name) {
+  const fs::path p = fs::path(run_dir) / name;
+  if (!fs::is_regular_file(p)) throw Error(run_dir + ": no " + name + " (is it a finished sparo train run?)");
+  return p.string();
+}
+
+// Runs encode on [start, start + batch) slices and concatenates on the CPU.
+template <typename Encode>
+Embeddings batched(int64_t n, int64_t batch, bool attention, Encode&& encode) {
+  if (batch <= 0) throw Error("encode: batch must be positive");
+  NoGradGuard no_grad;
+  std::vector<Tensor> embeds, attentions;
+  for (int64_t start = 0; start < n; start += batch) {
+    const EncoderOutput out = encode(start, std::min(n, start + batch));
+    embeds.push_back(out.embedding.to(Device::cpu()));
+    if (attention && out.attention.defined()) attentions.push_back(out.attention.to(Device::cpu()));
+  }
+  if (embeds.empty()) throw Error("encode: nothing to encode");
+  return {concat(embeds, 0), attentions.empty() ? Tensor() : concat(attentions, 0)};
+}
+
+}  // namespace
+
+Image gray_to_rgb(const uint8_t* pixels, int rows, int cols) {
+  Image img;
+  img.width = cols;
+  img.height = rows;
+  img.rgb.resize(static_cast<size_t>(rows * cols * 3));
+  for (size_t p = 0; p < static_cast<size_t>(rows * cols); ++p) img.rgb[3 * p] = img.rgb[3 * p + 1] = img.rgb[3 * p + 2] = pixels[p];
+  return img;
+}
+
+std::unique_ptr<TrainedClip> TrainedClip::load(const std::string& run_dir, Device device) {
+  const TrainConfig cfg = TrainConfig::load(required_file(run_dir, "config.json"));
+  if (cfg.task != "clip") throw Error(run_dir + ": a \"" + cfg.task + "\" run, not a CLIP run");
+  auto model = std::make_unique<Clip>(ClipConfig::from_json(cfg.model_json, run_dir + "/config.json model"), 0);
+  const std::string weights = required_file(run_dir, "model.safetensors");
+  load_state_dict(*model, load_safetensors(weights), model->aliases(), weights);
+  model->set_training(false);
+  to_device(*model, device);
+  Tokenizer tokenizer = Tokenizer::load(required_file(run_dir, "tokenizer.txt"));
+  return std::unique_ptr<TrainedClip>(new TrainedClip(std::move(model), std::move(tokenizer), device));
+}
+
+Embeddings TrainedClip::encode_images(const std::vector<Image>& images, int64_t batch, bool attention) const {
+  const int size = static_cast<int>(model_->cfg.vision.image_size);
+  return batched(static_cast<int64_t>(images.size()), batch, attention, [&](int64_t a, int64_t b) {
+    std::vector<Image> chunk;
+    for (int64_t i = a; i < b; ++i) chunk.push_back(clip_preprocess(images[static_cast<size_t>(i)], size));
+    return model_->encode_image(images_to_tensor(chunk, kClipMean, kClipStd, device_));
+  });
+}
+
+Embeddings TrainedClip::encode_texts(const std::vector<std::string>& texts, int64_t batch, bool attention) const {
+  const int64_t ctx = model_->cfg.text.context_length;
+  return batched(static_cast<int64_t>(texts.size()), batch, attention, [&](int64_t a, int64_t b) {
+    const std::vector<std::string> chunk(texts.begin() + a, texts.begin() + b);
+    return model_->encode_text(Tensor::from_vector(tokenizer_.tokenize(chunk, static_cast<int>(ctx)), {b - a, ctx}, device_));
+  });
+}
+
+std::unique_ptr<TrainedDino> TrainedDino::load(const std::string& run_dir, Device device) {
+  const TrainConfig cfg = TrainConfig::load(required_file(run_dir, "config.json"));
+  if (cfg.task != "dino") throw Error(run_dir + ": a \"" + cfg.task + "\" run, not a DINO run");
+  auto model = std::make_unique<Dino>(DinoConfig::from_json(cfg.model_json, run_dir + "/config.json model"), 0);
+  const std::string weights = required_file(run_dir, "model.safetensors");
+  load_state_dict(*model, load_safetensors(weights), model->aliases(), weights);
+  model->set_training(false);
+  model->backbone.set_training(false);
+  to_device(*model, device);
+  return std::unique_ptr<TrainedDino>(new TrainedDino(std::move(model), device));
+}
+
+Embeddings TrainedDino::encode_images(const std::vector<Image>& images, int64_t batch, bool attention) const {
+  const int size = static_cast<int>(model_->cfg.image_size);
+  return batched(static_cast<int64_t>(images.size()), batch, attention, [&](int64_t a, int64_t b) {
+    std::vector<Image> chunk;
+    for (int64_t i = a; i < b; ++i) {
+      const Image& img = images[static_cast<size_t>(i)];
+      chunk.push_back(img.width == size && img.height == size ? img : resize_bicubic(img, size, size));
+    }
+    return model_->backbone.forward(images_to_tensor(chunk, kImageNetMean, kImageNetStd, device_));
+  });
+}
+
+}  // namespace sparo

@@ -1,0 +1,60 @@
+// Trained models read back from a run directory (sparo train's config.json + model.safetensors,
+// plus CLIP's tokenizer.txt) and batched, gradient-free encoding of images and captions: the
+// embeddings every evaluation starts from.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/clip.h"
+#include "models/dino.h"
+#include "training/image.h"
+#include "training/tokenizer.h"
+#include "training/train_config.h"
+
+namespace sparo {
+
+struct Embeddings {
+  Tensor embeds;     // [N, E] on the CPU; unit rows (CLIP, SPARO) or raw features (DINO CLS)
+  Tensor attention;  // SPARO: [N, L, tokens] on the CPU, else undefined
+};
+
+class TrainedClip {
+ public:
+  // Reads run_dir/{config.json, model.safetensors, tokenizer.txt}; errors name the missing file.
+  static std::unique_ptr<TrainedClip> load(const std::string& run_dir, Device device = Device::cpu());
+  // Images in any size: OpenCLIP's evaluation preprocessing to the model's size, CLIP normalisation.
+  Embeddings encode_images(const std::vector<Image>& images, int64_t batch = 256, bool attention = false) const;
+  Embeddings encode_texts(const std::vector<std::string>& texts, int64_t batch = 256, bool attention = false) const;
+  const ClipConfig& config() const { return model_->cfg; }
+  const Clip& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+
+ private:
+  TrainedClip(std::unique_ptr<Clip> model, Tokenizer tokenizer, Device device)
+      : model_(std::move(model)), tokenizer_(std::move(tokenizer)), device_(device) {}
+  std::unique_ptr<Clip> model_;
+  Tokenizer tokenizer_;
+  Device device_;
+};
+
+class TrainedDino {
+ public:
+  static std::unique_ptr<TrainedDino> load(const std::string& run_dir, Device device = Device::cpu());
+  // The backbone's representation (CLS token or SPARO embedding), images resized (bicubic) to the
+  // model's size and normalised as in training.
+  Embeddings encode_images(const std::vector<Image>& images, int64_t batch = 256, bool attention = false) const;
+  const DinoConfig& config() const { return model_->cfg; }
+  const Dino& model() const { return *model_; }
+
+ private:
+  TrainedDino(std::unique_ptr<Dino> model, Device device) : model_(std::move(model)), device_(device) {}
+  std::unique_ptr<Dino> model_;
+  Device device_;
+};
+
+// A grey Fashion-MNIST image as RGB.
+Image gray_to_rgb(const uint8_t* pixels, int rows, int cols);
+
+}  // namespace sparo

@@ -1,0 +1,376 @@
+#include "eval/experiment.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <ostream>
+#include <sstream>
+
+#include "engine/ops.h"
+#include "eval/compose.h"
+#include "eval/encode.h"
+#include "eval/metrics.h"
+#include "eval/selection.h"
+#include "training/data/fashion_mnist.h"
+#include "training/data/scenes.h"
+#include "training/trainer.h"
+
+namespace sparo {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+using Metrics = std::vector<std::pair<std::string, double>>;  // in table order
+
+// Trains (or reuses / resumes) one run; returns its parameter count line from the config.
+void ensure_trained(const std::string& preset, const std::string& run_dir, const std::vector<std::string>& overrides,
+                    int progress, std::ostream& out) {
+  TrainOptions o;
+  o.progress = progress;
+  if (fs::exists(fs::path(run_dir) / "model.safetensors")) {
+    out << "reusing the finished run " << run_dir << "\n";
+    return;
+  }
+  if (fs::exists(fs::path(run_dir) / "config.json")) {
+    resume_training(run_dir, o);
+    return;
+  }
+  out << "training " << run_dir << " (" << preset << ")\n" << std::flush;
+  train(TrainConfig::load(preset, overrides), run_dir, o);
+}
+
+std::vector<Image> images_of(const std::vector<Scene>& scenes) {
+  std::vector<Image> out;
+  for (const Scene& s : scenes) out.push_back(s.image);
+  return out;
+}
+
+std::vector<std::string> captions_of(const std::vector<Scene>& scenes) {
+  std::vector<std::string> out;
+  for (const Scene& s : scenes) out.push_back(s.caption);
+  return out;
+}
+
+// Gaussian noise (σ in pixel levels) and inversion, the robustness variants.
+Image with_noise(const Image& img, float sigma, uint64_t stream) {
+  SampleRng rng(0xA015Eull, stream);
+  Image out = img;
+  for (uint8_t& v : out.rgb) {
+    // Box–Muller from two uniforms of the sample's own stream.
+    const float u1 = std::max(rng.uniform(), 1e-7f), u2 = rng.uniform();
+    const float n = std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
+    v = static_cast<uint8_t>(std::clamp(std::lround(static_cast<float>(v) + sigma * n), 0L, 255L));
+  }
+  return out;
+}
+Image inverted(const Image& img) {
+  Image out = img;
+  for (uint8_t& v : out.rgb) v = static_cast<uint8_t>(255 - v);
+  return out;
+}
+
+// Class weights for zero-shot item classification: every caption of a single item of the class
+// (8 colours × 4 places) as a prompt template, averaged (zero_shot_weights).
+Tensor item_class_weights(const TrainedClip& clip) {
+  std::vector<std::string> prompts;
+  for (int c = 0; c < 10; ++c)
+    for (int colour = 0; colour < kSceneColours; ++colour)
+      for (int cell = 0; cell < 4; ++cell) prompts.push_back(describe_scene({{c, colour, cell}}));
+  return zero_shot_weights(clip.encode_texts(prompts).embeds, 10, kSceneColours * 4);
+}
+
+struct SceneSets {
+  std::vector<Scene> single, single_val, single_heldout, mixed, cluttered, heldout;
+};
+
+SceneSets make_scene_sets(const LabeledImages& train_source, const LabeledImages& test_source, int64_t n) {
+  SceneSets s;
+  SceneOptions one;
+  one.min_items = one.max_items = 1;
+  one.seed = 1000;
+  one.count = n;
+  SceneOptions many;
+  many.seed = 2000;
+  many.count = n;
+  SceneOptions three = many;
+  three.min_items = three.max_items = 3;
+  three.seed = 3000;
+  const SceneGenerator single(test_source, SceneSplit::test, one), single_val(train_source, SceneSplit::val, one);
+  const SceneGenerator mixed(test_source, SceneSplit::test, many), cluttered(test_source, SceneSplit::test, three);
+  for (int64_t i = 0; i < n; ++i) {
+    s.single.push_back(single.make(i));
+    s.single_val.push_back(single_val.make(i));
+    s.single_heldout.push_back(single.make_heldout(i));
+    s.mixed.push_back(mixed.make(i));
+    s.cluttered.push_back(cluttered.make(i));
+    s.heldout.push_back(mixed.make_heldout(i));
+  }
+  return s;
+}
+
+std::vector<int> item_labels(const std::vector<Scene>& scenes) {
+  std::vector<int> out;
+  for (const Scene& s : scenes) out.push_back(s.items.at(0).item);
+  return out;
+}
+
+// Mean accuracy over the five negative kinds on `scenes` (and per kind into `metrics`).
+double compose_accuracy(const TrainedClip& clip, const std::vector<Scene>& scenes, const Tensor& image_embeds,
+                        const std::string& prefix, Metrics* metrics) {
+  double total = 0;
+  int kinds = 0;
+  for (NegativeKind kind : {NegativeKind::replace_object, NegativeKind::replace_colour, NegativeKind::swap_objects,
+                            NegativeKind::swap_colours, NegativeKind::add_object}) {
+    std::vector<int32_t> rows;
+    std::vector<std::string> positives, negatives;
+    for (size_t i = 0; i < scenes.size(); ++i) {
+      SampleRng rng(77, mix_stream(static_cast<uint64_t>(kind), i));
+      const auto negative = make_negative(scenes[i].items, kind, rng);
+      if (!negative) continue;
+      rows.push_back(static_cast<int32_t>(i));
+      positives.push_back(scenes[i].caption);
+      negatives.push_back(describe_scene(*negative));
+    }
+    if (rows.empty()) continue;
+    const Tensor index = Tensor::from_vector(rows, {static_cast<int64_t>(rows.size())});
+    const double acc = pairwise_accuracy(index_select(image_embeds, 0, index), clip.encode_texts(positives).embeds,
+                                         clip.encode_texts(negatives).embeds);
+    if (metrics) metrics->emplace_back(prefix + " " + negative_kind_name(kind), acc);
+    total += acc;
+    ++kinds;
+  }
+  return kinds ? total / kinds : 0.0;
+}
+
+Metrics evaluate_clip(const TrainedClip& clip, const SceneSets& sets, bool concept_selection, std::ostream& out,
+                      json* extra) {
+  Metrics m;
+  const Tensor weights = item_class_weights(clip);
+  const auto zero_shot = [&](const std::vector<Image>& images, const std::vector<int>& labels) {
+    return zero_shot_accuracy(clip.encode_images(images).embeds, weights, labels);
+  };
+  const std::vector<int> labels = item_labels(sets.single);
+  const std::vector<Image> single = images_of(sets.single);
+  const Tensor single_embeds = clip.encode_images(single).embeds;
+  const TopK zs = zero_shot_accuracy(single_embeds, weights, labels);
+  m.emplace_back("CLIP zero-shot item top-1", zs.top1);
+  m.emplace_back("CLIP zero-shot item top-5", zs.top5);
+
+  const Tensor mixed_embeds = clip.encode_images(images_of(sets.mixed)).embeds;
+  std::vector<int64_t> text_image(sets.mixed.size());
+  for (size_t i = 0; i < text_image.size(); ++i) text_image[i] = static_cast<int64_t>(i);
+  const Recall r = retrieval_recall(mixed_embeds, clip.encode_texts(captions_of(sets.mixed)).embeds, text_image);
+  m.emplace_back("CLIP retrieval image->text R@1", r.i2t_r1);
+  m.emplace_back("CLIP retrieval image->text R@5", r.i2t_r5);
+  m.emplace_back("CLIP retrieval text->image R@1", r.t2i_r1);
+  m.emplace_back("CLIP retrieval text->image R@5", r.t2i_r5);
+
+  Metrics per_kind;
+  m.emplace_back("CLIP compose mean", compose_accuracy(clip, sets.mixed, mixed_embeds, "CLIP compose", &per_kind));
+  m.insert(m.end(), per_kind.begin(), per_kind.end());
+  m.emplace_back("CLIP compose mean, held-out colour-item pairs",
+                 compose_accuracy(clip, sets.heldout, clip.encode_images(images_of(sets.heldout)).embeds, "", nullptr));
+  m.emplace_back("CLIP compose mean, 3-item scenes (clutter)",
+                 compose_accuracy(clip, sets.cluttered, clip.encode_images(images_of(sets.cluttered)).embeds, "", nullptr));
+  m.emplace_back("CLIP zero-shot top-1, held-out colours", zero_shot(images_of(sets.single_heldout), item_labels(sets.single_heldout)).top1);
+  std::vector<Image> noisy, inv;
+  for (size_t i = 0; i < single.size(); ++i) {
+    noisy.push_back(with_noise(single[i], 40.0f, i));
+    inv.push_back(inverted(single[i]));
+  }
+  m.emplace_back("CLIP zero-shot top-1, Gaussian noise sigma=40", zero_shot(noisy, labels).top1);
+  m.emplace_back("CLIP zero-shot top-1, inverted images", zero_shot(inv, labels).top1);
+
+  if (concept_selection && clip.config().sparo.enabled) {
+    // Greedy forward selection of SPARO slots for zero-shot item classification, chosen on the
+    // validation split's single-item scenes, scored on the test split.
+    const int64_t L = clip.config().sparo.L;
+    const Tensor val_embeds = clip.encode_images(images_of(sets.single_val)).embeds;
+    const std::vector<int> val_labels = item_labels(sets.single_val);
+    const auto metric_on = [&](const Tensor& embeds, const std::vector<int>& y, const std::vector<bool>& mask) {
+      return zero_shot_accuracy(mask_slots(embeds, L, mask), mask_slots(weights, L, mask), y).top1;
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    const SelectionResult sel = greedy_forward_selection(
+        static_cast<int>(L), [&](const std::vector<bool>& mask) { return metric_on(val_embeds, val_labels, mask); });
+    const std::vector<double> drop = drop_one_slot(
+        static_cast<int>(L), [&](const std::vector<bool>& mask) { return metric_on(val_embeds, val_labels, mask); });
+    int64_t selected = 0;
+    for (bool b : sel.mask) selected += b;
+    m.emplace_back("CLIP zero-shot top-1, selected slots (test)", metric_on(single_embeds, labels, sel.mask));
+    m.emplace_back("CLIP slots selected (of L)", static_cast<double>(selected));
+    (*extra)["concept_selection"] = {{"order", sel.order}, {"val_metric", sel.metric}, {"selected", selected},
+                                     {"drop_one_val_delta", drop}};
+    out << "concept selection: " << selected << " of " << L << " slots chosen on val in "
+        << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
+  }
+  return m;
+}
+
+Metrics evaluate_dino(const TrainedDino& dino, const LabeledImages& train, const LabeledImages& test,
+                      const ExperimentOptions& o) {
+  const auto images = [](const LabeledImages& set, int64_t n, const std::function<Image(const Image&, size_t)>& f) {
+    std::vector<Image> out;
+    for (int64_t i = 0; i < std::min(n, set.count); ++i)
+      out.push_back(f(gray_to_rgb(set.image(i), set.rows, set.cols), static_cast<size_t>(i)));
+    return out;
+  };
+  const auto same = [](const Image& img, size_t) { return img; };
+  const auto labels = [](const LabeledImages& set, int64_t n) {
+    return std::vector<int>(set.labels.begin(), set.labels.begin() + std::min(n, set.count));
+  };
+  const Tensor train_x = dino.encode_images(images(train, o.dino_train, same)).embeds;
+  const std::vector<int> train_y = labels(train, o.dino_train);
+  const Tensor test_x = dino.encode_images(images(test, o.dino_test, same)).embeds;
+  const std::vector<int> test_y = labels(test, o.dino_test);
+  Metrics m;
+  const TopK knn = knn_accuracy(train_x, train_y, test_x, test_y, 10);
+  m.emplace_back("DINO k-NN top-1 (k=20, T=0.07)", knn.top1);
+  const int64_t n_fit = train_x.size(0) * 4 / 5;
+  LinearProbeOptions lp;
+  lp.epochs = o.linear_epochs;
+  const LinearProbeResult lin = linear_probe(
+      slice(train_x, 0, 0, n_fit), std::vector<int>(train_y.begin(), train_y.begin() + n_fit),
+      slice(train_x, 0, n_fit, train_x.size(0)), std::vector<int>(train_y.begin() + n_fit, train_y.end()), test_x, test_y,
+      10, lp);
+  m.emplace_back("DINO linear probe top-1", lin.test.top1);
+  const Tensor noisy_x = dino.encode_images(images(test, o.dino_test, [](const Image& img, size_t i) { return with_noise(img, 40.0f, i); })).embeds;
+  m.emplace_back("DINO k-NN top-1, Gaussian noise sigma=40", knn_accuracy(train_x, train_y, noisy_x, test_y, 10).top1);
+  const Tensor inv_x = dino.encode_images(images(test, o.dino_test, [](const Image& img, size_t) { return inverted(img); })).embeds;
+  m.emplace_back("DINO k-NN top-1, inverted images", knn_accuracy(train_x, train_y, inv_x, test_y, 10).top1);
+  return m;
+}
+
+std::string mean_std(const std::vector<double>& v) {
+  double mean = 0;
+  for (double x : v) mean += x;
+  mean /= static_cast<double>(v.size());
+  char buf[64];
+  if (v.size() < 2) {
+    std::snprintf(buf, sizeof buf, "%.3f", mean);
+  } else {
+    double var = 0;
+    for (double x : v) var += (x - mean) * (x - mean);
+    std::snprintf(buf, sizeof buf, "%.3f ± %.3f", mean, std::sqrt(var / static_cast<double>(v.size() - 1)));
+  }
+  return buf;
+}
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return s / static_cast<double>(v.size());
+}
+
+}  // namespace
+
+ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) {
+  if (o.seeds < 1) throw Error("experiment: seeds must be >= 1");
+  const auto t0 = std::chrono::steady_clock::now();
+  fs::create_directories(o.out_dir);
+  const LabeledImages fashion_train = load_fashion_mnist(default_fashion_mnist_dir(), "train");
+  const LabeledImages fashion_test = load_fashion_mnist(default_fashion_mnist_dir(), "test");
+  const SceneSets scenes = make_scene_sets(fashion_train, fashion_test, o.eval_scenes);
+  const Device device = Device::parse(o.device);
+
+  ExperimentSummary summary;
+  json runs = json::array();
+  std::map<std::string, int64_t> params;
+  for (int seed = 0; seed < o.seeds; ++seed) {
+    std::map<std::string, Metrics> by_model;
+    for (const char* task : {"clip", "dino"}) {
+      for (const char* variant : {"", "-sparo"}) {
+        const std::string name = std::string(task) + (*variant ? "-sparo" : "-baseline");
+        const std::string run_dir = (fs::path(o.out_dir) / (name + "-seed" + std::to_string(seed))).string();
+        const std::string preset = (fs::path(o.config_dir) / (std::string(task) + "-tiny" + variant + ".json")).string();
+        const bool clip = std::string(task) == "clip";
+        std::vector<std::string> ov = {"seed=" + std::to_string(seed), "device=" + o.device,
+                                       "steps=" + std::to_string(clip ? o.clip_steps : o.dino_steps),
+                                       "batch_size=" + std::to_string(clip ? o.clip_batch : o.dino_batch),
+                                       "warmup_steps=" + std::to_string((clip ? o.clip_steps : o.dino_steps) / 10),
+                                       "checkpoint_every=" + std::to_string(std::max<int64_t>(1, (clip ? o.clip_steps : o.dino_steps) / 2))};
+        // The prototypes' last layer stays frozen for the first tenth of a DINO run (DINO: the
+        // first of 100 epochs); the presets' default of one epoch would outlast a short run.
+        if (!clip) ov.push_back("freeze_last_layer_steps=" + std::to_string(o.dino_steps / 10));
+        ov.insert(ov.end(), o.overrides.begin(), o.overrides.end());
+        ensure_trained(preset, run_dir, ov, o.progress, out);
+        json extra = json::object();
+        Metrics m;
+        if (clip) {
+          const auto model = TrainedClip::load(run_dir, device);
+          params[name] = model->model().parameter_count();
+          m = evaluate_clip(*model, scenes, /*concept_selection=*/true, out, &extra);
+        } else {
+          const auto model = TrainedDino::load(run_dir, device);
+          m = evaluate_dino(*model, fashion_train, fashion_test, o);
+          params[name] = model->model().parameter_count();
+        }
+        by_model[name] = m;
+        runs.push_back({{"run", run_dir}, {"metrics", json(m)}, {"extra", extra}});
+      }
+    }
+    // Rows: every metric of the baseline, with the SPARO model's value beside it.
+    for (const char* task : {"clip", "dino"}) {
+      const Metrics& base = by_model[std::string(task) + "-baseline"];
+      const Metrics& sp = by_model[std::string(task) + "-sparo"];
+      std::map<std::string, double> sp_map(sp.begin(), sp.end());
+      std::vector<std::pair<std::string, double>> rows = base;
+      for (const auto& [k, v] : sp)
+        if (std::none_of(base.begin(), base.end(), [&](const auto& b) { return b.first == k; })) rows.emplace_back(k, NAN);
+      for (const auto& [k, v] : rows) {
+        auto it = std::find(summary.metrics.begin(), summary.metrics.end(), k);
+        size_t row = static_cast<size_t>(it - summary.metrics.begin());
+        if (it == summary.metrics.end()) {
+          summary.metrics.push_back(k);
+          summary.baseline.emplace_back();
+          summary.sparo.emplace_back();
+        }
+        summary.baseline[row].push_back(v);
+        summary.sparo[row].push_back(sp_map.count(k) ? sp_map[k] : NAN);
+      }
+    }
+  }
+
+  const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60.0;
+  std::ostringstream table;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-50s %16s %16s %9s\n", "metric", "baseline", "SPARO", "Δ");
+  table << line;
+  for (size_t i = 0; i < summary.metrics.size(); ++i) {
+    const bool have_base = !std::isnan(summary.baseline[i][0]);
+    const double delta = have_base ? mean_of(summary.sparo[i]) - mean_of(summary.baseline[i]) : NAN;
+    char d[32] = "";
+    if (have_base) std::snprintf(d, sizeof d, "%+.3f", delta);
+    std::snprintf(line, sizeof line, "%-50s %16s %16s %9s\n", summary.metrics[i].c_str(),
+                  have_base ? mean_std(summary.baseline[i]).c_str() : "-", mean_std(summary.sparo[i]).c_str(), d);
+    table << line;
+  }
+  std::ostringstream head;
+  head << "parameters: CLIP " << params["clip-baseline"] << " vs CLIP+SPARO " << params["clip-sparo"] << ", DINO "
+       << params["dino-baseline"] << " vs DINO+SPARO " << params["dino-sparo"] << "\n"
+       << "budget per pair: CLIP " << o.clip_steps << " steps × batch " << o.clip_batch << ", DINO " << o.dino_steps
+       << " steps × batch " << o.dino_batch << ", same schedule, data order and seed(s); " << o.seeds << " seed(s)\n";
+  for (const std::string& ov : o.overrides) head << "override for every run: " << ov << "\n";
+  out << "\n" << head.str() << "\n" << table.str();
+  char wall[64];
+  std::snprintf(wall, sizeof wall, "wall time %.1f min\n", minutes);
+  out << wall;
+  std::ofstream(fs::path(o.out_dir) / "results.md") << "```\n" << head.str() << "\n" << table.str() << wall << "```\n";
+  std::ofstream(fs::path(o.out_dir) / "results.json")
+      << json({{"metrics", summary.metrics}, {"baseline", summary.baseline}, {"sparo", summary.sparo}, {"runs", runs},
+               {"parameters", params}, {"minutes", minutes}})
+             .dump(2)
+      << "\n";
+  return summary;
+}
+
+}  // namespace sparo

@@ -1,0 +1,87 @@
+// The experiment end to end on tiny models and tiny budgets: every run is trained, every
+// metric lands in the table and in results.json, and a second call reuses the finished runs.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "eval/experiment.h"
+
+namespace sparo {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(Experiment, TrainsEvaluatesAndReusesRuns) {
+  const fs::path dir = fs::temp_directory_path() / ("sparo_experiment_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "configs");
+  const std::string clip_model = R"({"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32,
+      "head_width": 16, "patch_size": 8}, "text_cfg": {"context_length": 24, "vocab_size": 600, "width": 32, "heads": 2, "layers": 1}})";
+  const std::string clip_sparo = R"({"embed_dim": 32, "use_sparo": true, "L": 4, "V": 8, "vision_cfg": {"image_size": 32,
+      "layers": 1, "width": 32, "head_width": 16, "patch_size": 8}, "text_cfg": {"context_length": 24, "vocab_size": 600,
+      "width": 32, "heads": 2, "layers": 1}})";
+  const std::string dino_model = R"({"model": "dino", "image_size": 16, "patch_size": 4, "width": 32, "depth": 1, "heads": 2,
+      "head_hidden": 32, "head_bottleneck": 16, "head_out": 64)";
+  std::ofstream(dir / "configs/clip-tiny.json") << R"({"task": "clip", "train_size": 200, "model": )" << clip_model << "}";
+  std::ofstream(dir / "configs/clip-tiny-sparo.json") << R"({"task": "clip", "train_size": 200, "model": )" << clip_sparo << "}";
+  std::ofstream(dir / "configs/dino-tiny.json") << R"({"task": "dino", "local_crop_size": 8, "local_crops": 2, "model": )"
+                                                << dino_model << "}}";
+  std::ofstream(dir / "configs/dino-tiny-sparo.json")
+      << R"({"task": "dino", "local_crop_size": 8, "local_crops": 2, "model": )" << dino_model
+      << R"(, "readout": "sparo", "L": 4, "V": 4}})";
+
+  ExperimentOptions o;
+  o.out_dir = (dir / "out").string();
+  o.config_dir = (dir / "configs").string();
+  o.clip_steps = 2;
+  o.clip_batch = 16;
+  o.dino_steps = 2;
+  o.dino_batch = 8;
+  o.eval_scenes = 40;
+  o.dino_train = 200;
+  o.dino_test = 50;
+  o.linear_epochs = 3;
+  o.progress = 0;
+  std::ostringstream log;
+  const ExperimentSummary s = run_experiment(o, log);
+
+  ASSERT_EQ(s.metrics.size(), s.baseline.size());
+  ASSERT_EQ(s.metrics.size(), s.sparo.size());
+  for (const char* needed : {"CLIP zero-shot item top-1", "CLIP retrieval image->text R@1", "CLIP compose mean",
+                             "CLIP compose swap-colours", "CLIP compose mean, held-out colour-item pairs",
+                             "CLIP zero-shot top-1, inverted images", "CLIP zero-shot top-1, selected slots (test)",
+                             "DINO k-NN top-1 (k=20, T=0.07)", "DINO linear probe top-1"})
+    EXPECT_NE(std::find(s.metrics.begin(), s.metrics.end(), needed), s.metrics.end()) << needed;
+  for (size_t i = 0; i < s.metrics.size(); ++i) {
+    const double v = s.sparo[i][0];
+    if (s.metrics[i] == "CLIP slots selected (of L)") {
+      EXPECT_GE(v, 1);
+      EXPECT_LE(v, 4);
+      EXPECT_TRUE(std::isnan(s.baseline[i][0]));  // the baseline has no slots
+      continue;
+    }
+    EXPECT_GE(v, 0.0) << s.metrics[i];
+    EXPECT_LE(v, 1.0) << s.metrics[i];
+  }
+  EXPECT_NE(log.str().find("parameters: CLIP "), std::string::npos) << log.str();
+  EXPECT_TRUE(fs::exists(dir / "out/results.md"));
+  const nlohmann::json results = nlohmann::json::parse(std::ifstream(dir / "out/results.json"));
+  EXPECT_EQ(results.at("metrics").size(), s.metrics.size());
+  EXPECT_EQ(results.at("runs").size(), 4u);
+
+  // A second call evaluates the finished runs again instead of retraining them.
+  std::ostringstream again;
+  const ExperimentSummary s2 = run_experiment(o, again);
+  EXPECT_NE(again.str().find("reusing the finished run"), std::string::npos);
+  EXPECT_EQ(s2.sparo, s.sparo);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace sparo
