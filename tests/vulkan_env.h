@@ -12,6 +12,9 @@ namespace sparo {
 inline void use_lavapipe_with_validation() {
   setenv("VK_DRIVER_FILES", "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json", 1);
   setenv("SPARO_VULKAN_VALIDATION", "1", 1);
+  // Tests do not write a pipeline cache into the user's ~/.cache (the pipeline-cache tests
+  // point SPARO_PIPELINE_CACHE at their own files).
+  setenv("SPARO_PIPELINE_CACHE", "off", 0);
   dlopen("/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
 }
 

@@ -40,6 +40,16 @@ bool has_layer(const char* name) {
   return false;
 }
 
+bool has_layer_extension(const char* layer, const char* extension) {
+  uint32_t count = 0;
+  api().vkEnumerateInstanceExtensionProperties(layer, &count, nullptr);
+  std::vector<VkExtensionProperties> exts(count);
+  api().vkEnumerateInstanceExtensionProperties(layer, &count, exts.data());
+  for (const auto& e : exts)
+    if (std::strcmp(e.extensionName, extension) == 0) return true;
+  return false;
+}
+
 // An instance (with validation when asked for); throws with the reason.
 VkInstance create_instance(bool validation, bool* debug_utils) {
   VkApplicationInfo app{};
@@ -57,8 +67,19 @@ VkInstance create_instance(bool validation, bool* debug_utils) {
     extensions.push_back(VK_EXT_DEBUG_UTILS_EXTENSION_NAME);
     *debug_utils = true;
   }
+  // Synchronization validation as well: it reports missing or wrong barriers, which the
+  // other checks do not (and which a CPU driver such as lavapipe rarely shows as wrong results).
+  const VkValidationFeatureEnableEXT enabled_features[] = {VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT};
+  VkValidationFeaturesEXT features{};
+  features.sType = VK_STRUCTURE_TYPE_VALIDATION_FEATURES_EXT;
+  features.enabledValidationFeatureCount = 1;
+  features.pEnabledValidationFeatures = enabled_features;
+  const bool sync_validation = validation && has_layer_extension("VK_LAYER_KHRONOS_validation",
+                                                                 VK_EXT_VALIDATION_FEATURES_EXTENSION_NAME);
+  if (sync_validation) extensions.push_back(VK_EXT_VALIDATION_FEATURES_EXTENSION_NAME);
   VkInstanceCreateInfo ci{};
   ci.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
+  ci.pNext = sync_validation ? &features : nullptr;
   ci.pApplicationInfo = &app;
   ci.enabledLayerCount = static_cast<uint32_t>(layers.size());
   ci.ppEnabledLayerNames = layers.data();

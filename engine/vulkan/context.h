@@ -2,8 +2,8 @@
 //
 // Device choice: an explicit index (vulkan:N), else discrete > integrated > virtual >
 // CPU (e.g. Mesa's lavapipe). Validation layers: SPARO_VULKAN_VALIDATION=1 enables
-// VK_LAYER_KHRONOS_validation (when installed); every message it sends is kept and can
-// be read with validation_messages() (the tests fail on any).
+// VK_LAYER_KHRONOS_validation (when installed) with synchronization validation; every
+// message it sends is kept and can be read with validation_messages() (the tests fail on any).
 #pragma once
 
 #include <memory>

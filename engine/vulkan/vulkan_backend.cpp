@@ -1,15 +1,71 @@
+// The Vulkan backend (declared in vulkan_backend.h).
+//
+// Memory. Tensors live in device-local memory: on a discrete GPU the device-local type
+// that is not host-visible (VRAM proper; the host-visible window onto it, where there is
+// one, is small or slow), elsewhere (integrated GPUs, lavapipe) device-local memory that
+// is also host-visible. Buffers come from a cache of size buckets (1/8 power-of-two steps,
+// as the CPU backend's) and go back to it when their tensor dies; memory_stats() reports
+// the bytes in use by tensors, cached for reuse, and the peak. empty_cache() frees the
+// cached buffers and the staging buffer. When an allocation fails, the cache is emptied and
+// the allocation tried once more; then the error names the request, the bytes in use and
+// cached, and the memory heap.
+//
+// Transfers. When tensor memory is host-visible and coherent, upload and download are a
+// memcpy into the mapped buffer (after waiting for the pending work). Otherwise, or with
+// SPARO_VULKAN_STAGING=1 (read at each transfer, so that the tests run the staging path on
+// lavapipe), they go through one staging buffer of 16 MiB (host-visible, coherent, cached
+// where there is such memory; created on first use, then reused). An upload copies into it
+// and records vkCmdCopyBuffer in order with the dispatches, without waiting until the
+// staging buffer is full (a larger upload goes in pieces, a submit between them). A
+// download records a copy into it, submits, waits and copies out, 16 MiB at a time.
+//
+// Execution. Dispatches and copies are recorded into one command buffer, submitted by a
+// host read, synchronize(), a full staging buffer or the 256th dispatch. A barrier goes
+// only where a command would race with one recorded since the last barrier (reads or
+// writes a buffer written since, or writes one read since). That barrier is global: it
+// orders all earlier compute and transfer work before all later compute and transfer work,
+// so the tracking starts afresh after it. Every submit ends with a barrier that makes the
+// writes visible to the host. The tests run with synchronization validation on
+// (SPARO_VULKAN_VALIDATION, context.h), which checks these barriers.
+//
+// Pipeline cache. Pipelines are created once per shader, through a VkPipelineCache seeded
+// from a file: SPARO_PIPELINE_CACHE=path, else $XDG_CACHE_HOME/sparo/ (or ~/.cache/sparo/)
+// vulkan-pipelines-<vendor>-<device>-<driver version>-<cache UUID>.bin;
+// SPARO_PIPELINE_CACHE=off: no cache at all. A file whose header
+// (VkPipelineCacheHeaderVersionOne: length, version, vendor, device, UUID) does not fit the
+// device, or whose data the driver refuses, is ignored with a warning on stderr (once per
+// process), never an error. The cache is written back (temporary file + rename, so that a
+// concurrent process never reads a partial file) after the first submit that follows the
+// creation of new pipelines, and when the backend is destroyed; the backends of
+// backend_for() never are, hence the write at the submit. Unchanged data is not rewritten.
+//
+// Not yet fast: matmul is tiled (64×64 tiles, 4×4 register blocks) but has no subgroup or
+// cooperative-matrix path, reductions and softmax/layer-norm give one row to one
+// invocation, and index tensors are checked on the host (a round trip).
 #include "engine/vulkan/vulkan_backend.h"
 
 #include <bit>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
+#include "engine/vulkan/pipeline_cache.h"
 #include "engine/vulkan/shaders.h"
 
 namespace sparo::vk {
 
 namespace {
-constexpr int kMaxRecorded = 256;   // dispatches per command buffer before a submit
+constexpr int kMaxRecorded = 256;     // dispatches per command buffer before a submit
 constexpr uint32_t kWorkgroup = 256;  // local_size_x of every shader (shaders/common.glsl)
+// 16 MiB: a piece takes about a millisecond over PCIe 4, next to which the submit between
+// pieces is noise, and the host memory it holds stays small.
+constexpr size_t kStagingBytes = size_t{16} << 20;
+constexpr size_t kStagingAlign = 256;  // pieces start at this alignment in the staging buffer
+constexpr VkBufferUsageFlags kTensorUsage =
+    VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+constexpr VkBufferUsageFlags kStagingUsage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+constexpr VkPipelineStageFlags kWorkStages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
 
 size_t bucket(size_t bytes) {  // as the CPU cache: 1/8 power-of-two steps, at least 256 bytes
   if (bytes <= 256) return 256;
@@ -20,6 +76,12 @@ size_t bucket(size_t bytes) {  // as the CPU cache: 1/8 power-of-two steps, at l
 }
 
 VkBuffer buffer_of(const Tensor& t) { return static_cast<const VulkanStorage&>(t.storage()).block().buffer; }
+
+std::string mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+
+size_t hash_of(const std::vector<uint8_t>& data) {
+  return std::hash<std::string_view>{}(std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
+}
 }  // namespace
 
 VulkanStorage::~VulkanStorage() { owner_.release(block_); }
@@ -27,14 +89,8 @@ VulkanStorage::~VulkanStorage() { owner_.release(block_); }
 VulkanBackend::VulkanBackend(int device_index) : index_(device_index), context_(std::make_unique<Context>(device_index)) {
   const Api& a = api();
   VkDevice dev = context_->device();
-  // Host-visible, coherent memory: uploads and downloads are plain copies.
-  VkPhysicalDeviceMemoryProperties mem{};
-  api().vkGetPhysicalDeviceMemoryProperties(context_->physical_device(), &mem);
-  const VkMemoryPropertyFlags want = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-  memory_type_ = UINT32_MAX;
-  for (uint32_t i = 0; i < mem.memoryTypeCount && memory_type_ == UINT32_MAX; ++i)
-    if ((mem.memoryTypes[i].propertyFlags & want) == want) memory_type_ = i;
-  if (memory_type_ == UINT32_MAX) throw Error("vulkan: device " + context_->info().name + " has no host-visible memory");
+  memory_ = choose_memory_type(kTensorUsage, false);
+  staging_memory_ = choose_memory_type(kStagingUsage, true);
 
   VkCommandPoolCreateInfo pci{};
   pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
@@ -55,11 +111,13 @@ VulkanBackend::VulkanBackend(int device_index) : index_(device_index), context_(
   qci.queryType = VK_QUERY_TYPE_TIMESTAMP;
   qci.queryCount = 2;
   check(a.vkCreateQueryPool(dev, &qci, nullptr, &timestamps_), "vkCreateQueryPool");
+  open_pipeline_cache();
 }
 
 VulkanBackend::~VulkanBackend() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   if (recording_) submit_and_wait();
+  save_pipeline_cache();
   const Api& a = api();
   VkDevice dev = context_->device();
   empty_cache();
@@ -68,12 +126,95 @@ VulkanBackend::~VulkanBackend() {
     a.vkDestroyPipelineLayout(dev, p.layout, nullptr);
     a.vkDestroyDescriptorSetLayout(dev, p.set_layout, nullptr);
   }
+  a.vkDestroyPipelineCache(dev, pipeline_cache_, nullptr);
   a.vkDestroyQueryPool(dev, timestamps_, nullptr);
   a.vkDestroyFence(dev, fence_, nullptr);
   a.vkDestroyCommandPool(dev, pool_, nullptr);
 }
 
 // ---- memory ---------------------------------------------------------------------------
+
+VulkanBackend::MemoryType VulkanBackend::choose_memory_type(VkBufferUsageFlags usage, bool staging) const {
+  const Api& a = api();
+  VkDevice dev = context_->device();
+  // Buffers of the same usage accept the same memory types (Vulkan spec), so one probe
+  // buffer answers for all of them.
+  VkBufferCreateInfo bci{};
+  bci.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
+  bci.size = 256;
+  bci.usage = usage;
+  bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+  VkBuffer probe = VK_NULL_HANDLE;
+  check(a.vkCreateBuffer(dev, &bci, nullptr, &probe), "vkCreateBuffer");
+  VkMemoryRequirements req{};
+  a.vkGetBufferMemoryRequirements(dev, probe, &req);
+  a.vkDestroyBuffer(dev, probe, nullptr);
+  VkPhysicalDeviceMemoryProperties mem{};
+  a.vkGetPhysicalDeviceMemoryProperties(context_->physical_device(), &mem);
+  int best_rank = INT_MAX;
+  MemoryType best;
+  for (uint32_t i = 0; i < mem.memoryTypeCount; ++i) {
+    const VkMemoryPropertyFlags flags = mem.memoryTypes[i].propertyFlags;
+    // Protected, lazily allocated and AMD device-coherent memory need features sparo does not enable.
+    const VkMemoryPropertyFlags unusable = VK_MEMORY_PROPERTY_PROTECTED_BIT | VK_MEMORY_PROPERTY_LAZILY_ALLOCATED_BIT |
+                                           VK_MEMORY_PROPERTY_DEVICE_COHERENT_BIT_AMD;
+    if (!(req.memoryTypeBits & (1u << i)) || (flags & unusable)) continue;
+    const bool local = flags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
+    const bool mappable =
+        (flags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) && (flags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
+    int rank = 0;
+    if (staging) {
+      // Coherent (no flushes); cached, so that the host reads downloads back fast; best in
+      // system memory, leaving the device-local host-visible window to others.
+      if (!mappable) continue;
+      rank = ((flags & VK_MEMORY_PROPERTY_HOST_CACHED_BIT) ? 0 : 2) + (local ? 1 : 0);
+    } else {
+      rank = !local ? 2 : (flags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) ? 1 : 0;
+    }
+    if (rank < best_rank) best_rank = rank, best = {i, mem.memoryTypes[i].heapIndex, mappable};
+  }
+  if (best_rank == INT_MAX)
+    throw Error("vulkan: device " + context_->info().name + " has no memory type for " +
+                (staging ? "staging buffers (host-visible and coherent)" : "storage buffers"));
+  return best;
+}
+
+VkResult VulkanBackend::create_block(size_t bytes, const MemoryType& type, VkBufferUsageFlags usage, Block* out) const {
+  const Api& a = api();
+  VkDevice dev = context_->device();
+  Block block;
+  block.capacity = bytes;
+  VkBufferCreateInfo bci{};
+  bci.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
+  bci.size = bytes;
+  bci.usage = usage;
+  bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
+  VkResult r = a.vkCreateBuffer(dev, &bci, nullptr, &block.buffer);
+  if (r != VK_SUCCESS) return r;
+  VkMemoryRequirements req{};
+  a.vkGetBufferMemoryRequirements(dev, block.buffer, &req);
+  VkMemoryAllocateInfo mai{};
+  mai.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
+  mai.allocationSize = req.size;
+  mai.memoryTypeIndex = type.index;
+  r = a.vkAllocateMemory(dev, &mai, nullptr, &block.memory);
+  if (r == VK_SUCCESS) r = a.vkBindBufferMemory(dev, block.buffer, block.memory, 0);
+  if (r == VK_SUCCESS && type.mapped) r = a.vkMapMemory(dev, block.memory, 0, VK_WHOLE_SIZE, 0, &block.mapped);
+  if (r != VK_SUCCESS) {
+    destroy_block(block);
+    return r;
+  }
+  *out = block;
+  return VK_SUCCESS;
+}
+
+void VulkanBackend::destroy_block(const Block& block) const {
+  const Api& a = api();
+  VkDevice dev = context_->device();
+  if (block.mapped) a.vkUnmapMemory(dev, block.memory);
+  a.vkDestroyBuffer(dev, block.buffer, nullptr);
+  a.vkFreeMemory(dev, block.memory, nullptr);
+}
 
 std::shared_ptr<Storage> VulkanBackend::allocate(size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
@@ -88,30 +229,18 @@ std::shared_ptr<Storage> VulkanBackend::allocate(size_t bytes) {
     it->second.pop_back();
     cached_ -= size;
   } else {
-    const Api& a = api();
-    VkDevice dev = context_->device();
-    VkBufferCreateInfo bci{};
-    bci.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
-    bci.size = size;
-    bci.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
-    bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
-    check(a.vkCreateBuffer(dev, &bci, nullptr, &block.buffer), "vkCreateBuffer");
-    VkMemoryRequirements req{};
-    a.vkGetBufferMemoryRequirements(dev, block.buffer, &req);
-    VkMemoryAllocateInfo mai{};
-    mai.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO;
-    mai.allocationSize = req.size;
-    mai.memoryTypeIndex = memory_type_;
-    const VkResult r = a.vkAllocateMemory(dev, &mai, nullptr, &block.memory);
+    VkResult r = create_block(size, memory_, kTensorUsage, &block);
+    if (r != VK_SUCCESS && cached_ > 0) {  // the cached blocks of other sizes may hold what is missing
+      empty_cache();
+      r = create_block(size, memory_, kTensorUsage, &block);
+    }
     if (r != VK_SUCCESS) {
-      a.vkDestroyBuffer(dev, block.buffer, nullptr);
-      throw Error("vulkan: out of device memory allocating " + std::to_string(size) + " bytes (" +
-                  std::to_string(in_use_ >> 20) + " MiB in use, " + std::to_string(cached_ >> 20) + " MiB cached; " +
+      const MemoryHeap& heap = context_->info().heaps.at(memory_.heap);
+      throw Error("vulkan: out of device memory allocating " + std::to_string(size) + " bytes for a tensor of " +
+                  std::to_string(bytes) + " bytes (" + mib(in_use_) + " in use by tensors, " + mib(cached_) +
+                  " cached, memory heap " + std::to_string(memory_.heap) + " of " + mib(heap.size) + "; " +
                   result_name(r) + ")");
     }
-    check(a.vkBindBufferMemory(dev, block.buffer, block.memory, 0), "vkBindBufferMemory");
-    check(a.vkMapMemory(dev, block.memory, 0, VK_WHOLE_SIZE, 0, &block.mapped), "vkMapMemory");
-    block.capacity = size;
   }
   in_use_ += size;
   peak_ = std::max(peak_, in_use_);
@@ -127,15 +256,15 @@ void VulkanBackend::release(const Block& block) {
 
 void VulkanBackend::empty_cache() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  const Api& a = api();
   for (auto& [size, blocks] : free_)
-    for (const Block& b : blocks) {
-      a.vkUnmapMemory(context_->device(), b.memory);
-      a.vkDestroyBuffer(context_->device(), b.buffer, nullptr);
-      a.vkFreeMemory(context_->device(), b.memory, nullptr);
-    }
+    for (const Block& b : blocks) destroy_block(b);
   free_.clear();
   cached_ = 0;
+  if (staging_.buffer) {
+    if (staging_used_) submit_and_wait();  // recorded copies still use it
+    destroy_block(staging_);
+    staging_ = {};
+  }
 }
 
 MemoryStats VulkanBackend::memory_stats() const {
@@ -148,18 +277,80 @@ void VulkanBackend::reset_peak_memory() {
   peak_ = in_use_;
 }
 
+// ---- transfers ------------------------------------------------------------------------
+
+bool VulkanBackend::staged() const {
+  if (!memory_.mapped) return true;
+  const char* forced = std::getenv("SPARO_VULKAN_STAGING");
+  return forced && *forced && std::strcmp(forced, "0") != 0;
+}
+
+size_t VulkanBackend::reserve_staging(size_t wanted, size_t* got) {
+  if (!staging_.buffer) {
+    const size_t bytes = static_cast<size_t>(std::min<uint64_t>(kStagingBytes, context_->info().max_allocation_size));
+    const VkResult r = create_block(bytes, staging_memory_, kStagingUsage, &staging_);
+    if (r != VK_SUCCESS)
+      throw Error("vulkan: cannot allocate the " + std::to_string(bytes) +
+                  "-byte staging buffer that transfers go through (" + mib(in_use_) + " in use by tensors, " +
+                  mib(cached_) + " cached; " + result_name(r) + ")");
+  }
+  if (staging_used_ == staging_.capacity) submit_and_wait();  // its copies have run: all of it is free again
+  if (!recording_) begin_recording();
+  const size_t offset = staging_used_;
+  *got = std::min(wanted, staging_.capacity - offset);
+  staging_used_ = std::min(staging_.capacity, (offset + *got + kStagingAlign - 1) / kStagingAlign * kStagingAlign);
+  return offset;
+}
+
 void VulkanBackend::upload(Storage& dst, size_t offset, const void* src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  if (offset + bytes > dst.bytes()) throw Error("vulkan upload: range past the end of the storage");
-  if (recording_) submit_and_wait();  // pending dispatches may still read or write this buffer
-  if (bytes) std::memcpy(static_cast<char*>(static_cast<VulkanStorage&>(dst).block().mapped) + offset, src, bytes);
+  if (offset + bytes > dst.bytes())
+    throw Error("vulkan upload: bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
+                ") run past the end of a " + std::to_string(dst.bytes()) + "-byte storage");
+  if (!bytes) return;
+  VulkanStorage& storage = static_cast<VulkanStorage&>(dst);
+  if (!staged()) {
+    if (recording_) submit_and_wait();  // pending dispatches may still read or write this buffer
+    std::memcpy(static_cast<char*>(storage.block().mapped) + offset, src, bytes);
+    return;
+  }
+  const VkBuffer buffer = storage.block().buffer;
+  for (size_t done = 0; done < bytes;) {
+    size_t piece = 0;
+    const size_t at = reserve_staging(bytes - done, &piece);
+    std::memcpy(static_cast<char*>(staging_.mapped) + at, static_cast<const char*>(src) + done, piece);
+    const Access write{buffer, true};
+    order_after_pending({&write, 1}, VK_PIPELINE_STAGE_TRANSFER_BIT);
+    const VkBufferCopy region{at, offset + done, piece};
+    api().vkCmdCopyBuffer(cmd_, staging_.buffer, buffer, 1, &region);
+    done += piece;
+  }
+  in_flight_.push_back(storage.shared_from_this());
 }
 
 void VulkanBackend::download(const Storage& src, size_t offset, void* dst, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  if (offset + bytes > src.bytes()) throw Error("vulkan download: range past the end of the storage");
-  if (recording_) submit_and_wait();
-  if (bytes) std::memcpy(dst, static_cast<const char*>(static_cast<const VulkanStorage&>(src).block().mapped) + offset, bytes);
+  if (offset + bytes > src.bytes())
+    throw Error("vulkan download: bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
+                ") run past the end of a " + std::to_string(src.bytes()) + "-byte storage");
+  if (!bytes) return;
+  const Block& block = static_cast<const VulkanStorage&>(src).block();
+  if (!staged()) {
+    if (recording_) submit_and_wait();
+    std::memcpy(dst, static_cast<const char*>(block.mapped) + offset, bytes);
+    return;
+  }
+  for (size_t done = 0; done < bytes;) {
+    size_t piece = 0;
+    const size_t at = reserve_staging(bytes - done, &piece);
+    const Access read{block.buffer, false};
+    order_after_pending({&read, 1}, VK_PIPELINE_STAGE_TRANSFER_BIT);
+    const VkBufferCopy region{offset + done, at, piece};
+    api().vkCmdCopyBuffer(cmd_, block.buffer, staging_.buffer, 1, &region);
+    submit_and_wait();
+    std::memcpy(static_cast<char*>(dst) + done, static_cast<const char*>(staging_.mapped) + at, piece);
+    done += piece;
+  }
 }
 
 void VulkanBackend::synchronize() {
@@ -238,10 +429,67 @@ const VulkanBackend::Pipeline& VulkanBackend::pipeline(const char* shader, uint3
   cci.stage.module = module;
   cci.stage.pName = "main";
   cci.layout = p.layout;
-  const VkResult r = a.vkCreateComputePipelines(dev, VK_NULL_HANDLE, 1, &cci, nullptr, &p.pipeline);
+  const VkResult r = a.vkCreateComputePipelines(dev, pipeline_cache_, 1, &cci, nullptr, &p.pipeline);
   a.vkDestroyShaderModule(dev, module, nullptr);
   check(r, "vkCreateComputePipelines");
+  pipeline_cache_dirty_ = pipeline_cache_ != VK_NULL_HANDLE;
   return pipelines_.emplace(shader, p).first->second;
+}
+
+void VulkanBackend::open_pipeline_cache() {
+  VkPhysicalDeviceProperties props{};
+  api().vkGetPhysicalDeviceProperties(context_->physical_device(), &props);
+  pipeline_cache_path_ = pipeline_cache_file(props);
+  if (pipeline_cache_path_.empty()) return;
+  std::vector<uint8_t> seed = read_file_bytes(pipeline_cache_path_);  // empty on the first run
+  if (!seed.empty()) {
+    const std::string mismatch = pipeline_cache_mismatch(seed, props);
+    if (!mismatch.empty()) {
+      warn_once("ignoring the Vulkan pipeline cache " + pipeline_cache_path_ + " (" + mismatch +
+                "); it will be rewritten");
+      seed.clear();
+    }
+  }
+  VkPipelineCacheCreateInfo ci{};
+  ci.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO;
+  ci.initialDataSize = seed.size();
+  ci.pInitialData = seed.data();
+  VkResult r = api().vkCreatePipelineCache(context_->device(), &ci, nullptr, &pipeline_cache_);
+  if (r != VK_SUCCESS && !seed.empty()) {
+    warn_once("ignoring the Vulkan pipeline cache " + pipeline_cache_path_ + " (the driver refused its data: " +
+              result_name(r) + "); it will be rewritten");
+    seed.clear();
+    ci.initialDataSize = 0;
+    ci.pInitialData = nullptr;
+    r = api().vkCreatePipelineCache(context_->device(), &ci, nullptr, &pipeline_cache_);
+  }
+  check(r, "vkCreatePipelineCache");
+  pipeline_cache_seed_bytes_ = seed.size();
+  pipeline_cache_saved_hash_ = hash_of(seed);
+}
+
+void VulkanBackend::save_pipeline_cache() {
+  if (!pipeline_cache_dirty_) return;
+  pipeline_cache_dirty_ = false;
+  VkDevice dev = context_->device();
+  size_t size = 0;
+  VkResult r = api().vkGetPipelineCacheData(dev, pipeline_cache_, &size, nullptr);
+  std::vector<uint8_t> data(size);
+  if (r == VK_SUCCESS) r = api().vkGetPipelineCacheData(dev, pipeline_cache_, &size, data.data());
+  if (r != VK_SUCCESS) {
+    warn_once(std::string("cannot read the Vulkan pipeline cache back from the driver (") + result_name(r) +
+              "); it is not saved");
+    return;
+  }
+  data.resize(size);
+  const size_t hash = hash_of(data);
+  if (hash == pipeline_cache_saved_hash_) return;
+  try {
+    write_file_atomically(pipeline_cache_path_, data);
+    pipeline_cache_saved_hash_ = hash;
+  } catch (const Error& e) {
+    warn_once(std::string("cannot save the Vulkan pipeline cache: ") + e.what());
+  }
 }
 
 void VulkanBackend::begin_recording() {
@@ -255,6 +503,11 @@ void VulkanBackend::begin_recording() {
 
 void VulkanBackend::submit_and_wait() {
   const Api& a = api();
+  VkMemoryBarrier to_host{};  // the batch's writes, visible to the host's reads
+  to_host.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+  to_host.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+  to_host.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+  a.vkCmdPipelineBarrier(cmd_, kWorkStages, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &to_host, 0, nullptr, 0, nullptr);
   check(a.vkEndCommandBuffer(cmd_), "vkEndCommandBuffer");
   VkSubmitInfo si{};
   si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
@@ -267,8 +520,33 @@ void VulkanBackend::submit_and_wait() {
   recording_ = false;
   written_.clear();
   read_.clear();
+  pending_stages_ = 0;
+  staging_used_ = 0;
+  save_pipeline_cache();  // here rather than at exit: backend_for()'s backends are never destroyed
   std::vector<std::shared_ptr<Storage>> done;
   done.swap(in_flight_);  // storages dropped here return their blocks to the cache
+}
+
+void VulkanBackend::order_after_pending(std::span<const Access> accesses, VkPipelineStageFlags stage) {
+  if (!recording_) begin_recording();
+  bool hazard = false;
+  for (const Access& x : accesses) hazard = hazard || written_.count(x.buffer) || (x.written && read_.count(x.buffer));
+  if (hazard) {
+    // Global: everything recorded so far before everything after, in both stages, so
+    // that the tracking can start afresh.
+    VkMemoryBarrier mb{};
+    mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+    mb.srcAccessMask = ((pending_stages_ & VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT) ? VK_ACCESS_SHADER_WRITE_BIT : 0) |
+                       ((pending_stages_ & VK_PIPELINE_STAGE_TRANSFER_BIT) ? VK_ACCESS_TRANSFER_WRITE_BIT : 0);
+    mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                       VK_ACCESS_TRANSFER_WRITE_BIT;
+    api().vkCmdPipelineBarrier(cmd_, pending_stages_, kWorkStages, 0, 1, &mb, 0, nullptr, 0, nullptr);
+    written_.clear();
+    read_.clear();
+    pending_stages_ = 0;
+  }
+  for (const Access& x : accesses) (x.written ? written_ : read_).insert(x.buffer);
+  pending_stages_ |= stage;
 }
 
 void VulkanBackend::dispatch(const char* shader, std::initializer_list<Binding> bindings, const void* push,
@@ -283,25 +561,10 @@ void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Bi
                                     uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   const Pipeline& p = pipeline(shader, static_cast<uint32_t>(bindings.size()), push_bytes);
-  if (!recording_) begin_recording();
   const Api& a = api();
-  // A barrier only for a real hazard: reading or writing what an earlier dispatch wrote,
-  // or writing what it read.
-  bool hazard = false;
-  for (const Binding& b : bindings) {
-    const VkBuffer buf = buffer_of(*b.tensor);
-    hazard = hazard || written_.count(buf) || (b.written && read_.count(buf));
-  }
-  if (hazard) {
-    VkMemoryBarrier mb{};
-    mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
-    mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT;
-    mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
-    a.vkCmdPipelineBarrier(cmd_, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0,
-                           nullptr, 0, nullptr);
-    written_.clear();
-    read_.clear();
-  }
+  std::vector<Access> accesses;
+  for (const Binding& b : bindings) accesses.push_back({buffer_of(*b.tensor), b.written});
+  order_after_pending(accesses, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT);
   std::vector<VkDescriptorBufferInfo> infos;
   std::vector<VkWriteDescriptorSet> writes;
   infos.reserve(bindings.size());
@@ -316,7 +579,6 @@ void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Bi
     w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
     w.pBufferInfo = &infos.back();
     writes.push_back(w);
-    (b.written ? written_ : read_).insert(buf);
     in_flight_.push_back(b.tensor->impl()->storage);
   }
   a.vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);

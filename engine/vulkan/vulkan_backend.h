@@ -1,20 +1,14 @@
-// The Vulkan backend: buffers from a size-bucketed cache, dispatches recorded into a
-// command buffer and submitted lazily (on a host read, a synchronize, or a full buffer),
-// a barrier only where a dispatch touches what an earlier unsynchronised one wrote (or
-// writes what it read), pipelines created once per shader.
-//
-// State of this first version: every kernel of the table exists and the op ring runs on
-// it (tests/engine/test_op_ring.cpp, lavapipe), but it is written for correctness, not
-// speed: memory is host-visible (device-local memory with staging comes next), matmul
-// is tiled (64×64 tiles, 4×4 register blocks) but has no subgroup or cooperative-matrix
-// path yet, reductions and
-// softmax/layer-norm give one row to one invocation, and index tensors are checked on the
-// host (a round trip).
+// The Vulkan backend: tensors in device-local memory from a size-bucketed cache, moved
+// through a staging buffer where that memory is not host-visible; dispatches and copies
+// recorded into one command buffer and submitted lazily; pipelines created once per
+// shader through a pipeline cache kept on disk. vulkan_backend.cpp's top comment has the
+// details and what is still missing.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -28,11 +22,13 @@ class VulkanBackend;
 struct Block {
   VkBuffer buffer = VK_NULL_HANDLE;
   VkDeviceMemory memory = VK_NULL_HANDLE;
-  void* mapped = nullptr;
+  void* mapped = nullptr;  // set when the memory is host-visible and coherent
   size_t capacity = 0;
 };
 
-class VulkanStorage final : public Storage {
+// enable_shared_from_this: an upload recorded into the command buffer keeps its storage
+// alive until the copy has run.
+class VulkanStorage final : public Storage, public std::enable_shared_from_this<VulkanStorage> {
  public:
   VulkanStorage(VulkanBackend& owner, Device device, size_t bytes, Block block)
       : Storage(device, bytes), owner_(owner), block_(block) {}
@@ -52,6 +48,13 @@ class VulkanBackend final : public Backend {
   std::string name() const override { return "vulkan"; }
   Device device() const override { return Device::vulkan(index_); }
   const Context& context() const { return *context_; }
+  // True when tensors live in host-visible, coherent memory that uploads and downloads
+  // copy directly (integrated GPUs, lavapipe); false: through the staging buffer.
+  bool tensors_mapped() const { return memory_.mapped; }
+  // The pipeline cache file ("" when SPARO_PIPELINE_CACHE=off or there is no cache folder)
+  // and how many bytes of it seeded this backend's cache (0: none, or the file was ignored).
+  const std::string& pipeline_cache_path() const { return pipeline_cache_path_; }
+  size_t pipeline_cache_seed_bytes() const { return pipeline_cache_seed_bytes_; }
 
   std::shared_ptr<Storage> allocate(size_t bytes) override;
   void upload(Storage& dst, size_t offset, const void* src, size_t bytes) override;
@@ -102,6 +105,15 @@ class VulkanBackend final : public Backend {
     const Tensor* tensor;
     bool written;
   };
+  struct Access {  // one buffer a recorded command reads or writes
+    VkBuffer buffer;
+    bool written;
+  };
+  struct MemoryType {
+    uint32_t index = 0;
+    uint32_t heap = 0;
+    bool mapped = false;  // host-visible and coherent: kept mapped, read and written with memcpy
+  };
   const Pipeline& pipeline(const char* shader, uint32_t buffers, uint32_t push_bytes);
   // Records one dispatch of `shader` over `invocations` threads (workgroups of 256 in x).
   void dispatch(const char* shader, std::initializer_list<Binding> bindings, const void* push, uint32_t push_bytes,
@@ -109,23 +121,47 @@ class VulkanBackend final : public Backend {
   // Records one dispatch with explicit workgroup counts.
   void dispatch_groups(const char* shader, std::initializer_list<Binding> bindings, const void* push,
                        uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
+  // Records a barrier when a command of `stage` making `accesses` would race with one
+  // recorded since the last barrier, then notes the accesses. Starts recording if needed.
+  void order_after_pending(std::span<const Access> accesses, VkPipelineStageFlags stage);
   void begin_recording();
-  void submit_and_wait();  // the lock must be held
+  void submit_and_wait();  // the lock must be held (as for every private member)
+
+  MemoryType choose_memory_type(VkBufferUsageFlags usage, bool staging) const;
+  VkResult create_block(size_t bytes, const MemoryType& type, VkBufferUsageFlags usage, Block* out) const;
+  void destroy_block(const Block& block) const;
+  bool staged() const;  // this transfer goes through the staging buffer
+  // Takes up to `wanted` bytes of the staging buffer for a copy recorded now (submitting
+  // the pending work first when it is full); returns the offset, *got the bytes taken.
+  size_t reserve_staging(size_t wanted, size_t* got);
+
+  void open_pipeline_cache();
+  void save_pipeline_cache();  // when pipelines were created since the last save
+
   [[noreturn]] void not_implemented(const char* kernel) const;
-  uint32_t memory_type_;
 
   int index_;
   std::unique_ptr<Context> context_;
   mutable std::recursive_mutex mutex_;  // recursive: dropping in-flight storages re-enters release()
+  MemoryType memory_;                   // of the tensors
+  MemoryType staging_memory_;
   VkCommandPool pool_ = VK_NULL_HANDLE;
   VkCommandBuffer cmd_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   VkQueryPool timestamps_ = VK_NULL_HANDLE;
   bool recording_ = false;
   int recorded_ = 0;
-  std::vector<std::shared_ptr<Storage>> in_flight_;  // kept alive until their dispatches completed
+  std::vector<std::shared_ptr<Storage>> in_flight_;  // kept alive until their commands completed
   std::unordered_set<VkBuffer> written_, read_;      // since the last barrier
+  VkPipelineStageFlags pending_stages_ = 0;          // stages of the commands since the last barrier
+  Block staging_;                                    // created on the first staged transfer
+  size_t staging_used_ = 0;                          // bytes of it the recorded copies use
   std::map<std::string, Pipeline> pipelines_;
+  VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;  // null with SPARO_PIPELINE_CACHE=off
+  std::string pipeline_cache_path_;
+  size_t pipeline_cache_seed_bytes_ = 0;
+  size_t pipeline_cache_saved_hash_ = 0;  // of the data last read or written: unchanged data is not rewritten
+  bool pipeline_cache_dirty_ = false;
   std::unordered_map<size_t, std::vector<Block>> free_;
   size_t in_use_ = 0, cached_ = 0, peak_ = 0;
 };

@@ -1,6 +1,9 @@
-// The Vulkan kernels written so far, on lavapipe with the validation layers on, against
-// the CPU backend: memory round trips, fill, copies, unary ops and their gradients,
-// broadcasting binary ops. Any validation message fails.
+// The Vulkan kernels, on lavapipe with the validation layers (synchronization validation
+// included) on, against the CPU backend: memory round trips, fill, copies, unary ops and
+// their gradients, broadcasting binary ops, matmul, random, optimisers. Any validation
+// message fails. Every check runs twice: with the default transfers (lavapipe's memory is
+// host-visible: memcpy into the mapped buffers) and with SPARO_VULKAN_STAGING=1 (through
+// the staging buffer, as on a discrete GPU).
 #if defined(SPARO_HAVE_VULKAN)
 #include <gtest/gtest.h>
 
@@ -18,11 +21,15 @@
 namespace sparo {
 namespace {
 
-class VulkanOps : public ::testing::Test {
+class VulkanOps : public ::testing::TestWithParam<bool> {  // the parameter: staging forced
  protected:
   static void SetUpTestSuite() { use_lavapipe_with_validation(); }
-  void SetUp() override { vk::clear_validation_messages(); }
+  void SetUp() override {
+    if (GetParam()) setenv("SPARO_VULKAN_STAGING", "1", 1);  // read by every transfer
+    vk::clear_validation_messages();
+  }
   void TearDown() override {
+    unsetenv("SPARO_VULKAN_STAGING");
     const auto messages = vk::validation_messages();
     EXPECT_TRUE(messages.empty()) << messages.size() << " validation message(s), first: " << messages[0];
   }
@@ -39,7 +46,7 @@ double nmse(const std::vector<float>& got, const std::vector<float>& want) {
   return err / std::max(norm, 1e-30);
 }
 
-TEST_F(VulkanOps, UploadDownloadRoundTrip) {
+TEST_P(VulkanOps, UploadDownloadRoundTrip) {
   std::vector<float> v(1000);
   for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(float(i));
   const Tensor t = Tensor::from_vector(v, {10, 100}, gpu);
@@ -50,7 +57,7 @@ TEST_F(VulkanOps, UploadDownloadRoundTrip) {
   EXPECT_EQ(Tensor::from_vector(v, {10, 100}, gpu).to(Device::cpu()).to_float_vector(), v);
 }
 
-TEST_F(VulkanOps, Fill) {
+TEST_P(VulkanOps, Fill) {
   EXPECT_EQ(Tensor::full({5, 7}, 2.5, DType::f32, gpu).to_float_vector(), std::vector<float>(35, 2.5f));
   EXPECT_EQ(Tensor::full({3}, -4, DType::i32, gpu).to_int_vector(), std::vector<int32_t>(3, -4));
   // more than 65535 workgroups of 256 in x: the 2-D dispatch path
@@ -59,7 +66,7 @@ TEST_F(VulkanOps, Fill) {
   EXPECT_EQ(big.back(), 1.0f);
 }
 
-TEST_F(VulkanOps, EveryUnaryOpMatchesTheCpu) {
+TEST_P(VulkanOps, EveryUnaryOpMatchesTheCpu) {
   Generator gen(3);
   const Tensor x_cpu = Tensor::randn({1000 + 17}, gen);
   const Tensor pos_cpu = affine(abs(x_cpu), 1.0f, 0.5f);
@@ -98,14 +105,14 @@ TEST_F(VulkanOps, EveryUnaryOpMatchesTheCpu) {
   }
 }
 
-TEST_F(VulkanOps, ChainedDispatchesSeeEachOthersResults) {
+TEST_P(VulkanOps, ChainedDispatchesSeeEachOthersResults) {
   // Each op reads what the previous one wrote: the backend must put barriers between them.
   Tensor y = Tensor::full({4096}, 1.0, DType::f32, gpu);
   for (int i = 0; i < 300; ++i) y = affine(y, 1.0f, 1.0f);  // crosses the 256-dispatch submit too
   EXPECT_EQ(y.to_float_vector(), std::vector<float>(4096, 301.0f));
 }
 
-TEST_F(VulkanOps, BroadcastingBinaryOpsMatchTheCpu) {
+TEST_P(VulkanOps, BroadcastingBinaryOpsMatchTheCpu) {
   Generator gen(5);
   const std::vector<std::pair<Shape, Shape>> shapes = {
       {{33, 17}, {33, 17}}, {{33, 17}, {17}}, {{33, 1}, {1, 17}}, {{}, {4, 5}}, {{1, 5, 1}, {2, 1, 3}}};
@@ -121,7 +128,7 @@ TEST_F(VulkanOps, BroadcastingBinaryOpsMatchTheCpu) {
   EXPECT_EQ(acc.to_float_vector(), std::vector<float>(6, 3.0f));
 }
 
-TEST_F(VulkanOps, ShapeOpsMatchTheCpu) {
+TEST_P(VulkanOps, ShapeOpsMatchTheCpu) {
   Generator gen(6);
   const Tensor x = Tensor::randn({2, 3, 5}, gen), y = Tensor::randn({2, 4, 5}, gen);
   const Tensor gx = x.to(gpu), gy = y.to(gpu);
@@ -132,7 +139,7 @@ TEST_F(VulkanOps, ShapeOpsMatchTheCpu) {
   EXPECT_EQ(gx.clone().to_float_vector(), x.to_float_vector());
 }
 
-TEST_F(VulkanOps, GradientsOfUnaryChainsMatchTheCpu) {
+TEST_P(VulkanOps, GradientsOfUnaryChainsMatchTheCpu) {
   Generator gen(7);
   const Tensor x_cpu = Tensor::randn({300}, gen);
   auto grad_of = [](Tensor x) {
@@ -144,7 +151,7 @@ TEST_F(VulkanOps, GradientsOfUnaryChainsMatchTheCpu) {
   EXPECT_LT(nmse(grad_of(x_cpu.to(gpu)), grad_of(x_cpu.clone())), 1e-10);
 }
 
-TEST_F(VulkanOps, TiledMatmulMatchesTheCpu) {
+TEST_P(VulkanOps, TiledMatmulMatchesTheCpu) {
   // Sizes around and across the 64×64 tile and the 16-deep K slice, every transpose
   // combination, a batch, and accumulation.
   Generator gen(8);
@@ -165,7 +172,7 @@ TEST_F(VulkanOps, TiledMatmulMatchesTheCpu) {
   EXPECT_LT(nmse(c.to_float_vector(), add(matmul(a, b), Tensor::ones({40, 50})).to_float_vector()), 1e-12);
 }
 
-TEST_F(VulkanOps, RandomStreamMatchesTheCpu) {
+TEST_P(VulkanOps, RandomStreamMatchesTheCpu) {
   Generator a(11), b(11);
   a.reserve(5), b.reserve(5);
   const std::vector<float> cpu = Tensor::uniform({1001}, -1.0, 2.0, a).to_float_vector();
@@ -180,7 +187,7 @@ TEST_F(VulkanOps, RandomStreamMatchesTheCpu) {
             dropout(Tensor::ones({500}), 0.3f, d).to_float_vector());  // the same masks for the same seed
 }
 
-TEST_F(VulkanOps, AdamWAndSgdStepsMatchTheCpu) {
+TEST_P(VulkanOps, AdamWAndSgdStepsMatchTheCpu) {
   for (bool adam : {true, false}) {
     Generator gen(4);
     Tensor p_cpu = Tensor::randn({257}, gen), g_cpu = Tensor::randn({257}, gen);
@@ -202,7 +209,7 @@ TEST_F(VulkanOps, AdamWAndSgdStepsMatchTheCpu) {
   }
 }
 
-TEST_F(VulkanOps, BadIndicesAreClearErrors) {
+TEST_P(VulkanOps, BadIndicesAreClearErrors) {
   const Tensor table = Tensor::ones({4, 3}, DType::f32, gpu);
   try {
     embedding(table, Tensor::from_vector(std::vector<int32_t>{1, 4}, {2}, gpu));
@@ -211,6 +218,9 @@ TEST_F(VulkanOps, BadIndicesAreClearErrors) {
     EXPECT_NE(std::string(e.what()).find("index 4 at position 1 is out of range [0, 4)"), std::string::npos) << e.what();
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Vulkan, VulkanOps, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "staging" : "default"; });
 
 }  // namespace
 }  // namespace sparo
