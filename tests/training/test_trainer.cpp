@@ -21,7 +21,9 @@
 #include "training/losses.h"
 #include "training/trainer.h"
 
+#include "engine/vulkan/context.h"
 #include "tests/expect_error.h"
+#include "tests/vulkan_env.h"
 
 namespace sparo {
 namespace {
@@ -196,6 +198,31 @@ TEST(TrainConfig, PresetsLoad) {
     EXPECT_EQ(c.task, std::string(name).substr(0, 4)) << name;
   }
 }
+
+#if defined(SPARO_HAVE_VULKAN)
+// The same tiny runs on Vulkan (lavapipe, validation on) follow the CPU's losses: the whole
+// step — forward, backward, clipping, AdamW, the logit-scale clamp, DINO's EMA and centre —
+// runs on the device.
+TEST(TrainerVulkan, TinyRunsFollowTheCpu) {
+  use_lavapipe_with_validation();
+  vk::clear_validation_messages();
+  TempDir dir("vulkan");
+  const std::vector<std::pair<std::string, TrainConfig>> runs = {
+      {"clip", clip_config({"steps=3", "batch_size=8", "warmup_steps=1", "checkpoint_every=3"})},
+      {"dino", dino_config({"steps=3", "batch_size=4", "warmup_steps=1", "checkpoint_every=3"})}};
+  for (const auto& [name, cfg] : runs) {
+    train(cfg, dir / (name + "-cpu"), quiet());
+    TrainConfig on_gpu = cfg;
+    on_gpu.device = "vulkan";
+    train(on_gpu, dir / (name + "-vulkan"), quiet());
+    const std::vector<double> cpu = losses(dir / (name + "-cpu")), gpu = losses(dir / (name + "-vulkan"));
+    ASSERT_EQ(cpu.size(), gpu.size()) << name;
+    for (size_t i = 0; i < cpu.size(); ++i) EXPECT_NEAR(gpu[i], cpu[i], 2e-3 * std::abs(cpu[i])) << name << " step " << i + 1;
+  }
+  const auto messages = vk::validation_messages();
+  EXPECT_TRUE(messages.empty()) << messages.size() << " validation message(s), first: " << messages[0];
+}
+#endif
 
 // DINO's loss against the formula evaluated in double.
 TEST(DinoLoss, MatchesTheFormulaAndMovesTheCentre) {
