@@ -281,7 +281,7 @@ Backend& backend_for(Device device) {
 
 std::vector<std::string> compiled_backends() {
 #if defined(SPARO_HAVE_VULKAN)
-  return {"cpu", "vulkan (first version: correct, not yet fast)"};
+  return {"cpu", "vulkan (validated on lavapipe; not yet benchmarked on a GPU)"};
 #else
   return {"cpu"};
 #endif
