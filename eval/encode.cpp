@@ -11,10 +11,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// ImageNet's statistics (DINO's normalisation, as in training/dino_task.cpp).
-constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
-constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
-
 std::string required_file(const std::string& run_dir, const std::string& name) {
   const fs::path p = fs::path(run_dir) / name;
   if (!fs::is_regular_file(p)) throw Error(run_dir + ": no " + name + " (is it a finished sparo train run?)");
@@ -37,15 +33,6 @@ Embeddings batched(int64_t n, int64_t batch, bool attention, Encode&& encode) {
 }
 
 }  // namespace
-
-Image gray_to_rgb(const uint8_t* pixels, int rows, int cols) {
-  Image img;
-  img.width = cols;
-  img.height = rows;
-  img.rgb.resize(static_cast<size_t>(rows * cols * 3));
-  for (size_t p = 0; p < static_cast<size_t>(rows * cols); ++p) img.rgb[3 * p] = img.rgb[3 * p + 1] = img.rgb[3 * p + 2] = pixels[p];
-  return img;
-}
 
 std::unique_ptr<TrainedClip> TrainedClip::load(const std::string& run_dir, Device device) {
   const TrainConfig cfg = TrainConfig::load(required_file(run_dir, "config.json"));

@@ -54,7 +54,4 @@ class TrainedDino {
   Device device_;
 };
 
-// A grey Fashion-MNIST image as RGB.
-Image gray_to_rgb(const uint8_t* pixels, int rows, int cols);
-
 }  // namespace sparo

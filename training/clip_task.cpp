@@ -55,16 +55,10 @@ class CaptionedImages {
     o.caption_key = cfg.csv_caption_key;
     o.separator = cfg.csv_separator[0];
     table_ = load_caption_table(cfg.csv_path, o);
-    // Decode every image once up front: the unreadable ones are left out (and counted) before
-    // training, so the sample stream stays a pure function of the seed.
-    std::vector<char> good(table_.paths.size(), 0);
-    tbb::parallel_for(size_t{0}, table_.paths.size(),
-                      [&](size_t i) { good[i] = try_load_image(table_.paths[i], &stats_).has_value(); });
-    for (size_t i = 0; i < good.size(); ++i)
-      if (good[i]) usable_.push_back(static_cast<int64_t>(i));
-    if (usable_.empty()) throw Error(cfg.csv_path + ": none of the " + std::to_string(good.size()) + " images could be read");
+    // Unreadable images are left out (and counted) before training starts.
+    usable_ = decodable_rows(table_, &stats_);
     count_ = static_cast<int64_t>(usable_.size());
-    description_ = cfg.csv_path + " (" + std::to_string(count_) + " of " + std::to_string(good.size()) + " images usable)";
+    description_ = cfg.csv_path + " (" + std::to_string(count_) + " of " + std::to_string(table_.paths.size()) + " images usable)";
   }
   int64_t count() const { return count_; }
   const std::string& description() const { return description_; }

@@ -22,10 +22,6 @@ namespace sparo {
 
 namespace {
 
-// ImageNet's statistics, which DINO normalises with.
-constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
-constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
-
 struct DinoBatch {
   Tensor globals;  // [2·B, 3, S, S], crop-major: global crop 0 of every image, then crop 1
   Tensor locals;   // [n·B, 3, s, s], crop-major; undefined without local crops
@@ -46,14 +42,10 @@ class UnlabeledImages {
     o.caption_key = cfg.csv_caption_key;
     o.separator = cfg.csv_separator[0];
     table_ = load_caption_table(cfg.csv_path, o);
-    std::vector<char> good(table_.paths.size(), 0);
-    tbb::parallel_for(size_t{0}, table_.paths.size(),
-                      [&](size_t i) { good[i] = try_load_image(table_.paths[i], &stats_).has_value(); });
-    for (size_t i = 0; i < good.size(); ++i)
-      if (good[i]) usable_.push_back(static_cast<int64_t>(i));
-    if (usable_.empty()) throw Error(cfg.csv_path + ": none of the " + std::to_string(good.size()) + " images could be read");
+    // Unreadable images are left out (and counted) before training starts.
+    usable_ = decodable_rows(table_, &stats_);
     count_ = static_cast<int64_t>(usable_.size());
-    description_ = cfg.csv_path + " (" + std::to_string(count_) + " of " + std::to_string(good.size()) + " images usable)";
+    description_ = cfg.csv_path + " (" + std::to_string(count_) + " of " + std::to_string(table_.paths.size()) + " images usable)";
   }
   int64_t count() const { return count_; }
   const std::string& description() const { return description_; }
@@ -66,14 +58,7 @@ class UnlabeledImages {
       if (!img) throw Error(path + ": could be read at the start of the run but not any more");
       return std::move(*img);
     }
-    Image img;  // grey → RGB
-    img.width = fashion_.cols;
-    img.height = fashion_.rows;
-    img.rgb.resize(static_cast<size_t>(img.width * img.height * 3));
-    const uint8_t* g = fashion_.image(i);
-    for (size_t p = 0; p < static_cast<size_t>(img.width * img.height); ++p)
-      img.rgb[3 * p] = img.rgb[3 * p + 1] = img.rgb[3 * p + 2] = g[p];
-    return img;
+    return gray_to_rgb(fashion_.image(i), fashion_.rows, fashion_.cols);
   }
 
  private:

@@ -123,4 +123,14 @@ Tensor images_to_tensor(const std::vector<Image>& images, const float mean[3], c
   return Tensor::from_vector(values, {static_cast<int64_t>(images.size()), 3, h, w}, device);
 }
 
+Image gray_to_rgb(const uint8_t* pixels, int rows, int cols) {
+  Image img;
+  img.width = cols;
+  img.height = rows;
+  img.rgb.resize(static_cast<size_t>(rows) * static_cast<size_t>(cols) * 3);
+  for (size_t p = 0; p < static_cast<size_t>(rows) * static_cast<size_t>(cols); ++p)
+    img.rgb[3 * p] = img.rgb[3 * p + 1] = img.rgb[3 * p + 2] = pixels[p];
+  return img;
+}
+
 }  // namespace sparo

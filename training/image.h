@@ -32,6 +32,12 @@ Image clip_preprocess(const Image& image, int size);
 // CLIP's normalisation constants (OpenAI's dataset mean/std).
 constexpr float kClipMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 constexpr float kClipStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+// ImageNet's, which DINO normalises with.
+constexpr float kImageNetMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
+
+// A grey image (rows × cols bytes, e.g. Fashion-MNIST) as RGB.
+Image gray_to_rgb(const uint8_t* pixels, int rows, int cols);
 
 // [B, 3, H, W] floats: (pixel / 255 - mean[c]) / std[c]. All images must share one size.
 Tensor images_to_tensor(const std::vector<Image>& images, const float mean[3] = kClipMean,

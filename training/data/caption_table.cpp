@@ -1,5 +1,7 @@
 #include "training/data/caption_table.h"
 
+#include <tbb/parallel_for.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -174,6 +176,18 @@ std::optional<Image> try_load_image(const std::string& path, DecodeStats* stats)
     if (stats) stats->record_failure(e.what());
     return std::nullopt;
   }
+}
+
+std::vector<int64_t> decodable_rows(const CaptionTable& table, DecodeStats* stats) {
+  std::vector<char> good(table.paths.size(), 0);
+  tbb::parallel_for(size_t{0}, table.paths.size(),
+                    [&](size_t i) { good[i] = try_load_image(table.paths[i], stats).has_value(); });
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < good.size(); ++i)
+    if (good[i]) rows.push_back(static_cast<int64_t>(i));
+  if (rows.empty())
+    throw Error(table.source + ": none of the " + std::to_string(good.size()) + " images could be read");
+  return rows;
 }
 
 std::string summarize(const DecodeStats& stats) {

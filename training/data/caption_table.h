@@ -63,6 +63,11 @@ class DecodeStats {
 // is recorded in `stats` when it is not null). Never throws for a bad image.
 std::optional<Image> try_load_image(const std::string& path, DecodeStats* stats);
 
+// The rows whose image decodes, in table order, checked in parallel once (a training run does
+// this up front so that its sample stream stays a pure function of the seed); the others are
+// recorded in `stats`. Throws when no image of the table can be read.
+std::vector<int64_t> decodable_rows(const CaptionTable& table, DecodeStats* stats);
+
 // One line for the log, e.g. "3 images skipped (unreadable or corrupt), e.g.: image a.png:
 // cannot be decoded (...)"; "no images skipped" when there were none.
 std::string summarize(const DecodeStats& stats);
