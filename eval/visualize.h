@@ -1,0 +1,31 @@
+// `sparo visualize`: what the slots of a SPARO CLIP model look at. Fashion scenes from the
+// Fashion-MNIST test set (split test) are encoded with attention; each slot's image–text
+// agreement is the mean over the scenes of the cosine between the image's and its caption's
+// slot vectors (each slot's V-dim part of the embedding, L2-normalised on its own). For the
+// top slots by agreement, one PNG each: the scenes where that slot agrees most, the scene in
+// the top row and below it the slot's attention over the patch grid, upsampled (bilinear),
+// coloured black → red → yellow and blended over the scene. slots.json holds, per top slot,
+// its attention over the caption tokens (tokens decoded one id at a time), for the report.
+#pragma once
+
+#include <string>
+
+namespace sparo {
+
+// Picture layout: columns = min(scenes, kVisualizeColumns); each cell is kVisualizeCell pixels
+// square with kVisualizeGap pixels around it, so a picture is
+// columns·cell + (columns+1)·gap wide and 2·cell + 3·gap tall.
+constexpr int kVisualizeColumns = 8;
+constexpr int kVisualizeCell = 128;
+constexpr int kVisualizeGap = 4;
+
+// Writes out_dir/rank<R>-slot<NN>.png for the top_slots best-agreeing slots (clamped to the
+// model's L) and out_dir/slots.json:
+//   {"run": run_dir, "scenes": N, "slots": [{"rank", "slot", "agreement", "picture",
+//     "top_tokens": [{"token", "weight"}...],      mean weight per distinct token, highest first
+//     "scenes": [{"index", "agreement", "caption", "tokens": [{"token", "weight"}...]}...]}]}
+// The scenes are scenes 0..N-1 of the test split with seed 0, drawn with the run's scene
+// settings (canvas, items per scene) from its Fashion-MNIST directory's test set. A run that is not a SPARO CLIP run is an error.
+void visualize_run(const std::string& run_dir, const std::string& out_dir, int scenes = 8, int top_slots = 4);
+
+}  // namespace sparo
