@@ -95,10 +95,10 @@ TEST_F(EmbedCli, WritesNormalisedEmbeddingsThatMatchTheLibrary) {
   ASSERT_EQ(r.code, 0) << r.output;
   std::map<std::string, Tensor> out;
   for (auto& [k, t] : load_safetensors(dir + "/out.safetensors")) out[k] = t;
-  ASSERT_EQ(out["image_embeds"].shape(), (Shape{2, 512}));
-  ASSERT_EQ(out["text_embeds"].shape(), (Shape{2, 512}));
-  EXPECT_EQ(out["image_attention"].shape(), (Shape{2, 32, 65}));
-  EXPECT_EQ(out["text_attention"].shape(), (Shape{2, 32, 32}));
+  ASSERT_EQ(out["image_embeds"].shape(), (Shape{2, 768}));  // L·V = 48·16
+  ASSERT_EQ(out["text_embeds"].shape(), (Shape{2, 768}));
+  EXPECT_EQ(out["image_attention"].shape(), (Shape{2, 48, 65}));  // L = 48 slots
+  EXPECT_EQ(out["text_attention"].shape(), (Shape{2, 48, 32}));
   const std::vector<float> norms = sum(square(out["text_embeds"]), 1).to_float_vector();
   for (float n : norms) EXPECT_NEAR(n, 1.0f, 1e-4);
 
@@ -113,11 +113,11 @@ TEST_F(EmbedCli, WritesNormalisedEmbeddingsThatMatchTheLibrary) {
   const Tensor images = images_to_tensor({clip_preprocess(load_image(dir + "/img1.png"), 32)});
   const std::vector<float> img1 = model.encode_image(images).embedding.to_float_vector();
   const std::vector<float> got_img = out["image_embeds"].to_float_vector();
-  for (size_t i = 0; i < img1.size(); ++i) EXPECT_NEAR(got_img[512 + i], img1[i], 1e-5) << i;
+  for (size_t i = 0; i < img1.size(); ++i) EXPECT_NEAR(got_img[768 + i], img1[i], 1e-5) << i;
 
   const CliRun listing = sparo_cli("inspect " + dir + "/out.safetensors");
   EXPECT_EQ(listing.code, 0);
-  EXPECT_NE(listing.output.find("image_embeds  F32  [2, 512]"), std::string::npos) << listing.output;
+  EXPECT_NE(listing.output.find("image_embeds  F32  [2, 768]"), std::string::npos) << listing.output;
 }
 
 TEST_F(EmbedCli, WrongCheckpointListsTheMismatchedKeys) {

@@ -35,10 +35,11 @@ TEST(Presets, TinyModelsRun) {
   ids[0] = 1022, ids[1] = 5, ids[2] = 1023;  // start, a token, end of text (the largest id)
   ids[32] = 1022, ids[33] = 1023;
   const Tensor text = Tensor::from_vector(ids, {2, 32});
-  for (const char* name : {"tiny-clip.json", "tiny-clip-sparo.json"}) {
+  // SPARO's embedding is its L·V slot values (48 · 16); the baseline projects to embed_dim.
+  for (const auto& [name, dim] : {std::pair{"tiny-clip.json", 512}, std::pair{"tiny-clip-sparo.json", 768}}) {
     const Clip model(ClipConfig::load(kConfigs + name));
     const ClipOutput out = model.forward(images, text);
-    EXPECT_EQ(out.image_embeds.shape(), (Shape{2, 512})) << name;
+    EXPECT_EQ(out.image_embeds.shape(), (Shape{2, dim})) << name;
     EXPECT_NEAR(sum(square(out.text_embeds)).item(), 2.0f, 1e-4) << name << ": unit-norm embeddings";
     std::cout << "[ preset ] " << name << ": " << model.parameter_count() << " parameters\n";
   }
@@ -68,6 +69,17 @@ TEST(Presets, BadConfigsGiveClearErrors) {
   EXPECT_THROW(ClipConfig::from_json("[1, 2]"), Error);
   EXPECT_THROW(ClipConfig::load("/nonexistent.json"), Error);
   EXPECT_THROW(DinoConfig::from_json("{\"readout\": \"mean\"}"), Error);
+}
+
+// The experiment compares each SPARO preset with its baseline at (nearly) equal parameter
+// counts: SPARO's read-out is paid for with one block fewer (docs/RESULTS.md).
+TEST(Presets, SparoPresetsMatchTheirBaselinesInParameters) {
+  const double clip = static_cast<double>(Clip(ClipConfig::load(kConfigs + "tiny-clip.json")).parameter_count());
+  const double clip_sparo = static_cast<double>(Clip(ClipConfig::load(kConfigs + "tiny-clip-sparo.json")).parameter_count());
+  const double dino = static_cast<double>(Dino(DinoConfig::load(kConfigs + "tiny-dino.json")).parameter_count());
+  const double dino_sparo = static_cast<double>(Dino(DinoConfig::load(kConfigs + "tiny-dino-sparo.json")).parameter_count());
+  EXPECT_LT(std::abs(clip_sparo / clip - 1.0), 0.01);
+  EXPECT_LT(std::abs(dino_sparo / dino - 1.0), 0.05);
 }
 
 }  // namespace
