@@ -12,6 +12,7 @@ void add_tokenize_commands(CLI::App& app);
 void add_bench_commands(CLI::App& app);
 void add_train_commands(CLI::App& app);
 void add_experiment_command(CLI::App& app);
+void add_eval_commands(CLI::App& app);
 void add_report_commands(CLI::App& app);
 
 }  // namespace sparo::cli

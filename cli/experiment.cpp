@@ -1,5 +1,9 @@
 // sparo experiment: the README's main job — train CLIP / CLIP+SPARO and DINO / DINO+SPARO with
 // equal budgets, evaluate them all, print the comparison table (eval/experiment.h).
+// sparo eval FAMILY RUN and sparo select-concepts RUN: one evaluation of one finished run.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
 #include <iostream>
 #include <memory>
 
@@ -34,6 +38,74 @@ void add_experiment_command(CLI::App& app) {
     }
     run_experiment(opts, std::cout);
   });
+}
+
+namespace {
+
+struct EvalOptions {
+  std::string run;
+  bool json = false;
+  ExperimentOptions data;
+};
+
+void print_eval(const std::string& family, const EvalOptions& o) {
+  std::string details;
+  const auto rows = evaluate_run(o.run, family, o.data, &details, std::cerr);
+  if (o.json) {
+    nlohmann::json j = {{"run", o.run}, {"evaluation", family}, {"metrics", nlohmann::json::object()}};
+    for (const auto& [name, value] : rows) j["metrics"][name] = value;
+    const nlohmann::json extra = nlohmann::json::parse(details);
+    if (!extra.empty()) j["details"] = extra;
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("%-50s %10s\n", "metric", "value");
+  for (const auto& [name, value] : rows) std::printf("%-50s %10.4f\n", name.c_str(), value);
+  if (family == "select-concepts") {
+    const nlohmann::json extra = nlohmann::json::parse(details);
+    if (extra.contains("concept_selection")) {
+      std::cout << "slots in the order chosen: " << extra["concept_selection"]["order"].dump() << "\n"
+                << "drop-one change of the validation metric per slot:";
+      int slot = 0;
+      for (const auto& delta : extra["concept_selection"]["drop_one_val_delta"])
+        std::printf("%s %d:%+.3f", slot % 8 == 0 ? "\n " : "", slot, delta.get<double>()), ++slot;
+      std::cout << "\n";
+    }
+  }
+}
+
+CLI::App* add_eval_options(CLI::App* cmd, const std::shared_ptr<EvalOptions>& o) {
+  cmd->add_option("run", o->run, "A finished run directory (sparo train --out)")->required()->check(CLI::ExistingDirectory);
+  cmd->add_flag("--json", o->json, "Print one JSON object instead of the table");
+  cmd->add_option("--scenes", o->data.eval_scenes, "Test scenes (CLIP evaluations)")->capture_default_str();
+  cmd->add_option("--dino-train", o->data.dino_train, "Fashion-MNIST train images (DINO probes)")->capture_default_str();
+  cmd->add_option("--dino-test", o->data.dino_test, "Fashion-MNIST test images (DINO probes)")->capture_default_str();
+  cmd->add_option("--device", o->data.device, "cpu or vulkan[:N]")->capture_default_str();
+  return cmd;
+}
+
+}  // namespace
+
+void add_eval_commands(CLI::App& app) {
+  CLI::App* eval = app.add_subcommand("eval", "Evaluate a finished run; a table, or JSON with --json");
+  eval->require_subcommand(1);
+  const std::vector<std::pair<std::string, std::string>> families = {
+      {"zeroshot", "CLIP: item classes of single-item test scenes, prompts averaged over colours and places; top-1/5"},
+      {"retrieval", "CLIP: image->text and text->image recall@1/5 on test scenes"},
+      {"compose", "CLIP: hard negatives (replace/swap objects and colours, add an object), also on held-out pairs"},
+      {"robustness", "CLIP: clutter, held-out colours, noise, inverted images; DINO: k-NN under noise and inversion"},
+      {"knn", "DINO: weighted k-NN (k 20, T 0.07) on Fashion-MNIST"},
+      {"linear", "DINO: linear probe on frozen features, lr / weight decay chosen on a validation split"}};
+  for (const auto& [family, about] : families) {
+    auto o = std::make_shared<EvalOptions>();
+    add_eval_options(eval->add_subcommand(family, about), o)->callback([o, family = family] { print_eval(family, *o); });
+  }
+  auto o = std::make_shared<EvalOptions>();
+  add_eval_options(app.add_subcommand("select-concepts",
+                                      "SPARO CLIP: greedy forward selection of slots on the validation split "
+                                      "(zero-shot), scored on test, and the drop-one-slot study"),
+                   o)
+      ->callback([o] { print_eval("select-concepts", *o); });
 }
 
 }  // namespace sparo::cli

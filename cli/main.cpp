@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   sparo::cli::add_bench_commands(app);
   sparo::cli::add_train_commands(app);
   sparo::cli::add_experiment_command(app);
+  sparo::cli::add_eval_commands(app);
   sparo::cli::add_report_commands(app);
 
   try {

@@ -151,7 +151,10 @@ double compose_accuracy(const TrainedClip& clip, const std::vector<Scene>& scene
   return kinds ? total / kinds : 0.0;
 }
 
-Metrics evaluate_clip(const TrainedClip& clip, const SceneSets& sets, bool concept_selection, std::ostream& out,
+// `want(family)` picks the evaluation families to run (all of them in the experiment).
+using Want = std::function<bool(const std::string&)>;
+
+Metrics evaluate_clip(const TrainedClip& clip, const SceneSets& sets, const Want& want, std::ostream& out,
                       json* extra) {
   Metrics m;
   const Tensor weights = item_class_weights(clip);
@@ -160,37 +163,47 @@ Metrics evaluate_clip(const TrainedClip& clip, const SceneSets& sets, bool conce
   };
   const std::vector<int> labels = item_labels(sets.single);
   const std::vector<Image> single = images_of(sets.single);
-  const Tensor single_embeds = clip.encode_images(single).embeds;
-  const TopK zs = zero_shot_accuracy(single_embeds, weights, labels);
-  m.emplace_back("CLIP zero-shot item top-1", zs.top1);
-  m.emplace_back("CLIP zero-shot item top-5", zs.top5);
-
-  const Tensor mixed_embeds = clip.encode_images(images_of(sets.mixed)).embeds;
-  std::vector<int64_t> text_image(sets.mixed.size());
-  for (size_t i = 0; i < text_image.size(); ++i) text_image[i] = static_cast<int64_t>(i);
-  const Recall r = retrieval_recall(mixed_embeds, clip.encode_texts(captions_of(sets.mixed)).embeds, text_image);
-  m.emplace_back("CLIP retrieval image->text R@1", r.i2t_r1);
-  m.emplace_back("CLIP retrieval image->text R@5", r.i2t_r5);
-  m.emplace_back("CLIP retrieval text->image R@1", r.t2i_r1);
-  m.emplace_back("CLIP retrieval text->image R@5", r.t2i_r5);
-
-  Metrics per_kind;
-  m.emplace_back("CLIP compose mean", compose_accuracy(clip, sets.mixed, mixed_embeds, "CLIP compose", &per_kind));
-  m.insert(m.end(), per_kind.begin(), per_kind.end());
-  m.emplace_back("CLIP compose mean, held-out colour-item pairs",
-                 compose_accuracy(clip, sets.heldout, clip.encode_images(images_of(sets.heldout)).embeds, "", nullptr));
-  m.emplace_back("CLIP compose mean, 3-item scenes (clutter)",
-                 compose_accuracy(clip, sets.cluttered, clip.encode_images(images_of(sets.cluttered)).embeds, "", nullptr));
-  m.emplace_back("CLIP zero-shot top-1, held-out colours", zero_shot(images_of(sets.single_heldout), item_labels(sets.single_heldout)).top1);
-  std::vector<Image> noisy, inv;
-  for (size_t i = 0; i < single.size(); ++i) {
-    noisy.push_back(with_noise(single[i], 40.0f, i));
-    inv.push_back(inverted(single[i]));
+  const bool select = want("select-concepts") && clip.config().sparo.enabled;
+  Tensor single_embeds;
+  if (want("zeroshot") || select) single_embeds = clip.encode_images(single).embeds;
+  if (want("zeroshot")) {
+    const TopK zs = zero_shot_accuracy(single_embeds, weights, labels);
+    m.emplace_back("CLIP zero-shot item top-1", zs.top1);
+    m.emplace_back("CLIP zero-shot item top-5", zs.top5);
   }
-  m.emplace_back("CLIP zero-shot top-1, Gaussian noise sigma=40", zero_shot(noisy, labels).top1);
-  m.emplace_back("CLIP zero-shot top-1, inverted images", zero_shot(inv, labels).top1);
+  Tensor mixed_embeds;
+  if (want("retrieval") || want("compose")) mixed_embeds = clip.encode_images(images_of(sets.mixed)).embeds;
+  if (want("retrieval")) {
+    std::vector<int64_t> text_image(sets.mixed.size());
+    for (size_t i = 0; i < text_image.size(); ++i) text_image[i] = static_cast<int64_t>(i);
+    const Recall r = retrieval_recall(mixed_embeds, clip.encode_texts(captions_of(sets.mixed)).embeds, text_image);
+    m.emplace_back("CLIP retrieval image->text R@1", r.i2t_r1);
+    m.emplace_back("CLIP retrieval image->text R@5", r.i2t_r5);
+    m.emplace_back("CLIP retrieval text->image R@1", r.t2i_r1);
+    m.emplace_back("CLIP retrieval text->image R@5", r.t2i_r5);
+  }
+  if (want("compose")) {
+    Metrics per_kind;
+    m.emplace_back("CLIP compose mean", compose_accuracy(clip, sets.mixed, mixed_embeds, "CLIP compose", &per_kind));
+    m.insert(m.end(), per_kind.begin(), per_kind.end());
+    m.emplace_back("CLIP compose mean, held-out colour-item pairs",
+                   compose_accuracy(clip, sets.heldout, clip.encode_images(images_of(sets.heldout)).embeds, "", nullptr));
+  }
+  if (want("robustness")) {
+    m.emplace_back("CLIP compose mean, 3-item scenes (clutter)",
+                   compose_accuracy(clip, sets.cluttered, clip.encode_images(images_of(sets.cluttered)).embeds, "", nullptr));
+    m.emplace_back("CLIP zero-shot top-1, held-out colours",
+                   zero_shot(images_of(sets.single_heldout), item_labels(sets.single_heldout)).top1);
+    std::vector<Image> noisy, inv;
+    for (size_t i = 0; i < single.size(); ++i) {
+      noisy.push_back(with_noise(single[i], 40.0f, i));
+      inv.push_back(inverted(single[i]));
+    }
+    m.emplace_back("CLIP zero-shot top-1, Gaussian noise sigma=40", zero_shot(noisy, labels).top1);
+    m.emplace_back("CLIP zero-shot top-1, inverted images", zero_shot(inv, labels).top1);
+  }
 
-  if (concept_selection && clip.config().sparo.enabled) {
+  if (select) {
     // Greedy forward selection of SPARO slots for zero-shot item classification, chosen on the
     // validation split's single-item scenes, scored on the test split.
     const int64_t L = clip.config().sparo.L;
@@ -217,7 +230,7 @@ Metrics evaluate_clip(const TrainedClip& clip, const SceneSets& sets, bool conce
 }
 
 Metrics evaluate_dino(const TrainedDino& dino, const LabeledImages& train, const LabeledImages& test,
-                      const ExperimentOptions& o) {
+                      const ExperimentOptions& o, const Want& want) {
   const auto images = [](const LabeledImages& set, int64_t n, const std::function<Image(const Image&, size_t)>& f) {
     std::vector<Image> out;
     for (int64_t i = 0; i < std::min(n, set.count); ++i)
@@ -233,20 +246,26 @@ Metrics evaluate_dino(const TrainedDino& dino, const LabeledImages& train, const
   const Tensor test_x = dino.encode_images(images(test, o.dino_test, same)).embeds;
   const std::vector<int> test_y = labels(test, o.dino_test);
   Metrics m;
-  const TopK knn = knn_accuracy(train_x, train_y, test_x, test_y, 10);
-  m.emplace_back("DINO k-NN top-1 (k=20, T=0.07)", knn.top1);
-  const int64_t n_fit = train_x.size(0) * 4 / 5;
-  LinearProbeOptions lp;
-  lp.epochs = o.linear_epochs;
-  const LinearProbeResult lin = linear_probe(
-      slice(train_x, 0, 0, n_fit), std::vector<int>(train_y.begin(), train_y.begin() + n_fit),
-      slice(train_x, 0, n_fit, train_x.size(0)), std::vector<int>(train_y.begin() + n_fit, train_y.end()), test_x, test_y,
-      10, lp);
-  m.emplace_back("DINO linear probe top-1", lin.test.top1);
-  const Tensor noisy_x = dino.encode_images(images(test, o.dino_test, [](const Image& img, size_t i) { return with_noise(img, 40.0f, i); })).embeds;
-  m.emplace_back("DINO k-NN top-1, Gaussian noise sigma=40", knn_accuracy(train_x, train_y, noisy_x, test_y, 10).top1);
-  const Tensor inv_x = dino.encode_images(images(test, o.dino_test, [](const Image& img, size_t) { return inverted(img); })).embeds;
-  m.emplace_back("DINO k-NN top-1, inverted images", knn_accuracy(train_x, train_y, inv_x, test_y, 10).top1);
+  if (want("knn")) m.emplace_back("DINO k-NN top-1 (k=20, T=0.07)", knn_accuracy(train_x, train_y, test_x, test_y, 10).top1);
+  if (want("linear")) {
+    const int64_t n_fit = train_x.size(0) * 4 / 5;
+    LinearProbeOptions lp;
+    lp.epochs = o.linear_epochs;
+    const LinearProbeResult lin = linear_probe(
+        slice(train_x, 0, 0, n_fit), std::vector<int>(train_y.begin(), train_y.begin() + n_fit),
+        slice(train_x, 0, n_fit, train_x.size(0)), std::vector<int>(train_y.begin() + n_fit, train_y.end()), test_x,
+        test_y, 10, lp);
+    m.emplace_back("DINO linear probe top-1", lin.test.top1);
+  }
+  if (want("robustness")) {
+    const Tensor noisy_x =
+        dino.encode_images(images(test, o.dino_test, [](const Image& img, size_t i) { return with_noise(img, 40.0f, i); }))
+            .embeds;
+    m.emplace_back("DINO k-NN top-1, Gaussian noise sigma=40", knn_accuracy(train_x, train_y, noisy_x, test_y, 10).top1);
+    const Tensor inv_x =
+        dino.encode_images(images(test, o.dino_test, [](const Image& img, size_t) { return inverted(img); })).embeds;
+    m.emplace_back("DINO k-NN top-1, inverted images", knn_accuracy(train_x, train_y, inv_x, test_y, 10).top1);
+  }
   return m;
 }
 
@@ -282,6 +301,7 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
   const SceneSets scenes = make_scene_sets(fashion_train, fashion_test, o.eval_scenes);
   const Device device = Device::parse(o.device);
 
+  const Want everything = [](const std::string&) { return true; };
   ExperimentSummary summary;
   json runs = json::array();
   std::map<std::string, int64_t> params;
@@ -308,10 +328,10 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
         if (clip) {
           const auto model = TrainedClip::load(run_dir, device);
           params[name] = model->model().parameter_count();
-          m = evaluate_clip(*model, scenes, /*concept_selection=*/true, out, &extra);
+          m = evaluate_clip(*model, scenes, everything, out, &extra);
         } else {
           const auto model = TrainedDino::load(run_dir, device);
-          m = evaluate_dino(*model, fashion_train, fashion_test, o);
+          m = evaluate_dino(*model, fashion_train, fashion_test, o, everything);
           params[name] = model->model().parameter_count();
         }
         by_model[name] = m;
@@ -371,6 +391,36 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
              .dump(2)
       << "\n";
   return summary;
+}
+
+std::vector<std::pair<std::string, double>> evaluate_run(const std::string& run_dir, const std::string& family,
+                                                         const ExperimentOptions& o, std::string* details_json,
+                                                         std::ostream& out) {
+  const std::vector<std::string> clip_families = {"zeroshot", "retrieval", "compose", "robustness", "select-concepts"};
+  const std::vector<std::string> dino_families = {"knn", "linear", "robustness"};
+  const TrainConfig cfg = TrainConfig::load((fs::path(run_dir) / "config.json").string());
+  const auto& allowed = cfg.task == "clip" ? clip_families : dino_families;
+  if (std::find(allowed.begin(), allowed.end(), family) == allowed.end()) {
+    std::string list;
+    for (const std::string& f : allowed) list += (list.empty() ? "" : ", ") + f;
+    throw Error("eval " + family + ": not an evaluation of a " + cfg.task + " run (" + run_dir + "); those are: " + list);
+  }
+  const Want only = [&](const std::string& f) { return f == family; };
+  const Device device = Device::parse(o.device);
+  const LabeledImages fashion_train = load_fashion_mnist(default_fashion_mnist_dir(), "train");
+  const LabeledImages fashion_test = load_fashion_mnist(default_fashion_mnist_dir(), "test");
+  json extra = json::object();
+  Metrics m;
+  if (cfg.task == "clip") {
+    const auto model = TrainedClip::load(run_dir, device);
+    if (family == "select-concepts" && !model->config().sparo.enabled)
+      throw Error("select-concepts: " + run_dir + " is not a SPARO model (no slots to select)");
+    m = evaluate_clip(*model, make_scene_sets(fashion_train, fashion_test, o.eval_scenes), only, out, &extra);
+  } else {
+    m = evaluate_dino(*TrainedDino::load(run_dir, device), fashion_train, fashion_test, o, only);
+  }
+  if (details_json) *details_json = extra.dump();
+  return m;
 }
 
 }  // namespace sparo

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sparo {
@@ -34,5 +35,15 @@ struct ExperimentSummary {
 };
 
 ExperimentSummary run_experiment(const ExperimentOptions& options, std::ostream& out);
+
+// One evaluation family of the experiment on a finished run (sparo eval, sparo select-concepts),
+// on the same data as the experiment (options.eval_scenes, dino_train, dino_test, device):
+//   CLIP runs: "zeroshot", "retrieval", "compose", "robustness", "select-concepts" (SPARO only)
+//   DINO runs: "knn", "linear", "robustness"
+// Returns (metric, value) rows; details_json (if given) receives extra results as JSON, e.g. the
+// selected slots' order and the drop-one study.
+std::vector<std::pair<std::string, double>> evaluate_run(const std::string& run_dir, const std::string& family,
+                                                         const ExperimentOptions& options, std::string* details_json,
+                                                         std::ostream& out);
 
 }  // namespace sparo

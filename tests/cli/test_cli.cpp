@@ -2,6 +2,8 @@
 // and a saved tiny SPARO-CLIP), and its errors.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -173,6 +175,20 @@ TEST_F(TrainCli, TrainsResumesAndWritesTheRunDirectory) {
   ASSERT_EQ(more.code, 0) << more.output;
   EXPECT_NE(more.output.find("resuming " + dir + "/run at step 3"), std::string::npos) << more.output;
   EXPECT_NE(more.output.find("[clip] step 5/5"), std::string::npos) << more.output;
+  // The finished run evaluates from the command line, as a table or as JSON.
+  const CliRun zs = sparo_cli("eval zeroshot " + dir + "/run --scenes 20 --json 2>/dev/null");
+  ASSERT_EQ(zs.code, 0) << zs.output;
+  const nlohmann::json j = nlohmann::json::parse(zs.output);
+  EXPECT_EQ(j.at("evaluation"), "zeroshot");
+  const double top1 = j.at("metrics").at("CLIP zero-shot item top-1").get<double>();
+  EXPECT_GE(top1, 0.0);
+  EXPECT_LE(top1, 1.0);
+  const CliRun sel = sparo_cli("select-concepts " + dir + "/run --scenes 20");
+  ASSERT_EQ(sel.code, 0) << sel.output;
+  EXPECT_NE(sel.output.find("slots in the order chosen: ["), std::string::npos) << sel.output;
+  const CliRun wrong = sparo_cli("eval knn " + dir + "/run");
+  EXPECT_NE(wrong.code, 0);
+  EXPECT_NE(wrong.output.find("not an evaluation of a clip run"), std::string::npos) << wrong.output;
   // A second run into the same directory is refused rather than overwriting it.
   const CliRun again = sparo_cli("train clip --config " + dir + "/clip.json --out " + dir + "/run");
   EXPECT_NE(again.code, 0);
