@@ -17,7 +17,9 @@
 #include "eval/compose.h"
 #include "eval/encode.h"
 #include "eval/metrics.h"
+#include "eval/report.h"
 #include "eval/selection.h"
+#include "eval/visualize.h"
 #include "training/data/fashion_mnist.h"
 #include "training/data/scenes.h"
 #include "training/trainer.h"
@@ -390,6 +392,15 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
                {"parameters", params}, {"minutes", minutes}})
              .dump(2)
       << "\n";
+
+  // The pictures of the (first) SPARO CLIP run and one HTML page with everything.
+  std::vector<std::string> run_dirs;
+  for (const auto& r : runs) run_dirs.push_back(r.at("run").get<std::string>());
+  const std::string sparo_clip = (fs::path(o.out_dir) / "clip-sparo-seed0").string();
+  visualize_run(sparo_clip, (fs::path(sparo_clip) / "pictures").string());
+  const std::string report = (fs::path(o.out_dir) / "report.html").string();
+  write_report(run_dirs, (fs::path(o.out_dir) / "results.json").string(), report);
+  out << "report: " << report << " (slot pictures in " << sparo_clip << "/pictures)\n";
   return summary;
 }
 

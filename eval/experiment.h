@@ -3,7 +3,8 @@
 // schedule and data order; parameter counts within a few percent, printed), then every
 // evaluation — zero-shot, retrieval, compositional hard negatives (also on held-out colour–item
 // pairs), robustness (noise, inverted images, cluttered scenes), k-NN and linear probes — and
-// SPARO concept selection. Prints one comparison table and writes results.json / results.md.
+// SPARO concept selection. Prints one comparison table and writes results.json / results.md,
+// the SPARO CLIP run's slot pictures and report.html (sparo report) in out_dir.
 #pragma once
 
 #include <cstdint>

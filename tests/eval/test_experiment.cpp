@@ -71,6 +71,8 @@ TEST(Experiment, TrainsEvaluatesAndReusesRuns) {
   }
   EXPECT_NE(log.str().find("parameters: CLIP "), std::string::npos) << log.str();
   EXPECT_TRUE(fs::exists(dir / "out/results.md"));
+  EXPECT_TRUE(fs::exists(dir / "out/report.html"));
+  EXPECT_TRUE(fs::exists(dir / "out/clip-sparo-seed0/pictures/slots.json"));
   const nlohmann::json results = nlohmann::json::parse(std::ifstream(dir / "out/results.json"));
   EXPECT_EQ(results.at("metrics").size(), s.metrics.size());
   EXPECT_EQ(results.at("runs").size(), 4u);
