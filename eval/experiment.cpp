@@ -90,6 +90,32 @@ Tensor item_class_weights(const TrainedClip& clip) {
   return zero_shot_weights(clip.encode_texts(prompts).embeds, 10, kSceneColours * 4);
 }
 
+// Class weights for zero-shot classification of the item at one place: for each cell, every
+// caption of a single item of the class in that cell (8 colours) as a template. Used where
+// other items share the picture, so the question names the place.
+std::vector<Tensor> placed_class_weights(const TrainedClip& clip) {
+  std::vector<Tensor> per_cell;
+  for (int cell = 0; cell < 4; ++cell) {
+    std::vector<std::string> prompts;
+    for (int c = 0; c < 10; ++c)
+      for (int colour = 0; colour < kSceneColours; ++colour) prompts.push_back(describe_scene({{c, colour, cell}}));
+    per_cell.push_back(zero_shot_weights(clip.encode_texts(prompts).embeds, 10, kSceneColours));
+  }
+  return per_cell;
+}
+
+// Top-1 of naming the item at a place: scene i asks about its item i mod (items), with the
+// weights of that item's cell.
+double placed_zero_shot(const TrainedClip& clip, const std::vector<Tensor>& weights, const std::vector<Scene>& scenes) {
+  std::vector<int> cells, labels;
+  for (size_t i = 0; i < scenes.size(); ++i) {
+    const SceneItem& target = scenes[i].items[i % scenes[i].items.size()];
+    cells.push_back(target.cell);
+    labels.push_back(target.item);
+  }
+  return grouped_zero_shot_accuracy(clip.encode_images(images_of(scenes)).embeds, weights, cells, labels).top1;
+}
+
 struct SceneSets {
   std::vector<Scene> single, single_val, single_heldout, mixed, cluttered, heldout;
 };
@@ -194,6 +220,9 @@ Metrics evaluate_clip(const TrainedClip& clip, const SceneSets& sets, const Want
   if (want("robustness")) {
     m.emplace_back("CLIP compose mean, 3-item scenes (clutter)",
                    compose_accuracy(clip, sets.cluttered, clip.encode_images(images_of(sets.cluttered)).embeds, "", nullptr));
+    const std::vector<Tensor> placed = placed_class_weights(clip);
+    m.emplace_back("CLIP zero-shot top-1, item at a named place", placed_zero_shot(clip, placed, sets.single));
+    m.emplace_back("CLIP zero-shot top-1, named place, 2 distractors", placed_zero_shot(clip, placed, sets.cluttered));
     m.emplace_back("CLIP zero-shot top-1, held-out colours",
                    zero_shot(images_of(sets.single_heldout), item_labels(sets.single_heldout)).top1);
     std::vector<Image> noisy, inv;

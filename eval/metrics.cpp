@@ -128,6 +128,35 @@ TopK zero_shot_accuracy(const Tensor& image_embeds, const Tensor& class_weights,
   return classify_accuracy(matmul(image_embeds, class_weights.to(image_embeds.device()), false, true), labels);
 }
 
+TopK grouped_zero_shot_accuracy(const Tensor& image_embeds, const std::vector<Tensor>& group_weights,
+                                const std::vector<int>& groups, const std::vector<int>& labels) {
+  const char* fn = "grouped_zero_shot_accuracy";
+  check_embeddings(fn, "image_embeds", image_embeds);
+  if (group_weights.empty()) throw Error(std::string(fn) + ": no group weights");
+  const int64_t classes = group_weights[0].dim() == 2 ? group_weights[0].size(0) : 0;
+  for (size_t g = 0; g < group_weights.size(); ++g) {
+    const std::string name = "group_weights[" + std::to_string(g) + "]";
+    check_embeddings(fn, name.c_str(), group_weights[g]);
+    check_same_width(fn, "image_embeds", image_embeds, name.c_str(), group_weights[g]);
+    if (group_weights[g].size(0) != classes)
+      throw Error(std::string(fn) + ": " + name + " is " + shape_str(group_weights[g].shape()) + ", expected " +
+                  std::to_string(classes) + " classes as group_weights[0]");
+  }
+  const std::string rows_of = "image_embeds " + shape_str(image_embeds.shape());
+  check_labels(fn, "labels", labels, image_embeds.size(0), rows_of, classes);
+  check_labels(fn, "groups", groups, image_embeds.size(0), rows_of, static_cast<int64_t>(group_weights.size()));
+  NoGradGuard no_grad;
+  // One product with every group's classes side by side; each row ranks its label among its group's C.
+  std::vector<Tensor> on_device;
+  for (const Tensor& w : group_weights) on_device.push_back(w.to(image_embeds.device()));
+  TopK acc;
+  for_each_score_row(fn, image_embeds, concat(on_device, 0), [&](int64_t i, const float* s) {
+    const size_t row = static_cast<size_t>(i);
+    count_hit(acc, rank_of(s + groups[row] * classes, classes, labels[row]), std::min<int64_t>(5, classes));
+  });
+  return finish(acc);
+}
+
 Recall retrieval_recall(const Tensor& image_embeds, const Tensor& text_embeds, const std::vector<int64_t>& text_image) {
   check_embeddings("retrieval_recall", "image_embeds", image_embeds);
   check_embeddings("retrieval_recall", "text_embeds", text_embeds);

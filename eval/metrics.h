@@ -37,6 +37,12 @@ TopK classify_accuracy(const Tensor& scores, const std::vector<int>& labels);
 // classify_accuracy of image_embeds [N, E] · class_weightsᵀ [E, C].
 TopK zero_shot_accuracy(const Tensor& image_embeds, const Tensor& class_weights, const std::vector<int>& labels);
 
+// Conditional zero-shot: image i is classified with the class weights of its group groups[i]
+// (e.g. prompts naming the place the question is about, when other items are in the picture).
+// group_weights[g] is [C, E], the same C for every group.
+TopK grouped_zero_shot_accuracy(const Tensor& image_embeds, const std::vector<Tensor>& group_weights,
+                                const std::vector<int>& groups, const std::vector<int>& labels);
+
 // OpenCLIP's retrieval metric. Image i's captions are the texts j with text_image[j] == i; every
 // image needs at least one. image→text recall@K: the fraction of images with at least one of
 // their captions among the K texts most similar to the image; text→image recall@K: the fraction

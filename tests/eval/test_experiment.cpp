@@ -56,6 +56,7 @@ TEST(Experiment, TrainsEvaluatesAndReusesRuns) {
   for (const char* needed : {"CLIP zero-shot item top-1", "CLIP retrieval image->text R@1", "CLIP compose mean",
                              "CLIP compose swap-colours", "CLIP compose mean, held-out colour-item pairs",
                              "CLIP zero-shot top-1, inverted images", "CLIP zero-shot top-1, selected slots (test)",
+                             "CLIP zero-shot top-1, named place, 2 distractors",
                              "DINO k-NN top-1 (k=20, T=0.07)", "DINO linear probe top-1"})
     EXPECT_NE(std::find(s.metrics.begin(), s.metrics.end(), needed), s.metrics.end()) << needed;
   for (size_t i = 0; i < s.metrics.size(); ++i) {

@@ -56,6 +56,23 @@ TEST(EvalZeroShot, AccuracyOnAConstructedCase) {
   expect_error([&] { zero_shot_accuracy(images, weights, {0, 1, 3, 2}); }, {"zero_shot_accuracy", "labels[2] = 3", "[0, 3)"});
 }
 
+TEST(EvalZeroShot, GroupedUsesEachImagesOwnGroupWeights) {
+  // Group 0 maps class c to axis c, group 1 swaps the two classes. The images point at axes
+  // 0, 1, 0, 1: in group 0 they are classes 0, 1, 0, 1; in group 1 classes 1, 0, 1, 0.
+  const Tensor identity = matrix({{1, 0}, {0, 1}});
+  const Tensor swapped = matrix({{0, 1}, {1, 0}});
+  const Tensor images = matrix({{1, 0}, {0, 1}, {0.9f, 0.1f}, {0.2f, 0.8f}});
+  const TopK right = grouped_zero_shot_accuracy(images, {identity, swapped}, {0, 0, 1, 1}, {0, 1, 1, 0});
+  EXPECT_DOUBLE_EQ(right.top1, 1.0);
+  EXPECT_EQ(right.count, 4);
+  // One set of weights for everything gets the group-1 images wrong.
+  EXPECT_DOUBLE_EQ(grouped_zero_shot_accuracy(images, {identity, swapped}, {0, 0, 0, 0}, {0, 1, 1, 0}).top1, 0.5);
+  expect_error([&] { grouped_zero_shot_accuracy(images, {identity, swapped}, {0, 2, 1, 1}, {0, 1, 1, 0}); },
+               {"grouped_zero_shot_accuracy", "groups[1] = 2", "[0, 2)"});
+  expect_error([&] { grouped_zero_shot_accuracy(images, {identity, Tensor::ones({3, 2})}, {0, 0, 1, 1}, {0, 1, 1, 0}); },
+               {"grouped_zero_shot_accuracy", "group_weights[1]", "[3, 2]", "2 classes"});
+}
+
 // ---- top-k ---------------------------------------------------------------------------
 
 TEST(EvalClassify, TopFiveCountsRanksBelowFive) {
