@@ -7,6 +7,8 @@
 #include "cli/commands.h"
 #include "eval/report.h"
 #include "eval/visualize.h"
+#include "models/config.h"
+#include "training/train_config.h"
 
 namespace sparo::cli {
 
@@ -32,8 +34,10 @@ void add_report_commands(CLI::App& app) {
   };
   auto v = std::make_shared<VisualizeArgs>();
   CLI::App* visualize = app.add_subcommand(
-      "visualize", "Pictures of the slots of a SPARO CLIP run: attention heat maps on test scenes, slots.json for the report");
-  visualize->add_option("run", v->run, "Run directory of a SPARO CLIP run")->required();
+      "visualize",
+      "Pictures of a run: its training curves (PNG), and for a SPARO CLIP run the slots' attention heat maps on test "
+      "scenes and slots.json");
+  visualize->add_option("run", v->run, "Run directory of sparo train")->required();
   visualize->add_option("--scenes", v->scenes, "Fashion-scenes test images to encode")
       ->capture_default_str()->check(CLI::PositiveNumber);
   visualize->add_option("--top", v->top, "Slots to draw, those with the highest image-text agreement")
@@ -41,8 +45,15 @@ void add_report_commands(CLI::App& app) {
   visualize->add_option("--out", v->out, "Output directory (default RUN/pictures, which sparo report shows)");
   visualize->callback([v] {
     const std::string out = v->out.empty() ? (std::filesystem::path(v->run) / "pictures").string() : v->out;
-    visualize_run(v->run, out, v->scenes, v->top);
-    std::cout << "wrote the slot pictures and slots.json to " << out << "\n";
+    const std::vector<std::string> curves = plot_training_curves(v->run, out);
+    std::cout << "wrote " << curves.size() << " training curves to " << out << "\n";
+    const TrainConfig cfg = TrainConfig::load((std::filesystem::path(v->run) / "config.json").string());
+    if (cfg.task == "clip" && ClipConfig::from_json(cfg.model_json, v->run + " model").sparo.enabled) {
+      visualize_run(v->run, out, v->scenes, v->top);
+      std::cout << "wrote the slot pictures and slots.json to " << out << "\n";
+    } else {
+      std::cout << "no slot pictures: " << v->run << " is not a SPARO CLIP run\n";
+    }
   });
 }
 

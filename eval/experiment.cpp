@@ -426,10 +426,11 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
   std::vector<std::string> run_dirs;
   for (const auto& r : runs) run_dirs.push_back(r.at("run").get<std::string>());
   const std::string sparo_clip = (fs::path(o.out_dir) / "clip-sparo-seed0").string();
+  for (const std::string& dir : run_dirs) plot_training_curves(dir, (fs::path(dir) / "pictures").string());
   visualize_run(sparo_clip, (fs::path(sparo_clip) / "pictures").string());
   const std::string report = (fs::path(o.out_dir) / "report.html").string();
   write_report(run_dirs, (fs::path(o.out_dir) / "results.json").string(), report);
-  out << "report: " << report << " (slot pictures in " << sparo_clip << "/pictures)\n";
+  out << "report: " << report << " (training curves in each run's pictures/, slot pictures in " << sparo_clip << "/pictures)\n";
   return summary;
 }
 

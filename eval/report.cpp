@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "engine/tensor.h"
+#include "eval/plot.h"
 
 namespace sparo {
 
@@ -55,6 +56,34 @@ std::string html_escape(const std::string& text) {
   return out;
 }
 
+std::vector<json> read_metrics_lines(const std::string& path) {
+  if (!fs::is_regular_file(path)) throw Error(path + ": missing (has the run logged a step?)");
+  std::ifstream in(path);
+  std::vector<json> lines;
+  int line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line_no);
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::parse_error& e) {
+      throw Error(where + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!j.is_object()) throw Error(where + ": expected a JSON object");
+    const auto step = j.find("step");
+    if (step == j.end() || !step->is_number_integer()) throw Error(where + ": expected an integer \"step\"");
+    const auto loss = j.find("loss");
+    // A non-finite loss is written as null: a gap in the curve, not an error.
+    if (loss == j.end() || !(loss->is_number() || loss->is_null()))
+      throw Error(where + ": expected a number (or null) \"loss\"");
+    lines.push_back(std::move(j));
+  }
+  if (lines.empty()) throw Error(path + ": no metrics lines (has the run logged a step?)");
+  return lines;
+}
+
 namespace {
 
 std::string read_bytes(const fs::path& path) {
@@ -71,13 +100,6 @@ json parse_json_file(const fs::path& path) {
   } catch (const json::parse_error& e) {
     throw Error(path.string() + ": not valid JSON (" + e.what() + ")");
   }
-}
-
-std::string format_number(double v) {
-  if (!std::isfinite(v)) return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4g", v);
-  return buf;
 }
 
 std::string format_value(const json& v) {
@@ -110,44 +132,13 @@ Run read_run(const std::string& dir) {
   run.task = task != run.config.end() && task->is_string() ? task->get<std::string>() : "unknown task";
 
   const fs::path metrics_path = d / "metrics.jsonl";
-  if (!fs::is_regular_file(metrics_path)) throw Error(metrics_path.string() + ": missing (has the run logged a step?)");
-  std::ifstream in(metrics_path);
-  int line_no = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = metrics_path.string() + ":" + std::to_string(line_no);
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::parse_error& e) {
-      throw Error(where + ": not valid JSON (" + e.what() + ")");
-    }
-    if (!j.is_object()) throw Error(where + ": expected a JSON object");
-    const auto step = j.find("step");
-    if (step == j.end() || !step->is_number_integer()) throw Error(where + ": expected an integer \"step\"");
-    const auto loss = j.find("loss");
-    // A non-finite loss is written as null: a gap in the curve, not an error.
-    if (loss == j.end() || !(loss->is_number() || loss->is_null()))
-      throw Error(where + ": expected a number (or null) \"loss\"");
-    if (loss->is_number() && std::isfinite(loss->get<double>()))
-      run.loss.emplace_back(static_cast<double>(step->get<int64_t>()), loss->get<double>());
+  for (json& j : read_metrics_lines(metrics_path.string())) {
+    const json& loss = j["loss"];
+    if (loss.is_number() && std::isfinite(loss.get<double>()))
+      run.loss.emplace_back(static_cast<double>(j["step"].get<int64_t>()), loss.get<double>());
     run.last = std::move(j);
   }
-  if (run.last.is_null()) throw Error(metrics_path.string() + ": no metrics lines (has the run logged a step?)");
   return run;
-}
-
-// About `target` round tick values (1, 2 or 5 × 10^k apart) covering [lo, hi].
-std::vector<double> nice_ticks(double lo, double hi, int target) {
-  const double raw = (hi - lo) / target;
-  const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
-  const double norm = raw / magnitude;
-  const double step = (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * magnitude;
-  std::vector<double> ticks;
-  for (double v = std::ceil(lo / step) * step; v <= hi + step * 1e-9; v += step)
-    ticks.push_back(std::abs(v) < step * 1e-9 ? 0.0 : v);
-  return ticks;
 }
 
 const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"};

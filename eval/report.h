@@ -6,6 +6,8 @@
 // inline, and every string taken from a file is HTML-escaped.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 #include <vector>
 
@@ -15,6 +17,11 @@ namespace sparo {
 std::string base64_encode(const std::string& bytes);
 // Escapes & < > " ' so that text is safe in element content and in quoted attributes.
 std::string html_escape(const std::string& text);
+
+// The lines of a run's metrics.jsonl (written by sparo train), blank lines skipped; each is a
+// JSON object with an integer "step" and a number (or null, for a non-finite value) "loss".
+// Errors name the file and the line.
+std::vector<nlohmann::json> read_metrics_lines(const std::string& path);
 
 // The page for run_dirs (each a `sparo train` run directory: config.json and metrics.jsonl are
 // required) and, when results_json_path is not empty, the comparison table of that results.json.

@@ -12,6 +12,8 @@
 #include <numeric>
 
 #include "eval/encode.h"
+#include "eval/plot.h"
+#include "eval/report.h"
 #include "training/data/scenes.h"
 
 namespace sparo {
@@ -72,6 +74,31 @@ void paste(Image& canvas, const Image& tile, int left, int top) {
 }
 
 }  // namespace
+
+std::vector<std::string> plot_training_curves(const std::string& run_dir, const std::string& out_dir) {
+  const std::vector<json> lines = read_metrics_lines((fs::path(run_dir) / "metrics.jsonl").string());
+  std::map<std::string, std::vector<std::pair<double, double>>> curves;  // key → (step, value)
+  for (const json& line : lines) {
+    const double step = static_cast<double>(line.at("step").get<int64_t>());
+    for (const auto& [key, value] : line.items()) {
+      if (key == "step" || key == "elapsed_s") continue;
+      // null is a non-finite value the trainer logged: a gap in the curve.
+      if (value.is_number()) curves[key].emplace_back(step, value.get<double>());
+      else if (value.is_null()) curves[key].emplace_back(step, NAN);
+    }
+  }
+  fs::path name = fs::path(run_dir).lexically_normal();
+  if (name.filename().empty()) name = name.parent_path();
+  fs::create_directories(out_dir);
+  std::vector<std::string> written;
+  for (const auto& [key, points] : curves) {
+    if (std::none_of(points.begin(), points.end(), [](const auto& p) { return std::isfinite(p.second); })) continue;
+    const std::string path = (fs::path(out_dir) / ("curve-" + key + ".png")).string();
+    save_png(path, line_chart({{key, points, {31, 119, 180}}}, name.filename().string() + ": " + key, "step", key));
+    written.push_back(path);
+  }
+  return written;
+}
 
 void visualize_run(const std::string& run_dir, const std::string& out_dir, int scenes, int top_slots) {
   if (scenes < 1) throw Error("visualize: scenes must be >= 1, got " + std::to_string(scenes));

@@ -6,9 +6,12 @@
 // the top row and below it the slot's attention over the patch grid, upsampled (bilinear),
 // coloured black → red → yellow and blended over the scene. slots.json holds, per top slot,
 // its attention over the caption tokens (tokens decoded one id at a time), for the report.
+//
+// plot_training_curves draws, for any run, one PNG per logged quantity of metrics.jsonl.
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace sparo {
 
@@ -26,6 +29,12 @@ constexpr int kVisualizeGap = 4;
 //     "scenes": [{"index", "agreement", "caption", "tokens": [{"token", "weight"}...]}...]}]}
 // The scenes are scenes 0..N-1 of the test split with seed 0, drawn with the run's scene
 // settings (canvas, items per scene) from its Fashion-MNIST directory's test set. A run that is not a SPARO CLIP run is an error.
+// Writes out_dir/curve-<key>.png for every numeric key of the run's metrics.jsonl except
+// "step" and "elapsed_s" (loss, lr, grad_norm, ...): the value against the step, titled with
+// the run's directory name. Returns the files written, in key order. Errors: as
+// read_metrics_lines (eval/report.h).
+std::vector<std::string> plot_training_curves(const std::string& run_dir, const std::string& out_dir);
+
 void visualize_run(const std::string& run_dir, const std::string& out_dir, int scenes = 8, int top_slots = 4);
 
 }  // namespace sparo

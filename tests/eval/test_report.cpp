@@ -211,6 +211,30 @@ TEST(Visualize, WritesSlotPicturesAndSlotsJsonThatTheReportShows) {
   EXPECT_EQ(html.find("<start_of_text>"), std::string::npos);
 }
 
+TEST(Visualize, TrainingCurvesAreOnePngPerLoggedQuantity) {
+  TempDir tmp("curves");
+  fs::create_directories(tmp / "run");
+  std::ofstream(tmp / "run/metrics.jsonl") << R"({"step": 1, "loss": 4.5, "lr": 1e-4, "grad_norm": 3.0, "elapsed_s": 1.0}
+{"step": 10, "loss": null, "lr": 5e-4, "grad_norm": 2.0, "elapsed_s": 9.0}
+
+{"step": 20, "loss": 2.5, "lr": 2e-4, "grad_norm": 1.0, "elapsed_s": 18.0, "note": "text is not plotted"}
+)";
+  const std::vector<std::string> written = plot_training_curves(tmp / "run", tmp / "out");
+  EXPECT_EQ(written, (std::vector<std::string>{tmp / "out/curve-grad_norm.png", tmp / "out/curve-loss.png",
+                                               tmp / "out/curve-lr.png"}));
+  for (const std::string& path : written) {
+    const Image chart = load_image(path);
+    EXPECT_EQ(chart.width, 800);
+    EXPECT_EQ(chart.height, 450);
+  }
+  // The loss curve (with its gap) differs from the lr curve.
+  EXPECT_NE(load_image(written[1]).rgb, load_image(written[2]).rgb);
+
+  std::ofstream(tmp / "run/metrics.jsonl") << "{\"step\": 1, \"loss\": 4.5}\n{\"loss\": 3}\n";
+  expect_error([&] { plot_training_curves(tmp / "run", tmp / "out"); }, {"metrics.jsonl:2", "integer \"step\""});
+  expect_error([&] { plot_training_curves(tmp / "missing", tmp / "out"); }, {"metrics.jsonl", "missing"});
+}
+
 TEST(Visualize, NeedsASparoClipRun) {
   TempDir tmp("not_sparo");
   fs::create_directories(tmp / "baseline");
