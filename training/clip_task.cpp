@@ -50,29 +50,20 @@ class CaptionedImages {
                      std::to_string(cfg.scene_min_items) + "–" + std::to_string(cfg.scene_max_items) + " items)";
       return;
     }
-    CaptionTableOptions o;
-    o.image_key = cfg.csv_image_key;
-    o.caption_key = cfg.csv_caption_key;
-    o.separator = cfg.csv_separator[0];
-    table_ = load_caption_table(cfg.csv_path, o);
-    // Unreadable images are left out (and counted) before training starts.
-    usable_ = decodable_rows(table_, &stats_);
-    count_ = static_cast<int64_t>(usable_.size());
-    description_ = cfg.csv_path + " (" + std::to_string(count_) + " of " + std::to_string(table_.paths.size()) + " images usable)";
+    table_.emplace(cfg.csv_path, cfg.caption_table_options());
+    count_ = table_->size();
+    description_ = table_->description();
   }
   int64_t count() const { return count_; }
   const std::string& description() const { return description_; }
-  std::string skipped_summary() const { return table_.paths.empty() ? "" : summarize(stats_); }
+  std::string skipped_summary() const { return table_ ? table_->skipped_summary() : ""; }
 
   std::pair<Image, std::string> get(int64_t i) const {
     if (scenes_) {
       Scene s = scenes_->make(i);
       return {std::move(s.image), std::move(s.caption)};
     }
-    const size_t row = static_cast<size_t>(usable_[static_cast<size_t>(i)]);
-    std::optional<Image> img = try_load_image(table_.paths[row], nullptr);
-    if (!img) throw Error(table_.paths[row] + ": could be read at the start of the run but not any more");
-    return {std::move(*img), table_.captions[row]};
+return {table_->image(i), table_->caption(i)};
   }
   // Captions to learn the tokenizer from: the first n samples (all for a table).
   std::vector<std::string> captions(int64_t n) const {
@@ -80,7 +71,7 @@ class CaptionedImages {
     if (scenes_) {
       for (int64_t i = 0; i < std::min(n, count_); ++i) out.push_back(scenes_->make(i).caption);
     } else {
-      out = table_.captions;
+      out = table_->all_captions();
     }
     return out;
   }
@@ -88,9 +79,7 @@ class CaptionedImages {
  private:
   std::unique_ptr<LabeledImages> fashion_;
   std::optional<SceneGenerator> scenes_;
-  CaptionTable table_;
-  mutable DecodeStats stats_;
-  std::vector<int64_t> usable_;
+  std::optional<UsableCaptionTable> table_;
   int64_t count_ = 0;
   std::string description_;
 };

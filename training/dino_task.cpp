@@ -37,35 +37,22 @@ class UnlabeledImages {
       count_ = fashion_.count;
       return;
     }
-    CaptionTableOptions o;
-    o.image_key = cfg.csv_image_key;
-    o.caption_key = cfg.csv_caption_key;
-    o.separator = cfg.csv_separator[0];
-    table_ = load_caption_table(cfg.csv_path, o);
-    // Unreadable images are left out (and counted) before training starts.
-    usable_ = decodable_rows(table_, &stats_);
-    count_ = static_cast<int64_t>(usable_.size());
-    description_ = cfg.csv_path + " (" + std::to_string(count_) + " of " + std::to_string(table_.paths.size()) + " images usable)";
+    table_.emplace(cfg.csv_path, cfg.caption_table_options());
+    count_ = table_->size();
+    description_ = table_->description();
   }
   int64_t count() const { return count_; }
   const std::string& description() const { return description_; }
-  std::string skipped_summary() const { return table_.paths.empty() ? "" : summarize(stats_); }
+  std::string skipped_summary() const { return table_ ? table_->skipped_summary() : ""; }
 
   Image get(int64_t i) const {
-    if (!usable_.empty()) {
-      const std::string& path = table_.paths[static_cast<size_t>(usable_[static_cast<size_t>(i)])];
-      std::optional<Image> img = try_load_image(path, nullptr);
-      if (!img) throw Error(path + ": could be read at the start of the run but not any more");
-      return std::move(*img);
-    }
+    if (table_) return table_->image(i);
     return gray_to_rgb(fashion_.image(i), fashion_.rows, fashion_.cols);
   }
 
  private:
   LabeledImages fashion_;
-  CaptionTable table_;
-  mutable DecodeStats stats_;
-  std::vector<int64_t> usable_;
+  std::optional<UsableCaptionTable> table_;
   int64_t count_ = 0;
   std::string description_;
 };

@@ -153,6 +153,14 @@ std::string TrainConfig::to_json() const {
   return j.dump(2) + "\n";
 }
 
+CaptionTableOptions TrainConfig::caption_table_options() const {
+  CaptionTableOptions o;
+  o.image_key = csv_image_key;
+  o.caption_key = csv_caption_key;
+  o.separator = csv_separator[0];
+  return o;
+}
+
 std::string TrainConfig::resolved_dataset() const {
   if (!dataset.empty()) return dataset;
   return task == "clip" ? "fashion-scenes" : "fashion-mnist";

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "training/data/caption_table.h"
+
 namespace sparo {
 
 struct TrainConfig {
@@ -60,6 +62,7 @@ struct TrainConfig {
   void validate(const std::string& source) const;
 
   std::string resolved_dataset() const;  // dataset, or the task's default
+  CaptionTableOptions caption_table_options() const;  // from the csv_* keys
   int64_t samples_per_step() const { return batch_size * accum_steps; }
 };
 

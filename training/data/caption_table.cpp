@@ -199,4 +199,26 @@ std::string summarize(const DecodeStats& stats) {
   return out;
 }
 
+UsableCaptionTable::UsableCaptionTable(const std::string& path, const CaptionTableOptions& options)
+    : table_(load_caption_table(path, options)) {
+  usable_ = decodable_rows(table_, &stats_);
+}
+
+std::string UsableCaptionTable::description() const {
+  return table_.source + " (" + std::to_string(size()) + " of " + std::to_string(table_.paths.size()) + " images usable)";
+}
+
+std::string UsableCaptionTable::skipped_summary() const { return summarize(stats_); }
+
+Image UsableCaptionTable::image(int64_t i) const {
+  const std::string& path = table_.paths[static_cast<size_t>(usable_.at(static_cast<size_t>(i)))];
+  std::optional<Image> img = try_load_image(path, nullptr);
+  if (!img) throw Error(path + ": could be read at the start of the run but not any more");
+  return std::move(*img);
+}
+
+const std::string& UsableCaptionTable::caption(int64_t i) const {
+  return table_.captions[static_cast<size_t>(usable_.at(static_cast<size_t>(i)))];
+}
+
 }  // namespace sparo

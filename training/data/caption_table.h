@@ -68,6 +68,28 @@ std::optional<Image> try_load_image(const std::string& path, DecodeStats* stats)
 // recorded in `stats`. Throws when no image of the table can be read.
 std::vector<int64_t> decodable_rows(const CaptionTable& table, DecodeStats* stats);
 
+// A caption table as a training set: the rows whose image decodes (decodable_rows, once, up
+// front); sample i is the i-th of them, in table order.
+class UsableCaptionTable {
+ public:
+  UsableCaptionTable(const std::string& path, const CaptionTableOptions& options);
+  int64_t size() const { return static_cast<int64_t>(usable_.size()); }
+  // "PATH (N of M images usable)"
+  std::string description() const;
+  // summarize() of the images left out.
+  std::string skipped_summary() const;
+  // Sample i's image; an error if it can no longer be read (it could at the start).
+  Image image(int64_t i) const;
+  const std::string& caption(int64_t i) const;
+  // Every caption of the table, the unusable rows' too (what a tokenizer may learn from).
+  const std::vector<std::string>& all_captions() const { return table_.captions; }
+
+ private:
+  CaptionTable table_;
+  DecodeStats stats_;
+  std::vector<int64_t> usable_;
+};
+
 // One line for the log, e.g. "3 images skipped (unreadable or corrupt), e.g.: image a.png:
 // cannot be decoded (...)"; "no images skipped" when there were none.
 std::string summarize(const DecodeStats& stats);
