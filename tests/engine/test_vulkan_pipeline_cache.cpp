@@ -18,6 +18,7 @@
 #include "engine/vulkan/context.h"
 #include "engine/vulkan/pipeline_cache.h"
 #include "engine/vulkan/vulkan_backend.h"
+#include "tests/temp_dir.h"
 #include "tests/vulkan_env.h"
 
 namespace sparo::vk {
@@ -41,20 +42,6 @@ class ScopedEnv {
  private:
   const char* name_;
   std::optional<std::string> old_;
-};
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/sparo_pipeline_cache_XXXXXX";
-    if (!::mkdtemp(tmpl)) throw Error(std::string("mkdtemp: ") + std::strerror(errno));
-    path_ = tmpl;
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 VkPhysicalDeviceProperties fake_device() {

@@ -13,6 +13,7 @@
 #include "eval/report.h"
 #include "eval/visualize.h"
 #include "tests/expect_error.h"
+#include "tests/temp_dir.h"
 #include "training/image.h"
 #include "training/train_config.h"
 #include "training/trainer.h"
@@ -22,17 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("sparo_report_test_" + std::to_string(::getpid()) + "_" + name);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 size_t count_of(const std::string& text, const std::string& what) {
   size_t n = 0;

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "tests/expect_error.h"
+#include "tests/temp_dir.h"
 #include "training/data/fashion_mnist.h"
 
 namespace sparo {
@@ -17,28 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A scratch folder for this process, removed at exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("sparo_fashion_mnist_test_" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  // A fresh empty sub-folder.
-  std::string dir(const std::string& name) const {
-    const fs::path d = path / name;
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d.string();
-  }
-};
-
 const TempDir& tmp() {
-  static const TempDir dir;
+  static const TempDir dir("fashion_mnist");
   return dir;
 }
 

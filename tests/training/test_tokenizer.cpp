@@ -25,6 +25,7 @@
 #include "training/tokenizer.h"
 
 #include "tests/expect_error.h"
+#include "tests/temp_dir.h"
 
 namespace sparo {
 namespace {
@@ -72,21 +73,8 @@ const json& golden() {
 }
 
 // A scratch folder for this process, removed at exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("sparo_tokenizer_test_" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
 const TempDir& tmp() {
-  static const TempDir dir;
+  static const TempDir dir("tokenizer");
   return dir;
 }
 
@@ -276,7 +264,7 @@ std::vector<std::string> small_corpus() {
 }
 
 TEST(TrainBpe, LearnsTheFrequentWordsAndLoadsBack) {
-  const std::string out = tmp().file("small.txt");
+  const std::string out = tmp() / "small.txt";
   std::vector<std::tuple<int, int, int64_t>> progress;
   BpeTrainOptions opts;
   opts.progress = [&](int done, int total, int64_t freq) { progress.emplace_back(done, total, freq); };
@@ -326,7 +314,7 @@ TEST(TrainBpe, LearnsTheFrequentWordsAndLoadsBack) {
 
 TEST(TrainBpe, TiesAreBrokenBySpellingAndOutputIsDeterministic) {
   // (x, y</w>) and (a, b</w>) are both seen twice: the smaller spelling "a" goes first
-  const std::string out = tmp().file("ties.txt");
+  const std::string out = tmp() / "ties.txt";
   BpeTrainOptions once;
   once.min_frequency = 1;
   const BpeTrainResult r = train_bpe({"xy ab", "ab xy"}, 5, out, once);
@@ -338,7 +326,7 @@ TEST(TrainBpe, TiesAreBrokenBySpellingAndOutputIsDeterministic) {
   EXPECT_EQ(all, "a b</w>\nx y</w>\n");
 
   // the same corpus gives the same file, byte for byte; .gz output is gzip and loads
-  const std::string a = tmp().file("det_a.txt.gz"), b = tmp().file("det_b.txt.gz");
+  const std::string a = tmp() / "det_a.txt.gz", b = tmp() / "det_b.txt.gz";
   train_bpe(small_corpus(), 60, a);
   train_bpe(small_corpus(), 60, b);
   const std::string da = read_gz(a), db = read_gz(b);
@@ -353,7 +341,7 @@ TEST(TrainBpe, TiesAreBrokenBySpellingAndOutputIsDeterministic) {
 }
 
 TEST(TrainBpe, MinFrequencyStopsEarlyAndBadInputIsRejected) {
-  const std::string out = tmp().file("early.txt");
+  const std::string out = tmp() / "early.txt";
   const BpeTrainResult r = train_bpe({"abc abc", "xyz"}, 100, out);  // only pairs of "abc" are seen twice
   EXPECT_EQ(r.merges, 2);
   const Tokenizer t = Tokenizer::load(out);
@@ -367,48 +355,48 @@ TEST(TrainBpe, MinFrequencyStopsEarlyAndBadInputIsRejected) {
   expect_error([&] { train_bpe({"abc"}, -1, out); }, {"num_merges", ">= 0"});
   expect_error([&] { train_bpe({"", "   "}, 10, out); }, {"no token"});
   expect_error([&] { train_bpe({}, 10, out); }, {"no token"});
-  expect_error([&] { train_bpe({"abc"}, 10, tmp().file("no/such/dir/out.txt")); }, {"cannot write", "no/such/dir"});
+  expect_error([&] { train_bpe({"abc"}, 10, tmp() / "no/such/dir/out.txt"); }, {"cannot write", "no/such/dir"});
 }
 
 // ---- files ---------------------------------------------------------------------------------------
 
 TEST(TokenizerFiles, MissingOrCorruptVocabularyFilesAreClearErrors) {
-  const std::string missing = tmp().file("does_not_exist.txt.gz");
+  const std::string missing = tmp() / "does_not_exist.txt.gz";
   expect_error([&] { Tokenizer::load(missing); }, {missing, "not found"});
 
-  const std::string corrupt = tmp().file("corrupt.txt.gz");
+  const std::string corrupt = tmp() / "corrupt.txt.gz";
   write_file(corrupt, std::string("\x1f\x8b\x08\x00garbage that is not deflate", 31));
   expect_error([&] { Tokenizer::load(corrupt); }, {corrupt, "corrupt"});
 
   // a truncated gzip stream
-  const std::string good = tmp().file("good.txt.gz");
+  const std::string good = tmp() / "good.txt.gz";
   train_bpe(small_corpus(), 30, good);
   std::ifstream in(good, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string truncated = tmp().file("truncated.txt.gz");
+  const std::string truncated = tmp() / "truncated.txt.gz";
   write_file(truncated, bytes.substr(0, bytes.size() / 2));
   expect_error([&] { Tokenizer::load(truncated); }, {truncated, "corrupt"});
 
-  const std::string empty = tmp().file("empty.txt");
+  const std::string empty = tmp() / "empty.txt";
   write_file(empty, "");
   expect_error([&] { Tokenizer::load(empty); }, {empty, "empty"});
 
-  const std::string bad_line = tmp().file("bad_line.txt");
+  const std::string bad_line = tmp() / "bad_line.txt";
   write_file(bad_line, "#version: 0.2\ni n\nthree tokens here\n");
   expect_error([&] { Tokenizer::load(bad_line); }, {bad_line, "line 3", "three tokens here"});
 
-  const std::string unknown = tmp().file("unknown.txt");
+  const std::string unknown = tmp() / "unknown.txt";
   write_file(unknown, "#version: 0.2\ni n\nin zz\n");
   expect_error([&] { Tokenizer::load(unknown); }, {unknown, "line 3", "\"zz\""});
 
-  const std::string binary = tmp().file("binary.bin");
+  const std::string binary = tmp() / "binary.bin";
   write_file(binary, std::string("header\n\xff\xfe \x80\n", 10));
   expect_error([&] { Tokenizer::load(binary); }, {binary, "UTF-8"});
 
-  expect_error([&] { Tokenizer::load(tmp().path.string()); }, {"directory"});
+  expect_error([&] { Tokenizer::load(tmp().path()); }, {"directory"});
 
   // plain text, CRLF line ends and trailing blank lines are fine
-  const std::string crlf = tmp().file("crlf.txt");
+  const std::string crlf = tmp() / "crlf.txt";
   write_file(crlf, "#version: 0.2\r\ni n\r\nt h\r\n\r\n\r\n");
   const Tokenizer t = Tokenizer::load(crlf);
   EXPECT_EQ(t.num_merges(), 2);
@@ -418,13 +406,13 @@ TEST(TokenizerFiles, MissingOrCorruptVocabularyFilesAreClearErrors) {
 }
 
 TEST(TokenizerFiles, CaptionFiles) {
-  const std::string path = tmp().file("captions.txt");
+  const std::string path = tmp() / "captions.txt";
   write_file(path, "a photo of a cat\r\n\n   \nA DOG\n");
   EXPECT_EQ(read_captions(path), (std::vector<std::string>{"a photo of a cat", "A DOG"}));
-  const std::string blank = tmp().file("blank.txt");
+  const std::string blank = tmp() / "blank.txt";
   write_file(blank, "\n \n\t\n");
   expect_error([&] { read_captions(blank); }, {blank, "empty"});
-  expect_error([&] { read_captions(tmp().file("nope.txt")); }, {"nope.txt", "not found"});
+  expect_error([&] { read_captions((tmp() / "nope.txt")); }, {"nope.txt", "not found"});
 }
 
 }  // namespace

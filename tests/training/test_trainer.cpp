@@ -23,6 +23,7 @@
 
 #include "engine/vulkan/context.h"
 #include "tests/expect_error.h"
+#include "tests/temp_dir.h"
 #include "tests/vulkan_env.h"
 
 namespace sparo {
@@ -30,17 +31,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("sparo_trainer_test_" + std::to_string(::getpid()) + "_" + name);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 // Tiny models so a run takes seconds: 2 blocks of width 64 per tower.
 const char* kClipModel = R"({"embed_dim": 64, "use_sparo": true, "L": 8, "V": 8,
@@ -298,7 +288,7 @@ TEST(Checkpoint, RoundTripsAndRejectsForeignFiles) {
   c.model = {{"w", Tensor::from_vector(std::vector<float>{1, 2, 3}, {3})}};
   c.optimizer = {{"adamw.step_count", Tensor::from_vector(std::vector<int32_t>{12}, {})}};
   c.extra = {{"center", Tensor::zeros({1, 2})}};
-  const std::string path = checkpoint_path(dir.path.string(), 12);
+  const std::string path = checkpoint_path(dir.path(), 12);
   save_checkpoint(path, c);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
   const Checkpoint back = load_checkpoint(path);
@@ -306,7 +296,7 @@ TEST(Checkpoint, RoundTripsAndRejectsForeignFiles) {
   EXPECT_EQ(back.generator_offset, 99u);
   ASSERT_EQ(back.model.size(), 1u);
   EXPECT_EQ(back.model[0].second.to_float_vector(), (std::vector<float>{1, 2, 3}));
-  EXPECT_EQ(list_checkpoints(dir.path.string()), std::vector<int64_t>{12});
+  EXPECT_EQ(list_checkpoints(dir.path()), std::vector<int64_t>{12});
   save_safetensors(dir / "plain.safetensors", c.model);
   expect_error([&] { load_checkpoint(dir / "plain.safetensors"); }, {"plain.safetensors", "not a sparo training checkpoint"});
 }
