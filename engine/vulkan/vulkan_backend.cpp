@@ -3,8 +3,12 @@
 // Memory. Tensors live in device-local memory: on a discrete GPU the device-local type
 // that is not host-visible (VRAM proper; the host-visible window onto it, where there is
 // one, is small or slow), elsewhere (integrated GPUs, lavapipe) device-local memory that
-// is also host-visible. Buffers come from a cache of size buckets (1/8 power-of-two steps,
-// as the CPU backend's) and go back to it when their tensor dies; memory_stats() reports
+// is also host-visible. Buffers come from a cache of size buckets (1/8 power-of-two steps)
+// and go back to it when their tensor dies, at once, even while
+// recorded commands still use them: a later command that reuses the buffer is ordered after
+// those by the barrier tracking below, which goes by VkBuffer, not by tensor (so a step's
+// intermediates are reused within the step, as on the CPU); only destroying buffers
+// (empty_cache) waits for the pending work. memory_stats() reports
 // the bytes in use by tensors, cached for reuse, and the peak. empty_cache() frees the
 // cached buffers and the staging buffer. When an allocation fails, the cache is emptied and
 // the allocation tried once more; then the error names the request, the bytes in use and
@@ -67,7 +71,9 @@ constexpr VkBufferUsageFlags kTensorUsage =
 constexpr VkBufferUsageFlags kStagingUsage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
 constexpr VkPipelineStageFlags kWorkStages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
 
-size_t bucket(size_t bytes) {  // as the CPU cache: 1/8 power-of-two steps, at least 256 bytes
+// 1/8 power-of-two steps, at least 256 bytes: coarser than the CPU cache's 1/64, since every
+// size is its own vkAllocateMemory and drivers cap the number of allocations.
+size_t bucket(size_t bytes) {
   if (bytes <= 256) return 256;
   size_t pow2 = 1;
   while (pow2 < bytes) pow2 <<= 1;
@@ -256,12 +262,12 @@ void VulkanBackend::release(const Block& block) {
 
 void VulkanBackend::empty_cache() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (recording_) submit_and_wait();  // recorded commands may still use cached buffers (and the staging buffer)
   for (auto& [size, blocks] : free_)
     for (const Block& b : blocks) destroy_block(b);
   free_.clear();
   cached_ = 0;
   if (staging_.buffer) {
-    if (staging_used_) submit_and_wait();  // recorded copies still use it
     destroy_block(staging_);
     staging_ = {};
   }
@@ -325,7 +331,6 @@ void VulkanBackend::upload(Storage& dst, size_t offset, const void* src, size_t 
     api().vkCmdCopyBuffer(cmd_, staging_.buffer, buffer, 1, &region);
     done += piece;
   }
-  in_flight_.push_back(storage.shared_from_this());
 }
 
 void VulkanBackend::download(const Storage& src, size_t offset, void* dst, size_t bytes) {
@@ -523,8 +528,6 @@ void VulkanBackend::submit_and_wait() {
   pending_stages_ = 0;
   staging_used_ = 0;
   save_pipeline_cache();  // here rather than at exit: backend_for()'s backends are never destroyed
-  std::vector<std::shared_ptr<Storage>> done;
-  done.swap(in_flight_);  // storages dropped here return their blocks to the cache
 }
 
 void VulkanBackend::order_after_pending(std::span<const Access> accesses, VkPipelineStageFlags stage) {
@@ -579,7 +582,6 @@ void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Bi
     w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
     w.pBufferInfo = &infos.back();
     writes.push_back(w);
-    in_flight_.push_back(b.tensor->impl()->storage);
   }
   a.vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
   a.vkCmdPushDescriptorSetKHR(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, static_cast<uint32_t>(writes.size()),

@@ -151,7 +151,6 @@ class VulkanBackend final : public Backend {
   VkQueryPool timestamps_ = VK_NULL_HANDLE;
   bool recording_ = false;
   int recorded_ = 0;
-  std::vector<std::shared_ptr<Storage>> in_flight_;  // kept alive until their commands completed
   std::unordered_set<VkBuffer> written_, read_;      // since the last barrier
   VkPipelineStageFlags pending_stages_ = 0;          // stages of the commands since the last barrier
   Block staging_;                                    // created on the first staged transfer
