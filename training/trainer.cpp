@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "engine/backend.h"
 #include "training/checkpoint.h"
 #include "training/schedule.h"
 
@@ -142,6 +143,8 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   }
 
   std::ofstream metrics(dir / "metrics.jsonl", std::ios::app);
+  Backend& backend = backend_for(Device::parse(cfg.device));
+  backend.reset_peak_memory();  // the report at the end is about this run
   TrainResult result{start, start, 0.0};
   const auto t_begin = Clock::now();
   auto t_interval = t_begin;
@@ -213,6 +216,14 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   const double total_s = std::chrono::duration<double>(Clock::now() - t_begin).count();
   progress.message("done: " + std::to_string(cfg.steps) + " steps, last loss " + std::to_string(result.last_loss) + ", " +
                    format_duration(total_s) + "; weights in " + (dir / "model.safetensors").string());
+  const MemoryStats memory = backend.memory_stats();
+  const auto mib = [](size_t bytes) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+    return std::string(text);
+  };
+  progress.message("memory on " + cfg.device + ": peak " + mib(memory.peak) + " in tensors, " + mib(memory.in_use) +
+                   " still in use, " + mib(memory.cached) + " cached for reuse");
   return result;
 }
 

@@ -204,7 +204,14 @@ TEST(TrainerVulkan, TinyRunsFollowTheCpu) {
     train(cfg, dir / (name + "-cpu"), quiet());
     TrainConfig on_gpu = cfg;
     on_gpu.device = "vulkan";
-    train(on_gpu, dir / (name + "-vulkan"), quiet());
+    std::ostringstream log;
+    TrainOptions options = quiet();
+    options.out = &log;
+    train(on_gpu, dir / (name + "-vulkan"), options);
+    // The memory report of the run: a non-zero peak of device tensors.
+    const size_t at = log.str().find("memory on vulkan: peak ");
+    ASSERT_NE(at, std::string::npos) << log.str();
+    EXPECT_GT(std::stod(log.str().substr(at + 23)), 0.0) << log.str().substr(at);
     const std::vector<double> cpu = losses(dir / (name + "-cpu")), gpu = losses(dir / (name + "-vulkan"));
     ASSERT_EQ(cpu.size(), gpu.size()) << name;
     for (size_t i = 0; i < cpu.size(); ++i) EXPECT_NEAR(gpu[i], cpu[i], 2e-3 * std::abs(cpu[i])) << name << " step " << i + 1;
