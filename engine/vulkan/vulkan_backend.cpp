@@ -43,15 +43,24 @@
 // creation of new pipelines, and when the backend is destroyed; the backends of
 // backend_for() never are, hence the write at the submit. Unchanged data is not rewritten.
 //
+// Index checks. Indices come from user data and a shader cannot throw, yet reading them on
+// the host would cost a round trip per embedding lookup. So the indexing kernels check them:
+// a bad index is skipped (nothing read or written out of bounds) and its position goes,
+// by atomicMin, into the dispatch's own slot of a small host-visible buffer (one slot per
+// dispatch of a command buffer, 256 bytes apart, so no two dispatches touch the same
+// bytes). After each submit the slots are read; the first bad index is thrown, naming the
+// kernel, the value, its position and the range, at the next host read or sync.
+//
 // Not yet fast: matmul is tiled (64×64 tiles, 4×4 register blocks) but has no subgroup or
-// cooperative-matrix path, reductions and softmax/layer-norm give one row to one
-// invocation, and index tensors are checked on the host (a round trip).
+// cooperative-matrix path, and reductions and softmax/layer-norm give one row to one
+// invocation.
 #include "engine/vulkan/vulkan_backend.h"
 
 #include <bit>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 #include "engine/vulkan/pipeline_cache.h"
@@ -61,6 +70,9 @@ namespace sparo::vk {
 
 namespace {
 constexpr int kMaxRecorded = 256;     // dispatches per command buffer before a submit
+// A dispatch's index-error slot: the largest minStorageBufferOffsetAlignment the spec allows.
+constexpr size_t kIndexSlotBytes = 256;
+constexpr uint32_t kNoBadIndex = 0xFFFFFFFFu;
 constexpr uint32_t kWorkgroup = 256;  // local_size_x of every shader (shaders/common.glsl)
 // 16 MiB: a piece takes about a millisecond over PCIe 4, next to which the submit between
 // pieces is noise, and the host memory it holds stays small.
@@ -97,6 +109,7 @@ VulkanBackend::VulkanBackend(int device_index) : index_(device_index), context_(
   VkDevice dev = context_->device();
   memory_ = choose_memory_type(kTensorUsage, false);
   staging_memory_ = choose_memory_type(kStagingUsage, true);
+  index_errors_memory_ = choose_memory_type(kTensorUsage, true);
 
   VkCommandPoolCreateInfo pci{};
   pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
@@ -122,7 +135,7 @@ VulkanBackend::VulkanBackend(int device_index) : index_(device_index), context_(
 
 VulkanBackend::~VulkanBackend() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  if (recording_) submit_and_wait();
+  if (recording_) submit_and_wait(/*report_index_errors=*/false);
   save_pipeline_cache();
   const Api& a = api();
   VkDevice dev = context_->device();
@@ -132,6 +145,7 @@ VulkanBackend::~VulkanBackend() {
     a.vkDestroyPipelineLayout(dev, p.layout, nullptr);
     a.vkDestroyDescriptorSetLayout(dev, p.set_layout, nullptr);
   }
+  if (index_errors_.buffer) destroy_block(index_errors_);
   a.vkDestroyPipelineCache(dev, pipeline_cache_, nullptr);
   a.vkDestroyQueryPool(dev, timestamps_, nullptr);
   a.vkDestroyFence(dev, fence_, nullptr);
@@ -333,8 +347,14 @@ void VulkanBackend::upload(Storage& dst, size_t offset, const void* src, size_t 
   }
 }
 
+uint64_t VulkanBackend::host_reads() const {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  return host_reads_;
+}
+
 void VulkanBackend::download(const Storage& src, size_t offset, void* dst, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
+  ++host_reads_;
   if (offset + bytes > src.bytes())
     throw Error("vulkan download: bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
                 ") run past the end of a " + std::to_string(src.bytes()) + "-byte storage");
@@ -506,7 +526,7 @@ void VulkanBackend::begin_recording() {
   recorded_ = 0;
 }
 
-void VulkanBackend::submit_and_wait() {
+void VulkanBackend::submit_and_wait(bool report) {
   const Api& a = api();
   VkMemoryBarrier to_host{};  // the batch's writes, visible to the host's reads
   to_host.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
@@ -528,6 +548,28 @@ void VulkanBackend::submit_and_wait() {
   pending_stages_ = 0;
   staging_used_ = 0;
   save_pipeline_cache();  // here rather than at exit: backend_for()'s backends are never destroyed
+  if (report) report_index_errors();
+  else index_checks_.clear();
+}
+
+void VulkanBackend::report_index_errors() {
+  if (index_checks_.empty()) return;
+  std::vector<IndexCheck> checks;
+  checks.swap(index_checks_);
+  char* slots = static_cast<char*>(index_errors_.mapped);
+  std::optional<std::pair<size_t, uint32_t>> first;  // (check, position)
+  for (size_t c = 0; c < checks.size(); ++c) {
+    uint32_t& position = *reinterpret_cast<uint32_t*>(slots + c * kIndexSlotBytes);
+    if (position != kNoBadIndex && !first) first = {c, position};
+    position = kNoBadIndex;  // ready for the next command buffer
+  }
+  if (!first) return;
+  const IndexCheck& bad = checks[first->first];
+  // The kernel has run; reading its index tensor now is one download on the error path only.
+  const std::vector<int32_t> ids = bad.index.to_int_vector();
+  throw Error(std::string("vulkan ") + bad.kernel + ": index " + std::to_string(ids.at(first->second)) +
+              " at position " + std::to_string(first->second) + " is out of range [0, " + std::to_string(bad.n) +
+              ") (found by the kernel on the device, reported at the next host read or sync)");
 }
 
 void VulkanBackend::order_after_pending(std::span<const Access> accesses, VkPipelineStageFlags stage) {
@@ -553,24 +595,24 @@ void VulkanBackend::order_after_pending(std::span<const Access> accesses, VkPipe
 }
 
 void VulkanBackend::dispatch(const char* shader, std::initializer_list<Binding> bindings, const void* push,
-                             uint32_t push_bytes, int64_t invocations) {
+                             uint32_t push_bytes, int64_t invocations, const IndexCheck* check) {
   const int64_t groups = (invocations + kWorkgroup - 1) / kWorkgroup;
   const uint32_t gx = static_cast<uint32_t>(std::min<int64_t>(groups, 65535));
   const uint32_t gy = static_cast<uint32_t>((groups + gx - 1) / gx);
-  dispatch_groups(shader, bindings, push, push_bytes, gx, gy, 1);
+  dispatch_groups(shader, bindings, push, push_bytes, gx, gy, 1, check);
 }
 
 void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Binding> bindings, const void* push,
-                                    uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
+                                    uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz, const IndexCheck* index_check) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  const Pipeline& p = pipeline(shader, static_cast<uint32_t>(bindings.size()), push_bytes);
+  const Pipeline& p = pipeline(shader, static_cast<uint32_t>(bindings.size() + (index_check ? 1 : 0)), push_bytes);
   const Api& a = api();
   std::vector<Access> accesses;
   for (const Binding& b : bindings) accesses.push_back({buffer_of(*b.tensor), b.written});
   order_after_pending(accesses, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT);
   std::vector<VkDescriptorBufferInfo> infos;
   std::vector<VkWriteDescriptorSet> writes;
-  infos.reserve(bindings.size());
+  infos.reserve(bindings.size() + 1);
   uint32_t slot = 0;
   for (const Binding& b : bindings) {
     const VkBuffer buf = buffer_of(*b.tensor);
@@ -582,6 +624,24 @@ void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Bi
     w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
     w.pBufferInfo = &infos.back();
     writes.push_back(w);
+  }
+  if (index_check) {
+    // Not in the hazard tracking: no other command touches this dispatch's slot, and the
+    // host reads it after the submit's final barrier.
+    if (!index_errors_.buffer) {
+      check(create_block(kMaxRecorded * kIndexSlotBytes, index_errors_memory_, kTensorUsage, &index_errors_),
+            "vkAllocateMemory (index-error slots)");
+      std::memset(index_errors_.mapped, 0xFF, index_errors_.capacity);  // kNoBadIndex everywhere
+    }
+    infos.push_back({index_errors_.buffer, index_checks_.size() * kIndexSlotBytes, sizeof(uint32_t)});
+    VkWriteDescriptorSet w{};
+    w.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
+    w.dstBinding = slot++;
+    w.descriptorCount = 1;
+    w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    w.pBufferInfo = &infos.back();
+    writes.push_back(w);
+    index_checks_.push_back(*index_check);
   }
   a.vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
   a.vkCmdPushDescriptorSetKHR(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, static_cast<uint32_t>(writes.size()),
@@ -778,39 +838,31 @@ void VulkanBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, c
            &pp, sizeof(pp), cols);
 }
 
-// Indices come from user data; a shader cannot throw, so they are checked here (one read
-// of the index tensor — a host round trip, acceptable until a device-side error flag).
-static void check_indices(const Tensor& index, int64_t n) {
-  const std::vector<int32_t> ids = index.to_int_vector();
-  for (size_t j = 0; j < ids.size(); ++j)
-    if (ids[j] < 0 || ids[j] >= n)
-      throw Error("index " + std::to_string(ids[j]) + " at position " + std::to_string(j) + " is out of range [0, " +
-                  std::to_string(n) + ")");
-}
-
 void VulkanBackend::gather(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer, int64_t n, int64_t inner) {
   if (dtype_size(src.dtype()) != 4) not_implemented("gather (16-bit)");
-  check_indices(index, n);
+  const IndexCheck check{"gather", index, n};
   struct { uint32_t mode, outer, n, inner, m; float on, off; } push{0u, narrow(outer, "outer size"), narrow(n, "size"),
                                                                    narrow(inner, "inner size"),
                                                                    narrow(index.numel(), "index count"), 0.0f, 0.0f};
-  dispatch("indexing", {{&src, false}, {&index, false}, {&out, true}}, &push, sizeof(push), outer * index.numel() * inner);
+  dispatch("indexing", {{&src, false}, {&index, false}, {&out, true}}, &push, sizeof(push), outer * index.numel() * inner,
+           &check);
 }
 
 void VulkanBackend::scatter_add(const Tensor& src, const Tensor& index, Tensor& dst, int64_t outer, int64_t n,
                                 int64_t inner) {
-  check_indices(index, n);
+  const IndexCheck check{"scatter_add", index, n};
   struct { uint32_t mode, outer, n, inner, m; float on, off; } push{1u, narrow(outer, "outer size"), narrow(n, "size"),
                                                                    narrow(inner, "inner size"),
                                                                    narrow(index.numel(), "index count"), 0.0f, 0.0f};
-  dispatch("indexing", {{&src, false}, {&index, false}, {&dst, true}}, &push, sizeof(push), outer * inner);
+  dispatch("indexing", {{&src, false}, {&index, false}, {&dst, true}}, &push, sizeof(push), outer * inner, &check);
 }
 
 void VulkanBackend::one_hot(const Tensor& index, Tensor& out, int64_t classes, float on, float off) {
-  check_indices(index, classes);
+  const IndexCheck check{"one_hot", index, classes};
   struct { uint32_t mode, outer, n, inner, m; float on, off; } push{2u, 1u, narrow(classes, "classes"), 1u,
                                                                    narrow(index.numel(), "index count"), on, off};
-  dispatch("indexing", {{&index, false}, {&index, false}, {&out, true}}, &push, sizeof(push), index.numel() * classes);
+  dispatch("indexing", {{&index, false}, {&index, false}, {&out, true}}, &push, sizeof(push), index.numel() * classes,
+           &check);
 }
 
 namespace {

@@ -26,9 +26,7 @@ struct Block {
   size_t capacity = 0;
 };
 
-// enable_shared_from_this: an upload recorded into the command buffer keeps its storage
-// alive until the copy has run.
-class VulkanStorage final : public Storage, public std::enable_shared_from_this<VulkanStorage> {
+class VulkanStorage final : public Storage {
  public:
   VulkanStorage(VulkanBackend& owner, Device device, size_t bytes, Block block)
       : Storage(device, bytes), owner_(owner), block_(block) {}
@@ -55,6 +53,10 @@ class VulkanBackend final : public Backend {
   // and how many bytes of it seeded this backend's cache (0: none, or the file was ignored).
   const std::string& pipeline_cache_path() const { return pipeline_cache_path_; }
   size_t pipeline_cache_seed_bytes() const { return pipeline_cache_seed_bytes_; }
+
+  // Downloads so far (each a wait for the device): what a training step should do only
+  // when it reads its loss.
+  uint64_t host_reads() const;
 
   std::shared_ptr<Storage> allocate(size_t bytes) override;
   void upload(Storage& dst, size_t offset, const void* src, size_t bytes) override;
@@ -115,17 +117,27 @@ class VulkanBackend final : public Backend {
     bool mapped = false;  // host-visible and coherent: kept mapped, read and written with memcpy
   };
   const Pipeline& pipeline(const char* shader, uint32_t buffers, uint32_t push_bytes);
+  // An index tensor a dispatch checks on the device (its last binding is then the dispatch's
+  // slot of index_errors_, where the kernel leaves the first bad position).
+  struct IndexCheck {
+    const char* kernel;
+    Tensor index;  // held until the check is read, to name the bad value
+    int64_t n;     // the valid range is [0, n)
+  };
   // Records one dispatch of `shader` over `invocations` threads (workgroups of 256 in x).
   void dispatch(const char* shader, std::initializer_list<Binding> bindings, const void* push, uint32_t push_bytes,
-                int64_t invocations);
+                int64_t invocations, const IndexCheck* check = nullptr);
   // Records one dispatch with explicit workgroup counts.
   void dispatch_groups(const char* shader, std::initializer_list<Binding> bindings, const void* push,
-                       uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
+                       uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz, const IndexCheck* check = nullptr);
   // Records a barrier when a command of `stage` making `accesses` would race with one
   // recorded since the last barrier, then notes the accesses. Starts recording if needed.
   void order_after_pending(std::span<const Access> accesses, VkPipelineStageFlags stage);
   void begin_recording();
-  void submit_and_wait();  // the lock must be held (as for every private member)
+  // The lock must be held (as for every private member). Then throws the first bad index
+  // the dispatches found, unless report_index_errors is false (the destructor).
+  void submit_and_wait(bool report_index_errors = true);
+  void report_index_errors();
 
   MemoryType choose_memory_type(VkBufferUsageFlags usage, bool staging) const;
   VkResult create_block(size_t bytes, const MemoryType& type, VkBufferUsageFlags usage, Block* out) const;
@@ -142,9 +154,10 @@ class VulkanBackend final : public Backend {
 
   int index_;
   std::unique_ptr<Context> context_;
-  mutable std::recursive_mutex mutex_;  // recursive: dropping in-flight storages re-enters release()
+  mutable std::recursive_mutex mutex_;  // recursive: entry points call each other (empty_cache submits, ...)
   MemoryType memory_;                   // of the tensors
   MemoryType staging_memory_;
+  MemoryType index_errors_memory_;      // host-visible and coherent, for storage buffers
   VkCommandPool pool_ = VK_NULL_HANDLE;
   VkCommandBuffer cmd_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
@@ -155,6 +168,8 @@ class VulkanBackend final : public Backend {
   VkPipelineStageFlags pending_stages_ = 0;          // stages of the commands since the last barrier
   Block staging_;                                    // created on the first staged transfer
   size_t staging_used_ = 0;                          // bytes of it the recorded copies use
+  Block index_errors_;                               // slots of the index checks (created on first use)
+  std::vector<IndexCheck> index_checks_;             // of the recorded dispatches; slot = position
   std::map<std::string, Pipeline> pipelines_;
   VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;  // null with SPARO_PIPELINE_CACHE=off
   std::string pipeline_cache_path_;
@@ -163,6 +178,7 @@ class VulkanBackend final : public Backend {
   bool pipeline_cache_dirty_ = false;
   std::unordered_map<size_t, std::vector<Block>> free_;
   size_t in_use_ = 0, cached_ = 0, peak_ = 0;
+  uint64_t host_reads_ = 0;
 };
 
 }  // namespace sparo::vk
