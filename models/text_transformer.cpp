@@ -21,14 +21,16 @@ TextTransformer::TextTransformer(const TextConfig& c, int64_t layers, int64_t ou
   causal_mask = Tensor::from_vector(mask, {T, T});
 }
 
-std::vector<int64_t> eos_positions(const Tensor& ids) {
-  const std::vector<int32_t> v = ids.to_int_vector();
-  const int64_t B = ids.size(0), T = ids.size(1);
-  std::vector<int64_t> eos(static_cast<size_t>(B), 0);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 1; t < T; ++t)
-      if (v[static_cast<size_t>(b * T + t)] > v[static_cast<size_t>(b * T + eos[b])]) eos[b] = t;
-  return eos;
+Tensor eos_positions(const Tensor& ids) {
+  // With weights w[t] = T - t, T - max_t(w[t] · [id_t is the row's largest]) is the first
+  // position of the largest id. Ids and positions are below 2^24: exact in f32.
+  const int64_t T = ids.size(1);
+  NoGradGuard no_grad;
+  const Tensor id = cast(ids, DType::f32);
+  std::vector<float> weights(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) weights[static_cast<size_t>(t)] = static_cast<float>(T - t);
+  const Tensor first = max(mul(eq(id, max(id, 1, true)), Tensor::from_vector(weights, {1, T}, ids.device())), 1);
+  return affine(first, -1.0f, static_cast<float>(T));
 }
 
 EncoderOutput TextTransformer::forward(const Tensor& ids) const {
@@ -41,17 +43,23 @@ EncoderOutput TextTransformer::forward(const Tensor& ids) const {
   const Tensor mask = causal_mask.device() == x.device() ? causal_mask : causal_mask.to(x.device());
   for (const TransformerBlock& block : blocks) x = block.forward(x, mask);
   x = ln_final.forward(x);
-  const std::vector<int64_t> eos = eos_positions(ids);
+  const Tensor eos = eos_positions(ids);
   if (sparo) {
-    std::vector<float> mask(static_cast<size_t>(B * T), 0.0f);  // keys after the end of text are masked
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = eos[b] + 1; t < T; ++t) mask[static_cast<size_t>(b * T + t)] = -std::numeric_limits<float>::infinity();
-    SparoOutput s = sparo->forward(x, Tensor::from_vector(mask, {B, T}, x.device()));
+    // Keys after the end of text are masked: -inf where t > eos[b].
+    std::vector<float> positions(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) positions[static_cast<size_t>(t)] = static_cast<float>(t);
+    const Tensor after_eos =
+        step(sub(Tensor::from_vector(positions, {1, T}, x.device()), reshape(eos, {B, 1})), 0.5f, 1.0f);
+    const Tensor mask = masked_fill(Tensor::zeros({B, T}, DType::f32, x.device()), after_eos,
+                                    -std::numeric_limits<float>::infinity());
+    SparoOutput s = sparo->forward(x, mask);
     return {s.embedding, s.attention};
   }
-  std::vector<int32_t> rows(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) rows[b] = static_cast<int32_t>(b * T + eos[b]);
-  const Tensor pooled = index_select(reshape(x, {B * T, D}), 0, Tensor::from_vector(rows, {B}, x.device()));
+  // Row b·T + eos[b] of the [B·T, D] tokens.
+  std::vector<float> row_starts(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) row_starts[static_cast<size_t>(b)] = static_cast<float>(b * T);
+  const Tensor rows = cast(add(eos, Tensor::from_vector(row_starts, {B}, x.device())), DType::i32);
+  const Tensor pooled = index_select(reshape(x, {B * T, D}), 0, rows);
   return {matmul(pooled, text_projection), Tensor()};
 }
 

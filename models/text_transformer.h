@@ -26,7 +26,8 @@ struct TextTransformer : Module {
   void collect_parameters(const std::string& prefix, NamedTensors& out) const override;
 };
 
-// Position of the first largest id of each row (the end-of-text token).
-std::vector<int64_t> eos_positions(const Tensor& ids);
+// Position of the first largest id of each row (the end-of-text token), as OpenCLIP's
+// ids.argmax(-1): f32 [B] on the ids' device, computed there (no read back to the host).
+Tensor eos_positions(const Tensor& ids);
 
 }  // namespace sparo

@@ -15,13 +15,16 @@
 #include <sstream>
 
 #include "engine/ops.h"
+#include "models/clip.h"
 #include "models/dino.h"
 #include "training/checkpoint.h"
 #include "training/data/batches.h"
 #include "training/losses.h"
+#include "training/optimizer.h"
 #include "training/trainer.h"
 
 #include "engine/vulkan/context.h"
+#include "engine/vulkan/vulkan_backend.h"
 #include "tests/expect_error.h"
 #include "tests/temp_dir.h"
 #include "tests/vulkan_env.h"
@@ -218,6 +221,37 @@ TEST(TrainerVulkan, TinyRunsFollowTheCpu) {
   }
   const auto messages = vk::validation_messages();
   EXPECT_TRUE(messages.empty()) << messages.size() << " validation message(s), first: " << messages[0];
+}
+
+// Forward, backward, gradient clipping and AdamW stay on the device: nothing is read back
+// (token ids included: the embedding checks them on the device) until the loss is asked for.
+TEST(TrainerVulkan, AClipStepReadsNothingBackUntilTheLossIsAskedFor) {
+  use_lavapipe_with_validation();
+  const Device gpu = Device::vulkan(0);
+  auto& backend = static_cast<vk::VulkanBackend&>(backend_for(gpu));
+  const Clip model(ClipConfig::from_json(kClipModel, "test clip model"), 0);
+  to_device(model, gpu);
+  std::vector<Tensor> params;
+  for (const auto& [name, p] : model.named_parameters()) params.push_back(p);
+  AdamW optimizer(split_weight_decay(model.named_parameters(), 0.2f), 1e-3f);
+  Generator gen(3);
+  const Tensor images = Tensor::randn({4, 3, 32, 32}, gen).to(gpu);
+  std::vector<int32_t> ids(4 * 24, 0);
+  for (int b = 0; b < 4; ++b) ids[b * 24] = 598, ids[b * 24 + 1] = 10 + b, ids[b * 24 + 2] = 599;
+  const Tensor text = Tensor::from_vector(ids, {4, 24}).to(gpu);
+  backend.synchronize();
+  const uint64_t reads = backend.host_reads();
+  Tensor loss;
+  for (int step = 0; step < 2; ++step) {
+    optimizer.zero_grad();
+    loss = clip_loss(model.forward(images, text).logits_per_image);
+    loss.backward();
+    clip_grad_norm(params, 1.0f);
+    optimizer.step();
+  }
+  EXPECT_EQ(backend.host_reads(), reads);
+  EXPECT_TRUE(std::isfinite(loss.item()));
+  EXPECT_EQ(backend.host_reads(), reads + 1);
 }
 #endif
 
