@@ -20,7 +20,7 @@ void main() {
     float m = uintBitsToFloat(0xff800000u);  // -inf
     for (uint k = 0u; k < p.n; ++k) {
       const float v = x[base + k * p.inner];
-      if (!(v <= m)) m = v;  // NaN sticks, as on the CPU
+      if (!isnan(m) && !(v <= m)) m = v;  // v wins when larger or NaN; then NaN sticks, as on the CPU
     }
     y[i] = m;
   }

@@ -771,7 +771,17 @@ void VulkanBackend::where(const Tensor& cond, const Tensor& a, const Tensor& b, 
 void VulkanBackend::reduce(ReduceOp op, const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t inner) {
   struct { uint32_t outer, n, inner, op; } push{narrow(outer, "outer size"), narrow(n, "reduced size"),
                                                  narrow(inner, "inner size"), op == ReduceOp::sum ? 0u : 1u};
-  dispatch("reduce", {{&x, false}, {&out, true}}, &push, sizeof(push), outer * inner);
+  // Long reductions into few outputs (a whole-tensor sum, a row of a wide matrix) get a
+  // workgroup each; otherwise one invocation per output, whose neighbours read neighbouring
+  // memory when inner > 1.
+  const int64_t outputs = outer * inner;
+  if (n >= 256 && (inner == 1 || outputs < 2048)) {
+    const uint32_t gx = static_cast<uint32_t>(std::min<int64_t>(outputs, 65535));
+    dispatch_groups("reduce_wide", {{&x, false}, {&out, true}}, &push, sizeof(push), gx,
+                    static_cast<uint32_t>((outputs + gx - 1) / gx), 1);
+    return;
+  }
+  dispatch("reduce", {{&x, false}, {&out, true}}, &push, sizeof(push), outputs);
 }
 
 void VulkanBackend::matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& d) {

@@ -191,6 +191,11 @@ std::vector<Case> make_cases() {
            [](auto& r) { return ref::map(ref::sum_all(r[0]), [](double v) { return v / 21; }); });
   add_case("max", "all", {{{3, 7}}}, [](auto& x) { return max(x[0]); }, [](auto& r) { return ref::max_all(r[0]); });
   add_case("max", "odd_rows", {{{5, 33}}}, [](auto& x) { return max(x[0], -1); }, [](auto& r) { return ref::max(r[0], -1, false); });
+  // Long rows (Vulkan: a workgroup per output, partials combined in a tree).
+  add_case("max", "all_long", {{{3001}}}, [](auto& x) { return max(x[0]); }, [](auto& r) { return ref::max_all(r[0]); });
+  add_case("max", "wide_rows", {{{3, 1000}}}, [](auto& x) { return max(x[0], 1); }, [](auto& r) { return ref::max(r[0], 1, false); });
+  add_case("sum", "wide_rows", {{{4, 700}}}, [](auto& x) { return sum(x[0], -1); }, [](auto& r) { return ref::sum(r[0], -1, false); });
+  add_case("sum", "long_few_columns", {{{600, 3}}}, [](auto& x) { return sum(x[0], 0); }, [](auto& r) { return ref::sum(r[0], 0, false); });
   for (const Shape& target : {Shape{3, 1}, Shape{4}, Shape{1, 1, 1}, Shape{2, 1, 4}, Shape{2, 3, 4}})
     add_case("sum_to_shape", "to" + std::to_string(numel(target)) + "_r" + std::to_string(target.size()), {{{2, 3, 4}}},
              [=](auto& x) { return sum_to_shape(x[0], target); }, [=](auto& r) { return ref::sum_to_shape(r[0], target); });

@@ -152,6 +152,24 @@ TEST_P(VulkanOps, GradientsOfUnaryChainsMatchTheCpu) {
   EXPECT_LT(nmse(grad_of(x_cpu.to(gpu)), grad_of(x_cpu.clone())), 1e-10);
 }
 
+// Both reduction kernels (one invocation per output; a workgroup per long output): a NaN
+// anywhere makes the max NaN, as on the CPU, and sums of whole tensors are right.
+TEST_P(VulkanOps, ReductionsKeepNaNAndSumLongRows) {
+  for (const int64_t n : {33, 5000}) {
+    for (const int64_t at : {int64_t{0}, n / 2, n - 1}) {
+      std::vector<float> v(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<float>((i * 37) % 101) - 50.0f;
+      v[static_cast<size_t>(at)] = NAN;
+      const Tensor x = Tensor::from_vector(v, {n}, gpu);
+      EXPECT_TRUE(std::isnan(max(x).item())) << "n " << n << ", NaN at " << at;
+      EXPECT_TRUE(std::isnan(max(reshape(x, {1, n}), 1).to_float_vector()[0])) << "n " << n << ", NaN at " << at;
+    }
+    std::vector<float> ones(static_cast<size_t>(n), 1.0f);
+    EXPECT_EQ(sum(Tensor::from_vector(ones, {n}, gpu)).item(), static_cast<float>(n));
+    EXPECT_EQ(max(Tensor::from_vector(ones, {n}, gpu)).item(), 1.0f);
+  }
+}
+
 TEST_P(VulkanOps, TiledMatmulMatchesTheCpu) {
   // Sizes around and across the 64×64 tile and the 16-deep K slice, every transpose
   // combination, a batch, and accumulation.
