@@ -162,7 +162,14 @@ class DinoTask : public TrainTask {
   }
 
   std::vector<std::pair<std::string, double>> metrics(int64_t step) const override {
-    return {{"teacher_temp", teacher_temp(step)}, {"momentum", momentum(step)}, {"weight_decay", weight_decay(step)}};
+    std::vector<std::pair<std::string, double>> m = {
+        {"teacher_temp", teacher_temp(step)}, {"momentum", momentum(step)}, {"weight_decay", weight_decay(step)}};
+    // The collapse signals of the step's last micro-batch (losses.h).
+    if (loss_.teacher_entropy.defined()) {
+      m.emplace_back("teacher_entropy", loss_.teacher_entropy.item());
+      m.emplace_back("teacher_batch_entropy", loss_.teacher_batch_entropy.item());
+    }
+    return m;
   }
 
   void describe(std::ostream& out) const override {

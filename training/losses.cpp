@@ -26,7 +26,13 @@ Tensor DinoLoss::operator()(const Tensor& student, const Tensor& teacher, float 
   Tensor q;  // [2, B, K]
   {
     NoGradGuard no_grad;
-    q = reshape(softmax(affine(sub(teacher, center), 1.0f / teacher_temp, 0.0f)), {2, B, K});
+    const Tensor log_q = log_softmax(affine(sub(teacher, center), 1.0f / teacher_temp, 0.0f));  // [2B, K]
+    const Tensor q_rows = exp(log_q);
+    teacher_entropy = neg(mean(sum(mul(q_rows, log_q), 1)));
+    // The batch mean can hold exact zeros (underflow): 0 · log(1e-30) adds nothing.
+    const Tensor q_mean = mean(q_rows, 0);
+    teacher_batch_entropy = neg(sum(mul(q_mean, log(clamp(q_mean, 1e-30f, 1.0f)))));
+    q = reshape(q_rows, {2, B, K});
   }
   const Tensor p = reshape(log_softmax(affine(student, 1.0f / student_temp, 0.0f)), {crops, B, K});
   // Σ_{v ≠ i} p_v = (Σ_v p_v) - p_i, so all pairs cost one sum instead of 2·(crops-1) products.

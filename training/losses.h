@@ -16,12 +16,18 @@ namespace sparo {
 //   center = center · m + mean_b(teacher) · (1 - m).
 // Rows are grouped by crop: student [crops · B, K] (the 2 global crops first, as the teacher
 // sees them), teacher [2 · B, K].
+//
+// Each call also leaves the two collapse signals the DINO paper monitors, as scalar tensors
+// on the device (read only when logged): the mean entropy of the teacher's rows q_i[b] (ln K
+// when the teacher is uniform: collapse to uniform) and the entropy of their batch mean
+// (0 when every row picks the same prototype: collapse to one dimension).
 class DinoLoss {
  public:
   DinoLoss(int64_t out_dim, int64_t crops, float student_temp, float center_momentum, Device device = Device::cpu());
   Tensor operator()(const Tensor& student, const Tensor& teacher, float teacher_temp);
 
   Tensor center;  // [1, K], starts at 0; part of a checkpoint
+  Tensor teacher_entropy, teacher_batch_entropy;  // [] of the last call
   int64_t crops;
   float student_temp, center_momentum;
 };

@@ -293,6 +293,22 @@ TEST(DinoLoss, MatchesTheFormulaAndMovesTheCentre) {
   expected /= 2.0 * (crops - 1);
   EXPECT_NEAR(loss.item(), expected, 1e-4 * std::abs(expected));
 
+  // The collapse signals: the teacher rows' mean entropy and the entropy of their mean.
+  double row_entropy = 0;
+  std::vector<double> q_mean(K, 0.0);
+  for (int64_t r = 0; r < 2 * B; ++r) {
+    const auto q = row_softmax(t, r, tt, c0.data(), false);
+    for (int64_t k = 0; k < K; ++k) {
+      row_entropy -= q[k] * std::log(q[k]) / static_cast<double>(2 * B);
+      q_mean[k] += q[k] / static_cast<double>(2 * B);
+    }
+  }
+  double batch_entropy = 0;
+  for (int64_t k = 0; k < K; ++k) batch_entropy -= q_mean[k] * std::log(q_mean[k]);
+  EXPECT_NEAR(loss_fn.teacher_entropy.item(), row_entropy, 1e-4);
+  EXPECT_NEAR(loss_fn.teacher_batch_entropy.item(), batch_entropy, 1e-4);
+  EXPECT_LT(row_entropy, batch_entropy);  // sharp rows that disagree: no collapse in this case
+
   const std::vector<float> c1 = loss_fn.center.to_float_vector();
   for (int64_t k = 0; k < K; ++k) {
     double m = 0;
