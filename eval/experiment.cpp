@@ -354,6 +354,8 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
         if (!clip) ov.push_back("freeze_last_layer_steps=" + std::to_string(o.dino_steps / 10));
         ov.insert(ov.end(), o.overrides.begin(), o.overrides.end());
         ensure_trained(preset, run_dir, ov, o.progress, out);
+        const auto t_eval = std::chrono::steady_clock::now();
+        out << "evaluating " << run_dir << "\n" << std::flush;
         json extra = json::object();
         Metrics m;
         if (clip) {
@@ -365,6 +367,9 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
           m = evaluate_dino(*model, fashion_train, fashion_test, o, everything);
           params[name] = model->model().parameter_count();
         }
+        out << "evaluated " << run_dir << " in "
+            << std::lround(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count()) << " s\n"
+            << std::flush;
         by_model[name] = m;
         runs.push_back({{"run", run_dir}, {"metrics", json(m)}, {"extra", extra}});
       }
