@@ -81,7 +81,7 @@ void print_vulkan_devices() {
     std::cout << "    memory heaps:";
     for (const vk::MemoryHeap& h : d.heaps)
       std::cout << " " << (h.size >> 20) << " MiB" << (h.device_local ? " (device-local)" : "");
-    std::cout << "\n    subgroup " << d.subgroup_size << ", shared memory " << d.max_shared_memory / 1024
+    std::cout << "\n    subgroup " << d.subgroup_size << (d.subgroup_arithmetic ? " (arithmetic)" : "") << ", shared memory " << d.max_shared_memory / 1024
               << " KiB, workgroup <= " << d.max_workgroup_invocations << " invocations\n"
               << "    storage buffer range " << (d.max_storage_buffer_range >> 20) << " MiB, allocation <= "
               << (d.max_allocation_size >> 20) << " MiB\n"

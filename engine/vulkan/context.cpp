@@ -134,6 +134,8 @@ DeviceInfo describe(VkPhysicalDevice device, int index) {
                      std::to_string(VK_API_VERSION_MINOR(p.apiVersion)) + "." +
                      std::to_string(VK_API_VERSION_PATCH(p.apiVersion));
   info.subgroup_size = subgroup.subgroupSize;
+  info.subgroup_arithmetic = (subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                             (subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
   info.max_shared_memory = p.limits.maxComputeSharedMemorySize;
   info.max_workgroup_invocations = p.limits.maxComputeWorkGroupInvocations;
   info.max_storage_buffer_range = p.limits.maxStorageBufferRange;

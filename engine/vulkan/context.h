@@ -24,6 +24,7 @@ struct DeviceInfo {
   std::string name, type, driver, api_version;
   std::vector<MemoryHeap> heaps;
   uint32_t subgroup_size = 0;
+  bool subgroup_arithmetic = false;  // subgroupAdd/Max in compute shaders
   uint32_t max_shared_memory = 0;
   uint32_t max_workgroup_invocations = 0;
   uint64_t max_storage_buffer_range = 0;

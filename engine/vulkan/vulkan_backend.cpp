@@ -51,9 +51,13 @@
 // bytes). After each submit the slots are read; the first bad index is thrown, naming the
 // kernel, the value, its position and the range, at the next host read or sync.
 //
+// Row kernels. Softmax, layer norm and their backward passes give each row to one subgroup
+// where the device has subgroup arithmetic (lanes stride over the columns, partials combine
+// with subgroupAdd/Max), else to one invocation. Reductions into few long outputs give each
+// output a workgroup (reduce_wide.comp).
+//
 // Not yet fast: matmul is tiled (64×64 tiles, 4×4 register blocks) but has no subgroup or
-// cooperative-matrix path, and reductions and softmax/layer-norm give one row to one
-// invocation.
+// cooperative-matrix path.
 #include "engine/vulkan/vulkan_backend.h"
 
 #include <bit>
@@ -602,6 +606,23 @@ void VulkanBackend::dispatch(const char* shader, std::initializer_list<Binding> 
   dispatch_groups(shader, bindings, push, push_bytes, gx, gy, 1, check);
 }
 
+void VulkanBackend::dispatch_rows(const char* shader, const char* subgroup_shader, std::initializer_list<Binding> bindings,
+                                  const void* push, uint32_t push_bytes, int64_t rows) {
+  const DeviceInfo& info = context_->info();
+  const char* forced = std::getenv("SPARO_VULKAN_SUBGROUPS");
+  const bool off = forced && std::strcmp(forced, "0") == 0;
+  if (off || !info.subgroup_arithmetic || info.subgroup_size < 1 || info.subgroup_size > kWorkgroup) {
+    dispatch(shader, bindings, push, push_bytes, rows);
+    return;
+  }
+  // SPIR-V before 1.6 runs compute subgroups of the device's subgroupSize: 256 / size rows
+  // per workgroup.
+  const int64_t rows_per_group = kWorkgroup / info.subgroup_size;
+  const int64_t groups = (rows + rows_per_group - 1) / rows_per_group;
+  const uint32_t gx = static_cast<uint32_t>(std::min<int64_t>(groups, 65535));
+  dispatch_groups(subgroup_shader, bindings, push, push_bytes, gx, static_cast<uint32_t>((groups + gx - 1) / gx), 1);
+}
+
 void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Binding> bindings, const void* push,
                                     uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz, const IndexCheck* index_check) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
@@ -816,12 +837,13 @@ void VulkanBackend::softmax(const Tensor& x, const Tensor& mask, const Elementwi
   sp.cols = narrow(cols, "columns");
   sp.flags = (log ? 1u : 0u) | (mask.defined() ? 2u : 0u);
   const Tensor& m = mask.defined() ? mask : x;  // a valid binding even without a mask
-  dispatch("softmax", {{&x, false}, {&m, false}, {&y, true}}, &sp, sizeof(sp), rows);
+  dispatch_rows("softmax", "softmax_subgroup", {{&x, false}, {&m, false}, {&y, true}}, &sp, sizeof(sp), rows);
 }
 
 void VulkanBackend::softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx, int64_t rows, int64_t cols, bool log) {
   struct { uint32_t rows, cols, log; } push{narrow(rows, "rows"), narrow(cols, "columns"), log ? 1u : 0u};
-  dispatch("softmax_backward", {{&y, false}, {&dy, false}, {&dx, true}}, &push, sizeof(push), rows);
+  dispatch_rows("softmax_backward", "softmax_backward_subgroup", {{&y, false}, {&dy, false}, {&dx, true}}, &push,
+                sizeof(push), rows);
 }
 
 void VulkanBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& y, Tensor& mean,
@@ -829,16 +851,18 @@ void VulkanBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tens
   struct { uint32_t rows, cols, has_bias; float eps; } push{narrow(rows, "rows"), narrow(cols, "columns"),
                                                              bias.defined() ? 1u : 0u, eps};
   const Tensor& b = bias.defined() ? bias : weight;
-  dispatch("layer_norm", {{&x, false}, {&weight, false}, {&b, false}, {&y, true}, {&mean, true}, {&rstd, true}}, &push,
-           sizeof(push), rows);
+  dispatch_rows("layer_norm", "layer_norm_subgroup",
+                {{&x, false}, {&weight, false}, {&b, false}, {&y, true}, {&mean, true}, {&rstd, true}}, &push,
+                sizeof(push), rows);
 }
 
 void VulkanBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
                                         const Tensor& dy, Tensor& dx, Tensor& dweight, Tensor& dbias, int64_t rows,
                                         int64_t cols) {
   struct { uint32_t rows, cols; } push{narrow(rows, "rows"), narrow(cols, "columns")};
-  dispatch("layer_norm_backward", {{&x, false}, {&weight, false}, {&mean, false}, {&rstd, false}, {&dy, false}, {&dx, true}},
-           &push, sizeof(push), rows);
+  dispatch_rows("layer_norm_backward", "layer_norm_backward_subgroup",
+                {{&x, false}, {&weight, false}, {&mean, false}, {&rstd, false}, {&dy, false}, {&dx, true}}, &push,
+                sizeof(push), rows);
   if (!dweight.defined() && !dbias.defined()) return;
   struct { uint32_t rows, cols, want_dw, want_db; } pp{push.rows, push.cols, dweight.defined() ? 1u : 0u,
                                                         dbias.defined() ? 1u : 0u};

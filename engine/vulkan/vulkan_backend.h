@@ -127,6 +127,12 @@ class VulkanBackend final : public Backend {
   // Records one dispatch of `shader` over `invocations` threads (workgroups of 256 in x).
   void dispatch(const char* shader, std::initializer_list<Binding> bindings, const void* push, uint32_t push_bytes,
                 int64_t invocations, const IndexCheck* check = nullptr);
+  // Records a row kernel (softmax, layer norm and their backward passes) over `rows` rows:
+  // `subgroup_shader` (one subgroup per row) where the device has subgroup arithmetic and
+  // SPARO_VULKAN_SUBGROUPS is not 0 (read at each dispatch, so the tests cover both), else
+  // `shader` (one invocation per row).
+  void dispatch_rows(const char* shader, const char* subgroup_shader, std::initializer_list<Binding> bindings,
+                     const void* push, uint32_t push_bytes, int64_t rows);
   // Records one dispatch with explicit workgroup counts.
   void dispatch_groups(const char* shader, std::initializer_list<Binding> bindings, const void* push,
                        uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz, const IndexCheck* check = nullptr);

@@ -152,6 +152,46 @@ TEST_P(VulkanOps, GradientsOfUnaryChainsMatchTheCpu) {
   EXPECT_LT(nmse(grad_of(x_cpu.to(gpu)), grad_of(x_cpu.clone())), 1e-10);
 }
 
+// The row kernels in both layouts (one subgroup per row, and one invocation per row with
+// SPARO_VULKAN_SUBGROUPS=0): softmax, log-softmax with a broadcast mask (a fully masked
+// row among them), layer norm, and their gradients, against the CPU, for rows narrower
+// than a subgroup, of a few subgroups, and wide.
+TEST_P(VulkanOps, RowKernelsMatchTheCpuInBothLayouts) {
+  for (const char* subgroups : {"1", "0"}) {
+    setenv("SPARO_VULKAN_SUBGROUPS", subgroups, 1);
+    for (const int64_t cols : {3, 65, 1000}) {
+      Generator gen(static_cast<uint64_t>(cols));
+      const Tensor x_cpu = Tensor::randn({37, cols}, gen), dy_cpu = Tensor::randn({37, cols}, gen);
+      const Tensor w_cpu = Tensor::randn({cols}, gen), b_cpu = Tensor::randn({cols}, gen);
+      std::vector<float> mask_values(static_cast<size_t>(cols), 0.0f);
+      for (int64_t c = 0; c < cols; c += 2) mask_values[static_cast<size_t>(c)] = -INFINITY;
+      const Tensor mask_cpu = Tensor::from_vector(mask_values, {1, cols});
+      const auto run = [&](Device d, int which) {
+        Tensor x = x_cpu.clone().to(d);  // a fresh leaf: its gradient is this run's alone
+        x.requires_grad_();
+        Tensor y;
+        if (which == 0) y = softmax(x);
+        if (which == 1) y = log_softmax(x, mask_cpu.to(d));
+        if (which == 2) y = layer_norm(x, w_cpu.to(d), b_cpu.to(d));
+        // Masked entries of log-softmax are -inf: compare the finite part through exp.
+        std::vector<float> out = (which == 1 ? exp(y) : y).to_float_vector();
+        y.backward(dy_cpu.to(d));
+        const std::vector<float> grad = x.grad().to_float_vector();
+        out.insert(out.end(), grad.begin(), grad.end());
+        return out;
+      };
+      for (int which = 0; which < 3; ++which)
+        EXPECT_LT(nmse(run(gpu, which), run(Device::cpu(), which)), 1e-10)
+            << "subgroups " << subgroups << ", cols " << cols << ", kernel " << which;
+      // Every key masked: no probability mass (zeros), not NaN.
+      const Tensor all_masked = Tensor::full({2, cols}, -INFINITY, DType::f32, gpu);
+      EXPECT_EQ(softmax(slice(x_cpu.to(gpu), 0, 0, 2), all_masked).to_float_vector(),
+                std::vector<float>(static_cast<size_t>(2 * cols), 0.0f));
+    }
+  }
+  unsetenv("SPARO_VULKAN_SUBGROUPS");
+}
+
 // Both reduction kernels (one invocation per output; a workgroup per long output): a NaN
 // anywhere makes the max NaN, as on the CPU, and sums of whole tensors are right.
 TEST_P(VulkanOps, ReductionsKeepNaNAndSumLongRows) {
