@@ -98,7 +98,14 @@ void add_eval_commands(CLI::App& app) {
       {"linear", "DINO: linear probe on frozen features, lr / weight decay chosen on a validation split"}};
   for (const auto& [family, about] : families) {
     auto o = std::make_shared<EvalOptions>();
-    add_eval_options(eval->add_subcommand(family, about), o)->callback([o, family = family] { print_eval(family, *o); });
+    CLI::App* cmd = add_eval_options(eval->add_subcommand(family, about), o);
+    cmd->callback([o, family = family] { print_eval(family, *o); });
+    if (family == "zeroshot") {
+      cmd->add_option("--images", o->data.image_folder,
+                      "A labelled image folder, ROOT/<class>/<image> (ImageFolder), instead of the test scenes");
+      cmd->add_option("--templates", o->data.templates,
+                      "Prompt templates, one per line with {} for the class name (default: the scene-caption grammar)");
+    }
   }
   auto o = std::make_shared<EvalOptions>();
   add_eval_options(app.add_subcommand("select-concepts",

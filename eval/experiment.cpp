@@ -16,6 +16,7 @@
 #include "engine/ops.h"
 #include "eval/compose.h"
 #include "eval/encode.h"
+#include "eval/image_folder.h"
 #include "eval/metrics.h"
 #include "eval/report.h"
 #include "eval/selection.h"
@@ -114,6 +115,22 @@ double placed_zero_shot(const TrainedClip& clip, const std::vector<Tensor>& weig
     labels.push_back(target.item);
   }
   return grouped_zero_shot_accuracy(clip.encode_images(images_of(scenes)).embeds, weights, cells, labels).top1;
+}
+
+// Zero-shot top-1/5 on a labelled image folder: each class's prompts (every template)
+// averaged and re-normalised, as OpenCLIP's zero-shot classifier.
+Metrics zero_shot_on_folder(const TrainedClip& clip, const std::string& root, const std::string& templates_path) {
+  const ImageFolder folder = load_image_folder(root);
+  const std::vector<std::string> templates = load_templates(templates_path);
+  std::vector<std::string> prompts;
+  for (const std::string& name : folder.classes)
+    for (const std::string& t : templates) prompts.push_back(fill_template(t, name));
+  const Tensor weights = zero_shot_weights(clip.encode_texts(prompts).embeds, static_cast<int64_t>(folder.classes.size()),
+                                           static_cast<int64_t>(templates.size()));
+  const TopK acc = zero_shot_accuracy(clip.encode_images(folder.images).embeds, weights, folder.labels);
+  const std::string what = " (" + std::to_string(folder.classes.size()) + " classes, " +
+                           std::to_string(folder.images.size()) + " images)";
+  return {{"CLIP zero-shot top-1" + what, acc.top1}, {"CLIP zero-shot top-5" + what, acc.top5}};
 }
 
 struct SceneSets {
@@ -451,6 +468,8 @@ std::vector<std::pair<std::string, double>> evaluate_run(const std::string& run_
     for (const std::string& f : allowed) list += (list.empty() ? "" : ", ") + f;
     throw Error("eval " + family + ": not an evaluation of a " + cfg.task + " run (" + run_dir + "); those are: " + list);
   }
+  if (!o.templates.empty() && o.image_folder.empty())
+    throw Error("eval " + family + ": prompt templates are for an image folder (--images); the scenes have their own");
   const Want only = [&](const std::string& f) { return f == family; };
   const Device device = Device::parse(o.device);
   const LabeledImages fashion_train = load_fashion_mnist(default_fashion_mnist_dir(), "train");
@@ -461,6 +480,10 @@ std::vector<std::pair<std::string, double>> evaluate_run(const std::string& run_
     const auto model = TrainedClip::load(run_dir, device);
     if (family == "select-concepts" && !model->config().sparo.enabled)
       throw Error("select-concepts: " + run_dir + " is not a SPARO model (no slots to select)");
+    if (family == "zeroshot" && !o.image_folder.empty()) {
+      if (details_json) *details_json = extra.dump();
+      return zero_shot_on_folder(*model, o.image_folder, o.templates);
+    }
     m = evaluate_clip(*model, make_scene_sets(fashion_train, fashion_test, o.eval_scenes), only, out, &extra);
   } else {
     m = evaluate_dino(*TrainedDino::load(run_dir, device), fashion_train, fashion_test, o, only);

@@ -27,6 +27,9 @@ struct ExperimentOptions {
   int linear_epochs = 100;
   std::string device = "cpu";
   std::vector<std::string> overrides;  // applied to every training config (tests: tiny models)
+  // sparo eval zeroshot on a labelled image folder instead of the scenes (eval/image_folder.h);
+  // templates: a file of prompt templates, empty for the scene-caption grammar.
+  std::string image_folder, templates;
   int progress = -1;                   // as TrainOptions::progress
 };
 
@@ -41,6 +44,7 @@ ExperimentSummary run_experiment(const ExperimentOptions& options, std::ostream&
 // on the same data as the experiment (options.eval_scenes, dino_train, dino_test, device):
 //   CLIP runs: "zeroshot", "retrieval", "compose", "robustness", "select-concepts" (SPARO only)
 //   DINO runs: "knn", "linear", "robustness"
+// With options.image_folder set, "zeroshot" classifies that folder's images instead.
 // Returns (metric, value) rows; details_json (if given) receives extra results as JSON, e.g. the
 // selected slots' order and the drop-one study.
 std::vector<std::pair<std::string, double>> evaluate_run(const std::string& run_dir, const std::string& family,

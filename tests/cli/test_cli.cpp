@@ -183,6 +183,26 @@ TEST_F(TrainCli, TrainsResumesAndWritesTheRunDirectory) {
   const double top1 = j.at("metrics").at("CLIP zero-shot item top-1").get<double>();
   EXPECT_GE(top1, 0.0);
   EXPECT_LE(top1, 1.0);
+  // Zero-shot on a labelled image folder: two classes of scene pictures.
+  fs::create_directories(dir + "/folder/sneaker");
+  fs::create_directories(dir + "/folder/ankle_boot");
+  const CliRun folder_zs = sparo_cli("eval zeroshot " + dir + "/run --images " + dir + "/folder 2>&1");
+  EXPECT_NE(folder_zs.code, 0);
+  EXPECT_NE(folder_zs.output.find("holds no images"), std::string::npos) << folder_zs.output;
+  for (const char* d : {"sneaker", "ankle_boot"})
+    for (int i = 0; i < 3; ++i) {
+      Image img;
+      img.width = img.height = 40;
+      img.rgb.assign(40 * 40 * 3, static_cast<uint8_t>(60 * i + (d[0] == 's' ? 30 : 0)));
+      save_png(dir + "/folder/" + d + "/" + std::to_string(i) + ".png", img);
+    }
+  const CliRun folder_ok = sparo_cli("eval zeroshot " + dir + "/run --images " + dir + "/folder --json 2>/dev/null");
+  ASSERT_EQ(folder_ok.code, 0) << folder_ok.output;
+  const nlohmann::json fj = nlohmann::json::parse(folder_ok.output);
+  const double folder_top1 = fj.at("metrics").at("CLIP zero-shot top-1 (2 classes, 6 images)").get<double>();
+  EXPECT_GE(folder_top1, 0.0);
+  EXPECT_LE(folder_top1, 1.0);
+  EXPECT_EQ(fj.at("metrics").at("CLIP zero-shot top-5 (2 classes, 6 images)").get<double>(), 1.0);  // 2 classes
   const CliRun sel = sparo_cli("select-concepts " + dir + "/run --scenes 20");
   ASSERT_EQ(sel.code, 0) << sel.output;
   EXPECT_NE(sel.output.find("slots in the order chosen: ["), std::string::npos) << sel.output;
