@@ -67,6 +67,35 @@ Image heat_overlay(const Image& image, const std::vector<float>& patches, int gr
   return out;
 }
 
+// The caption's tokens as words on backgrounds from the picture's grey (no attention) to red
+// (the caption's most attended token), wrapped to `width`; lines past `height` are left out.
+void draw_weighted_caption(Image& picture, int left, int top, int width, int height,
+                           const std::vector<std::string>& tokens, const std::vector<double>& weights) {
+  constexpr int kAdvance = 6, kLine = 10;  // the plot font at scale 1, 3 pixels between lines
+  const auto shown = [&](size_t t) { return !tokens[t].empty() && tokens[t].front() != '<'; };  // not <start_of_text> ...
+  double most = 0;
+  for (size_t t = 0; t < tokens.size(); ++t)
+    if (shown(t)) most = std::max(most, weights[t]);
+  int x = 0, y = 0;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    if (!shown(t)) continue;
+    const int w = static_cast<int>(tokens[t].size()) * kAdvance;
+    if (x > 0 && x + w > width) x = 0, y += kLine;
+    if (y + kLine > height) return;
+    const double strength = most > 0 ? weights[t] / most : 0.0;
+    const std::array<uint8_t, 3> background = {static_cast<uint8_t>(std::lround(48 + strength * (230 - 48))),
+                                               static_cast<uint8_t>(std::lround(48 + strength * (60 - 48))),
+                                               static_cast<uint8_t>(std::lround(48 - strength * (48 - 20)))};
+    for (int py = top + y; py < top + y + kLine - 1; ++py)
+      for (int px = left + x; px < std::min(left + x + w, left + width); ++px) {
+        uint8_t* p = &picture.rgb[(static_cast<size_t>(py) * picture.width + px) * 3];
+        p[0] = background[0], p[1] = background[1], p[2] = background[2];
+      }
+    draw_text(picture, left + x + 1, top + y + 1, tokens[t], {255, 255, 255});
+    x += w + kAdvance;
+  }
+}
+
 void paste(Image& canvas, const Image& tile, int left, int top) {
   for (int y = 0; y < tile.height; ++y)
     std::copy_n(&tile.rgb[static_cast<size_t>(y) * tile.width * 3], static_cast<size_t>(tile.width) * 3,
@@ -185,7 +214,7 @@ void visualize_run(const std::string& run_dir, const std::string& out_dir, int s
 
     Image picture;
     picture.width = columns * kVisualizeCell + (columns + 1) * kVisualizeGap;
-    picture.height = 2 * kVisualizeCell + 3 * kVisualizeGap;
+    picture.height = 2 * kVisualizeCell + kVisualizeCaption + 4 * kVisualizeGap;
     picture.rgb.assign(static_cast<size_t>(picture.width) * picture.height * 3, 48);
     json scene_rows = json::array();
     for (int c = 0; c < columns; ++c) {
@@ -198,7 +227,13 @@ void visualize_run(const std::string& run_dir, const std::string& out_dir, int s
       paste(picture, tile, left, kVisualizeGap);
       paste(picture, heat_overlay(tile, patches, static_cast<int>(grid)), left, 2 * kVisualizeGap + kVisualizeCell);
       json words = json::array();
-      for (size_t t = 0; t < tokens[n].size(); ++t) words.push_back({{"token", tokens[n][t]}, {"weight", text_weight(n, l, t)}});
+      std::vector<double> weights;
+      for (size_t t = 0; t < tokens[n].size(); ++t) {
+        weights.push_back(text_weight(n, l, t));
+        words.push_back({{"token", tokens[n][t]}, {"weight", weights.back()}});
+      }
+      draw_weighted_caption(picture, left, 3 * kVisualizeGap + 2 * kVisualizeCell, kVisualizeCell, kVisualizeCaption,
+                            tokens[n], weights);
       scene_rows.push_back({{"index", n}, {"agreement", cos[n][l]}, {"caption", captions[n]}, {"tokens", words}});
     }
     char name[64];

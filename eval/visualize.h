@@ -15,11 +15,14 @@
 
 namespace sparo {
 
-// Picture layout: columns = min(scenes, kVisualizeColumns); each cell is kVisualizeCell pixels
-// square with kVisualizeGap pixels around it, so a picture is
-// columns·cell + (columns+1)·gap wide and 2·cell + 3·gap tall.
+// Picture layout: columns = min(scenes, kVisualizeColumns); each scene's column holds the
+// scene, its heat map and its caption (kVisualizeCaption pixels tall: the caption's words on
+// backgrounds as strong as the slot's attention to them, start and end tokens left out), each
+// kVisualizeCell pixels wide with kVisualizeGap pixels around, so a picture is
+// columns·cell + (columns+1)·gap wide and 2·cell + caption + 4·gap tall.
 constexpr int kVisualizeColumns = 8;
 constexpr int kVisualizeCell = 128;
+constexpr int kVisualizeCaption = 64;
 constexpr int kVisualizeGap = 4;
 
 // Writes out_dir/rank<R>-slot<NN>.png for the top_slots best-agreeing slots (clamped to the

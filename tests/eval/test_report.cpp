@@ -170,7 +170,17 @@ TEST(Visualize, WritesSlotPicturesAndSlotsJsonThatTheReportShows) {
     seen.push_back(l);
     const Image picture = load_image(tmp / ("run/pictures/" + slot.at("picture").get<std::string>()));
     EXPECT_EQ(picture.width, 4 * kVisualizeCell + 5 * kVisualizeGap);
-    EXPECT_EQ(picture.height, 2 * kVisualizeCell + 3 * kVisualizeGap);
+    EXPECT_EQ(picture.height, 2 * kVisualizeCell + kVisualizeCaption + 4 * kVisualizeGap);
+    // The caption band under the first scene: white letters, and the most attended token on red.
+    bool white = false, red = false;
+    for (int y = 3 * kVisualizeGap + 2 * kVisualizeCell; y < picture.height; ++y)
+      for (int x = kVisualizeGap; x < kVisualizeGap + kVisualizeCell; ++x) {
+        const uint8_t* p = &picture.rgb[(static_cast<size_t>(y) * picture.width + x) * 3];
+        white = white || (p[0] == 255 && p[1] == 255 && p[2] == 255);
+        red = red || (p[0] == 230 && p[1] == 60 && p[2] == 20);
+      }
+    EXPECT_TRUE(white);
+    EXPECT_TRUE(red);
     // The heat-map row differs from the scene row above it.
     const size_t row = static_cast<size_t>(picture.width) * 3;
     const size_t top = static_cast<size_t>(kVisualizeGap) * row, bottom = static_cast<size_t>(2 * kVisualizeGap + kVisualizeCell) * row;
