@@ -632,20 +632,7 @@ void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Bi
   for (const Binding& b : bindings) accesses.push_back({buffer_of(*b.tensor), b.written});
   order_after_pending(accesses, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT);
   std::vector<VkDescriptorBufferInfo> infos;
-  std::vector<VkWriteDescriptorSet> writes;
-  infos.reserve(bindings.size() + 1);
-  uint32_t slot = 0;
-  for (const Binding& b : bindings) {
-    const VkBuffer buf = buffer_of(*b.tensor);
-    infos.push_back({buf, 0, VK_WHOLE_SIZE});
-    VkWriteDescriptorSet w{};
-    w.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
-    w.dstBinding = slot++;
-    w.descriptorCount = 1;
-    w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
-    w.pBufferInfo = &infos.back();
-    writes.push_back(w);
-  }
+  for (const Binding& b : bindings) infos.push_back({buffer_of(*b.tensor), 0, VK_WHOLE_SIZE});
   if (index_check) {
     // Not in the hazard tracking: no other command touches this dispatch's slot, and the
     // host reads it after the submit's final barrier.
@@ -655,14 +642,17 @@ void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Bi
       std::memset(index_errors_.mapped, 0xFF, index_errors_.capacity);  // kNoBadIndex everywhere
     }
     infos.push_back({index_errors_.buffer, index_checks_.size() * kIndexSlotBytes, sizeof(uint32_t)});
-    VkWriteDescriptorSet w{};
+    index_checks_.push_back(*index_check);
+  }
+  std::vector<VkWriteDescriptorSet> writes(infos.size());
+  for (size_t i = 0; i < infos.size(); ++i) {
+    VkWriteDescriptorSet& w = writes[i];
+    w = {};
     w.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
-    w.dstBinding = slot++;
+    w.dstBinding = static_cast<uint32_t>(i);
     w.descriptorCount = 1;
     w.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
-    w.pBufferInfo = &infos.back();
-    writes.push_back(w);
-    index_checks_.push_back(*index_check);
+    w.pBufferInfo = &infos[i];
   }
   a.vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
   a.vkCmdPushDescriptorSetKHR(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, static_cast<uint32_t>(writes.size()),
