@@ -105,16 +105,16 @@ std::vector<Tensor> placed_class_weights(const TrainedClip& clip) {
   return per_cell;
 }
 
-// Top-1 of naming the item at a place: scene i asks about its item i mod (items), with the
-// weights of that item's cell.
-double placed_zero_shot(const TrainedClip& clip, const std::vector<Tensor>& weights, const std::vector<Scene>& scenes) {
+// Top-1 of naming the item at a place: scene i (embedded as row i of `embeds`) asks about its
+// item i mod (items), with the weights of that item's cell.
+double placed_zero_shot(const Tensor& embeds, const std::vector<Tensor>& weights, const std::vector<Scene>& scenes) {
   std::vector<int> cells, labels;
   for (size_t i = 0; i < scenes.size(); ++i) {
     const SceneItem& target = scenes[i].items[i % scenes[i].items.size()];
     cells.push_back(target.cell);
     labels.push_back(target.item);
   }
-  return grouped_zero_shot_accuracy(clip.encode_images(images_of(scenes)).embeds, weights, cells, labels).top1;
+  return grouped_zero_shot_accuracy(embeds, weights, cells, labels).top1;
 }
 
 // Zero-shot top-1/5 on a labelled image folder: each class's prompts (every template)
@@ -210,7 +210,8 @@ Metrics evaluate_clip(const TrainedClip& clip, const SceneSets& sets, const Want
   const std::vector<Image> single = images_of(sets.single);
   const bool select = want("select-concepts") && clip.config().sparo.enabled;
   Tensor single_embeds;
-  if (want("zeroshot") || select) single_embeds = clip.encode_images(single).embeds;
+  // Each scene set is encoded once and shared by the metrics that read it.
+  if (want("zeroshot") || want("robustness") || select) single_embeds = clip.encode_images(single).embeds;
   if (want("zeroshot")) {
     const TopK zs = zero_shot_accuracy(single_embeds, weights, labels);
     m.emplace_back("CLIP zero-shot item top-1", zs.top1);
@@ -235,11 +236,13 @@ Metrics evaluate_clip(const TrainedClip& clip, const SceneSets& sets, const Want
                    compose_accuracy(clip, sets.heldout, clip.encode_images(images_of(sets.heldout)).embeds, "", nullptr));
   }
   if (want("robustness")) {
+    const Tensor cluttered_embeds = clip.encode_images(images_of(sets.cluttered)).embeds;
     m.emplace_back("CLIP compose mean, 3-item scenes (clutter)",
-                   compose_accuracy(clip, sets.cluttered, clip.encode_images(images_of(sets.cluttered)).embeds, "", nullptr));
+                   compose_accuracy(clip, sets.cluttered, cluttered_embeds, "", nullptr));
     const std::vector<Tensor> placed = placed_class_weights(clip);
-    m.emplace_back("CLIP zero-shot top-1, item at a named place", placed_zero_shot(clip, placed, sets.single));
-    m.emplace_back("CLIP zero-shot top-1, named place, 2 distractors", placed_zero_shot(clip, placed, sets.cluttered));
+    m.emplace_back("CLIP zero-shot top-1, item at a named place", placed_zero_shot(single_embeds, placed, sets.single));
+    m.emplace_back("CLIP zero-shot top-1, named place, 2 distractors",
+                   placed_zero_shot(cluttered_embeds, placed, sets.cluttered));
     m.emplace_back("CLIP zero-shot top-1, held-out colours",
                    zero_shot(images_of(sets.single_heldout), item_labels(sets.single_heldout)).top1);
     std::vector<Image> noisy, inv;
