@@ -85,7 +85,9 @@ void print_vulkan_devices() {
               << " KiB, workgroup <= " << d.max_workgroup_invocations << " invocations\n"
               << "    storage buffer range " << (d.max_storage_buffer_range >> 20) << " MiB, allocation <= "
               << (d.max_allocation_size >> 20) << " MiB\n"
-              << "    fp16 " << (d.fp16 ? "yes" : "no") << ", cooperative matrix " << (d.cooperative_matrix ? "yes" : "no")
+              << "    fp16 " << (d.fp16 ? "yes" : "no") << ", cooperative matrix: KHR "
+              << (d.cooperative_matrix ? "yes" : "no") << ", NV fp16 16x16x16 "
+              << (d.coopmat_nv_f16 ? "yes (SPARO_VULKAN_COOPMAT=1 uses it)" : "no")
               << ", push descriptors " << (d.push_descriptors ? "yes" : "no") << "\n";
   }
 #else

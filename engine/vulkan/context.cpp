@@ -101,6 +101,31 @@ bool has_extension(VkPhysicalDevice device, const char* name) {
   return false;
 }
 
+// VK_NV_cooperative_matrix with the feature on and the 16×16×16 fp16 → fp32 subgroup shape listed.
+bool has_nv_coopmat_f16(VkPhysicalDevice device) {
+  if (!has_extension(device, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) ||
+      !api().vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+    return false;
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV coop{};
+  coop.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
+  VkPhysicalDeviceFeatures2 features{};
+  features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+  features.pNext = &coop;
+  api().vkGetPhysicalDeviceFeatures2(device, &features);
+  if (!coop.cooperativeMatrix) return false;
+  uint32_t count = 0;
+  if (api().vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(device, &count, nullptr) != VK_SUCCESS) return false;
+  std::vector<VkCooperativeMatrixPropertiesNV> shapes(count);
+  for (VkCooperativeMatrixPropertiesNV& s : shapes) s.sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+  if (api().vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(device, &count, shapes.data()) != VK_SUCCESS) return false;
+  for (const VkCooperativeMatrixPropertiesNV& s : shapes)
+    if (s.MSize == 16 && s.NSize == 16 && s.KSize == 16 && s.AType == VK_COMPONENT_TYPE_FLOAT16_NV &&
+        s.BType == VK_COMPONENT_TYPE_FLOAT16_NV && s.CType == VK_COMPONENT_TYPE_FLOAT32_NV &&
+        s.DType == VK_COMPONENT_TYPE_FLOAT32_NV && s.scope == VK_SCOPE_SUBGROUP_NV)
+      return true;
+  return false;
+}
+
 const char* type_name(VkPhysicalDeviceType type) {
   switch (type) {
     case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return "discrete GPU";
@@ -154,6 +179,7 @@ DeviceInfo describe(VkPhysicalDevice device, int index) {
   api().vkGetPhysicalDeviceFeatures2(device, &features);
   info.fp16 = features12.shaderFloat16 && features11.storageBuffer16BitAccess;
   info.cooperative_matrix = has_extension(device, "VK_KHR_cooperative_matrix");
+  info.coopmat_nv_f16 = features12.shaderFloat16 && has_nv_coopmat_f16(device);
   info.push_descriptors = has_extension(device, VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
 
   VkPhysicalDeviceMemoryProperties memory;
@@ -219,6 +245,15 @@ int choose_device(const std::vector<DeviceInfo>& devices, int requested_index) {
 }
 
 Context::Context(int requested_index) {
+  try {
+    create(requested_index);
+  } catch (...) {
+    release();  // a constructor that throws runs no destructor
+    throw;
+  }
+}
+
+void Context::create(int requested_index) {
   std::string why_not;
   const std::vector<DeviceInfo> devices = list_devices(&why_not);
   if (devices.empty()) throw Error("vulkan: not available: " + why_not);
@@ -258,25 +293,40 @@ Context::Context(int requested_index) {
   qi.queueFamilyIndex = queue_family_;
   qi.queueCount = 1;
   qi.pQueuePriorities = &priority;
-  const char* extensions[] = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME};
+  std::vector<const char*> extensions = {VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME};
   VkDeviceCreateInfo di{};
   di.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
   di.queueCreateInfoCount = 1;
   di.pQueueCreateInfos = &qi;
-  di.enabledExtensionCount = 1;
-  di.ppEnabledExtensionNames = extensions;
+  // The cooperative-matrix shader needs its extension, its feature and fp16 arithmetic.
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV coop{};
+  coop.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
+  coop.cooperativeMatrix = VK_TRUE;
+  VkPhysicalDeviceVulkan12Features features12{};
+  features12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
+  features12.shaderFloat16 = VK_TRUE;
+  features12.pNext = &coop;
+  if (info_.coopmat_nv_f16) {
+    extensions.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+    di.pNext = &features12;
+  }
+  di.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
+  di.ppEnabledExtensionNames = extensions.data();
   check(api().vkCreateDevice(physical_, &di, nullptr, &device_), "vkCreateDevice");
   load_device_functions(device_);
   api().vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
 }
 
-Context::~Context() {
+Context::~Context() { release(); }
+
+void Context::release() {
   if (device_) {
     api().vkDeviceWaitIdle(device_);
     api().vkDestroyDevice(device_, nullptr);
   }
   if (messenger_) api().vkDestroyDebugUtilsMessengerEXT(instance_, messenger_, nullptr);
   if (instance_) api().vkDestroyInstance(instance_, nullptr);
+  device_ = VK_NULL_HANDLE, messenger_ = VK_NULL_HANDLE, instance_ = VK_NULL_HANDLE;
 }
 
 std::vector<std::string> validation_messages() {

@@ -30,7 +30,11 @@ struct DeviceInfo {
   uint64_t max_storage_buffer_range = 0;
   uint64_t max_allocation_size = 0;
   bool fp16 = false;                // shaderFloat16 + 16-bit storage buffers
-  bool cooperative_matrix = false;  // VK_KHR_cooperative_matrix
+  bool cooperative_matrix = false;  // VK_KHR_cooperative_matrix (listed; sparo's shader uses the NV one)
+  // VK_NV_cooperative_matrix with 16×16×16 fragments of fp16 A, B and fp32 C, D in subgroup
+  // scope, plus shaderFloat16: what shaders/matmul_coopmat_nv.comp needs. Enabled on the
+  // device when true.
+  bool coopmat_nv_f16 = false;
   bool push_descriptors = false;    // VK_KHR_push_descriptor (required by sparo)
   float timestamp_period_ns = 0;
 };
@@ -57,6 +61,9 @@ class Context {
   uint32_t queue_family() const { return queue_family_; }
 
  private:
+  void create(int requested_index);
+  void release();  // what exists of the instance, messenger and device
+
   VkInstance instance_ = VK_NULL_HANDLE;
   VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
   VkPhysicalDevice physical_ = VK_NULL_HANDLE;

@@ -18,7 +18,8 @@ namespace sparo::vk {
   X(vkDestroyInstance) X(vkEnumeratePhysicalDevices) X(vkGetPhysicalDeviceProperties)                        \
   X(vkGetPhysicalDeviceProperties2) X(vkGetPhysicalDeviceFeatures2) X(vkGetPhysicalDeviceMemoryProperties)  \
   X(vkGetPhysicalDeviceQueueFamilyProperties) X(vkEnumerateDeviceExtensionProperties) X(vkCreateDevice)     \
-  X(vkGetDeviceProcAddr) X(vkCreateDebugUtilsMessengerEXT) X(vkDestroyDebugUtilsMessengerEXT)
+  X(vkGetDeviceProcAddr) X(vkCreateDebugUtilsMessengerEXT) X(vkDestroyDebugUtilsMessengerEXT)              \
+  X(vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
 
 #define SPARO_VK_DEVICE_FUNCTIONS(X)                                                                           \
   X(vkDestroyDevice) X(vkGetDeviceQueue) X(vkCreateBuffer) X(vkDestroyBuffer) X(vkGetBufferMemoryRequirements) \
@@ -44,7 +45,8 @@ struct Api {
 
 // The process-wide table. load_loader() fills the global functions (false, with a reason,
 // when libvulkan.so.1 cannot be opened); the instance and device functions are filled by
-// load_instance_functions / load_device_functions.
+// load_instance_functions / load_device_functions. An extension's function is null when no
+// driver provides it.
 Api& api();
 bool load_loader(std::string* why_not);
 void load_instance_functions(VkInstance instance);

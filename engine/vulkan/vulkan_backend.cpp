@@ -56,8 +56,15 @@
 // with subgroupAdd/Max), else to one invocation. Reductions into few long outputs give each
 // output a workgroup (reduce_wide.comp).
 //
-// Not yet fast: matmul is tiled (64×64 tiles, 4×4 register blocks) but has no subgroup or
-// cooperative-matrix path.
+// Matmul is tiled with register blocks; the tile shape is a set of specialization
+// constants (MatmulTiles, SPARO_VULKAN_MATMUL_TILES) so that it can be tuned per device
+// without a rebuild. SPARO_VULKAN_COOPMAT=1 (read at each matmul) sends every matmul to the
+// device's matrix units instead: fp16 inputs, fp32 accumulation, through
+// VK_NV_cooperative_matrix (shaders/matmul_coopmat_nv.comp) — off by default, since it
+// trades precision (about 1e-3 relative) for speed, and an error where the device lacks it.
+// VK_KHR_cooperative_matrix is listed by `sparo info` but not used: Debian 12's glslang
+// cannot compile it. Not yet there: vectorised loads and subgroup operations in the fp32
+// kernel.
 #include "engine/vulkan/vulkan_backend.h"
 
 #include <bit>
@@ -109,6 +116,15 @@ size_t hash_of(const std::vector<uint8_t>& data) {
 VulkanStorage::~VulkanStorage() { owner_.release(block_); }
 
 VulkanBackend::VulkanBackend(int device_index) : index_(device_index), context_(std::make_unique<Context>(device_index)) {
+  try {
+    create_handles();
+  } catch (...) {
+    destroy_handles();  // a constructor that throws runs no destructor
+    throw;
+  }
+}
+
+void VulkanBackend::create_handles() {
   const Api& a = api();
   VkDevice dev = context_->device();
   memory_ = choose_memory_type(kTensorUsage, false);
@@ -150,10 +166,18 @@ VulkanBackend::~VulkanBackend() {
     a.vkDestroyDescriptorSetLayout(dev, p.set_layout, nullptr);
   }
   if (index_errors_.buffer) destroy_block(index_errors_);
+  destroy_handles();
+}
+
+void VulkanBackend::destroy_handles() {
+  const Api& a = api();
+  VkDevice dev = context_->device();
+  // Destroying VK_NULL_HANDLE does nothing: safe after a constructor that threw halfway.
   a.vkDestroyPipelineCache(dev, pipeline_cache_, nullptr);
   a.vkDestroyQueryPool(dev, timestamps_, nullptr);
   a.vkDestroyFence(dev, fence_, nullptr);
-  a.vkDestroyCommandPool(dev, pool_, nullptr);
+  a.vkDestroyCommandPool(dev, pool_, nullptr);  // frees cmd_ too
+  pipeline_cache_ = VK_NULL_HANDLE, timestamps_ = VK_NULL_HANDLE, fence_ = VK_NULL_HANDLE, pool_ = VK_NULL_HANDLE;
 }
 
 // ---- memory ---------------------------------------------------------------------------
@@ -411,8 +435,11 @@ double VulkanBackend::end_timing_ms() {
 
 // ---- execution --------------------------------------------------------------------------
 
-const VulkanBackend::Pipeline& VulkanBackend::pipeline(const char* shader, uint32_t buffers, uint32_t push_bytes) {
-  auto found = pipelines_.find(shader);
+const VulkanBackend::Pipeline& VulkanBackend::pipeline(const char* shader, uint32_t buffers, uint32_t push_bytes,
+                                                        std::span<const uint32_t> spec) {
+  std::string key = shader;
+  for (uint32_t v : spec) key += "/" + std::to_string(v);
+  auto found = pipelines_.find(key);
   if (found != pipelines_.end()) return found->second;
   const EmbeddedShader* code = nullptr;
   for (const EmbeddedShader& s : embedded_shaders())
@@ -457,12 +484,17 @@ const VulkanBackend::Pipeline& VulkanBackend::pipeline(const char* shader, uint3
   cci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
   cci.stage.module = module;
   cci.stage.pName = "main";
+  std::vector<VkSpecializationMapEntry> entries(spec.size());
+  for (uint32_t i = 0; i < spec.size(); ++i) entries[i] = {i, i * 4u, 4u};
+  const VkSpecializationInfo specialization{static_cast<uint32_t>(entries.size()), entries.data(), spec.size_bytes(),
+                                            spec.data()};
+  if (!spec.empty()) cci.stage.pSpecializationInfo = &specialization;
   cci.layout = p.layout;
   const VkResult r = a.vkCreateComputePipelines(dev, pipeline_cache_, 1, &cci, nullptr, &p.pipeline);
   a.vkDestroyShaderModule(dev, module, nullptr);
   check(r, "vkCreateComputePipelines");
   pipeline_cache_dirty_ = pipeline_cache_ != VK_NULL_HANDLE;
-  return pipelines_.emplace(shader, p).first->second;
+  return pipelines_.emplace(key, p).first->second;
 }
 
 void VulkanBackend::open_pipeline_cache() {
@@ -624,9 +656,10 @@ void VulkanBackend::dispatch_rows(const char* shader, const char* subgroup_shade
 }
 
 void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Binding> bindings, const void* push,
-                                    uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz, const IndexCheck* index_check) {
+                                    uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz, const IndexCheck* index_check,
+                                    std::span<const uint32_t> spec) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  const Pipeline& p = pipeline(shader, static_cast<uint32_t>(bindings.size() + (index_check ? 1 : 0)), push_bytes);
+  const Pipeline& p = pipeline(shader, static_cast<uint32_t>(bindings.size() + (index_check ? 1 : 0)), push_bytes, spec);
   const Api& a = api();
   std::vector<Access> accesses;
   for (const Binding& b : bindings) accesses.push_back({buffer_of(*b.tensor), b.written});
@@ -795,19 +828,82 @@ void VulkanBackend::reduce(ReduceOp op, const Tensor& x, Tensor& out, int64_t ou
   dispatch("reduce", {{&x, false}, {&out, true}}, &push, sizeof(push), outputs);
 }
 
+MatmulTiles parse_matmul_tiles(const std::string& text, const std::string& what) {
+  const auto bad = [&](const std::string& why) {
+    return Error(what + "=\"" + text + "\": " + why + " (expected wx,wy,tm,tn,bk: five positive integers, e.g. 16,16,8,8,8)");
+  };
+  uint32_t v[5];
+  size_t at = 0;
+  for (int i = 0; i < 5; ++i) {
+    size_t used = 0;
+    unsigned long x = 0;
+    try {
+      x = std::stoul(text.substr(at), &used);
+    } catch (const std::exception&) {
+      throw bad("value " + std::to_string(i + 1) + " is not a number");
+    }
+    if (x == 0 || x > 1024 || text[at] == '-' || text[at] == '+' || std::isspace(static_cast<unsigned char>(text[at])))
+      throw bad("value " + std::to_string(i + 1) + " is not in [1, 1024]");
+    v[i] = static_cast<uint32_t>(x);
+    at += used;
+    if (i < 4 && (at >= text.size() || text[at] != ',')) throw bad("too few values");
+    ++at;
+  }
+  if (at <= text.size()) throw bad("too many values");
+  return {v[0], v[1], v[2], v[3], v[4]};
+}
+
+MatmulTiles VulkanBackend::matmul_tiles() const {
+  const char* env = std::getenv("SPARO_VULKAN_MATMUL_TILES");
+  if (!env || !*env) return {};
+  const MatmulTiles t = parse_matmul_tiles(env, "SPARO_VULKAN_MATMUL_TILES");
+  const DeviceInfo& info = context_->info();
+  const uint64_t threads = uint64_t{t.wx} * t.wy;
+  // tile_a and tile_b of the shader: bk rows of the tile's side plus one padding column.
+  const uint64_t shared = 4ull * t.bk * (t.wy * t.tm + 1 + t.wx * t.tn + 1);
+  std::string why;
+  if (threads > info.max_workgroup_invocations)
+    why = std::to_string(threads) + " invocations per workgroup, the device allows " +
+          std::to_string(info.max_workgroup_invocations);
+  else if (t.tm * t.tn > 256)
+    why = std::to_string(t.tm * t.tn) + " outputs per invocation, at most 256 are allowed";
+  else if (shared > info.max_shared_memory)
+    why = std::to_string(shared) + " bytes of shared memory, the device has " + std::to_string(info.max_shared_memory);
+  if (!why.empty()) throw Error(std::string("SPARO_VULKAN_MATMUL_TILES=\"") + env + "\" does not fit " + info.name + ": " + why);
+  return t;
+}
+
+bool VulkanBackend::coopmat_requested() const {
+  const char* env = std::getenv("SPARO_VULKAN_COOPMAT");
+  if (!env || std::strcmp(env, "1") != 0) return false;
+  const DeviceInfo& info = context_->info();
+  if (!info.coopmat_nv_f16)
+    throw Error("SPARO_VULKAN_COOPMAT=1, but " + info.name +
+                " has no VK_NV_cooperative_matrix with 16x16x16 fp16 fragments (see `sparo info`); unset it");
+  return true;
+}
+
 void VulkanBackend::matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& d) {
   struct { uint32_t batch, M, N, K, ta, tb, as, bs, cs, acc; } push{
       narrow(d.batch, "batch"), narrow(d.M, "M"), narrow(d.N, "N"), narrow(d.K, "K"), d.trans_a ? 1u : 0u,
       d.trans_b ? 1u : 0u, narrow(d.a_batch_stride, "stride"), narrow(d.b_batch_stride, "stride"),
       narrow(d.c_batch_stride, "stride"), d.accumulate ? 1u : 0u};
   narrow(d.batch * d.M * d.N, "output size");
-  // Tiles of 64×64 (shaders/matmul_tiled.comp) once both sides fill a good part of one;
-  // smaller products take one output per invocation.
-  if (d.M >= 32 && d.N >= 32 && d.batch <= 65535)
+  // Tiles (shaders/matmul_tiled.comp) once both sides are at least 32; smaller products
+  // take one output per invocation. SPARO_VULKAN_COOPMAT=1: the matrix units, fp16 inputs.
+  if (coopmat_requested() && d.batch <= 65535) {
+    const uint32_t spec[] = {4 * context_->info().subgroup_size};  // 4 subgroups
+    dispatch_groups("matmul_coopmat_nv", {{&a, false}, {&b, false}, {&c, true}}, &push, sizeof(push),
+                    narrow((d.N + 63) / 64, "column tiles"), narrow((d.M + 63) / 64, "row tiles"),
+                    static_cast<uint32_t>(d.batch), nullptr, spec);
+  } else if (d.M >= 32 && d.N >= 32 && d.batch <= 65535) {
+    const MatmulTiles t = matmul_tiles();
+    const uint32_t spec[] = {t.wx, t.wy, t.tm, t.tn, t.bk};
+    const int64_t bm = int64_t{t.wy} * t.tm, bn = int64_t{t.wx} * t.tn;
     dispatch_groups("matmul_tiled", {{&a, false}, {&b, false}, {&c, true}}, &push, sizeof(push),
-                    static_cast<uint32_t>((d.N + 63) / 64), static_cast<uint32_t>((d.M + 63) / 64),
-                    static_cast<uint32_t>(d.batch));
-  else
+                    narrow((d.N + bn - 1) / bn, "column tiles"), narrow((d.M + bm - 1) / bm, "row tiles"),
+                    static_cast<uint32_t>(d.batch), nullptr, spec);
+  } else
     dispatch("matmul", {{&a, false}, {&b, false}, {&c, true}}, &push, sizeof(push), d.batch * d.M * d.N);
 }
 

@@ -38,6 +38,18 @@ class VulkanStorage final : public Storage {
   Block block_;
 };
 
+// The tile shape of the tiled matmul (shaders/matmul_tiled.comp): workgroups of wx×wy
+// invocations, each computing tm×tn outputs, so a (wy·tm)×(wx·tn) tile of C per workgroup;
+// K in slices of bk.
+struct MatmulTiles {
+  uint32_t wx = 16, wy = 16, tm = 4, tn = 4, bk = 16;
+  bool operator==(const MatmulTiles&) const = default;
+};
+
+// Parses "wx,wy,tm,tn,bk" (e.g. "16,16,8,8,8"); throws sparo::Error naming `what` and the
+// expected form.
+MatmulTiles parse_matmul_tiles(const std::string& text, const std::string& what);
+
 class VulkanBackend final : public Backend {
  public:
   explicit VulkanBackend(int device_index);
@@ -53,6 +65,14 @@ class VulkanBackend final : public Backend {
   // and how many bytes of it seeded this backend's cache (0: none, or the file was ignored).
   const std::string& pipeline_cache_path() const { return pipeline_cache_path_; }
   size_t pipeline_cache_seed_bytes() const { return pipeline_cache_seed_bytes_; }
+
+  // The tiles matmul uses: SPARO_VULKAN_MATMUL_TILES when set (read at each call, so that a
+  // benchmark or test can try several), else the defaults. Throws sparo::Error when they do
+  // not fit this device (workgroup size, shared memory).
+  MatmulTiles matmul_tiles() const;
+  // SPARO_VULKAN_COOPMAT=1 (read at each call): matmul on the matrix units, fp16 inputs and
+  // fp32 accumulation. Throws sparo::Error when set and the device cannot.
+  bool coopmat_requested() const;
 
   // Downloads so far (each a wait for the device): what a training step should do only
   // when it reads its loss.
@@ -116,7 +136,9 @@ class VulkanBackend final : public Backend {
     uint32_t heap = 0;
     bool mapped = false;  // host-visible and coherent: kept mapped, read and written with memcpy
   };
-  const Pipeline& pipeline(const char* shader, uint32_t buffers, uint32_t push_bytes);
+  // The pipeline of `shader` with `spec` as its specialization constants 0, 1, … (one
+  // pipeline per shader and constants, created on first use).
+  const Pipeline& pipeline(const char* shader, uint32_t buffers, uint32_t push_bytes, std::span<const uint32_t> spec);
   // An index tensor a dispatch checks on the device (its last binding is then the dispatch's
   // slot of index_errors_, where the kernel leaves the first bad position).
   struct IndexCheck {
@@ -135,7 +157,8 @@ class VulkanBackend final : public Backend {
                      const void* push, uint32_t push_bytes, int64_t rows);
   // Records one dispatch with explicit workgroup counts.
   void dispatch_groups(const char* shader, std::initializer_list<Binding> bindings, const void* push,
-                       uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz, const IndexCheck* check = nullptr);
+                       uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz, const IndexCheck* check = nullptr,
+                       std::span<const uint32_t> spec = {});
   // Records a barrier when a command of `stage` making `accesses` would race with one
   // recorded since the last barrier, then notes the accesses. Starts recording if needed.
   void order_after_pending(std::span<const Access> accesses, VkPipelineStageFlags stage);
@@ -153,6 +176,8 @@ class VulkanBackend final : public Backend {
   // the pending work first when it is full); returns the offset, *got the bytes taken.
   size_t reserve_staging(size_t wanted, size_t* got);
 
+  void create_handles();   // the constructor's work past the context: pool, fence, queries, pipeline cache
+  void destroy_handles();  // those of them that exist
   void open_pipeline_cache();
   void save_pipeline_cache();  // when pipelines were created since the last save
 

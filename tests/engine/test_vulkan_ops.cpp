@@ -17,6 +17,7 @@
 #include "engine/backend.h"
 #include "engine/ops.h"
 #include "engine/vulkan/context.h"
+#include "engine/vulkan/vulkan_backend.h"
 #include "tests/vulkan_env.h"
 
 namespace sparo {
@@ -211,24 +212,94 @@ TEST_P(VulkanOps, ReductionsKeepNaNAndSumLongRows) {
 }
 
 TEST_P(VulkanOps, TiledMatmulMatchesTheCpu) {
-  // Sizes around and across the 64×64 tile and the 16-deep K slice, every transpose
-  // combination, a batch, and accumulation.
+  // Sizes around and across the tiles and the K slice, every transpose combination, a
+  // batch, and accumulation; for the default tiles (64×64, slices of 16), 128×128 tiles, and
+  // an odd shape whose loads do not divide evenly among its 32 invocations (24×40 tiles,
+  // slices of 7).
   Generator gen(8);
-  for (auto [M, K, N] : {std::array<int64_t, 3>{32, 16, 32}, {100, 70, 90}, {64, 1, 129}, {65, 33, 64}}) {
-    for (int t = 0; t < 4; ++t) {
-      const bool ta = t & 1, tb = t & 2;
-      const Tensor a = Tensor::randn(ta ? Shape{3, K, M} : Shape{3, M, K}, gen);
-      const Tensor b = Tensor::randn(tb ? Shape{3, N, K} : Shape{3, K, N}, gen);
-      EXPECT_LT(nmse(matmul(a.to(gpu), b.to(gpu), ta, tb).to_float_vector(), matmul(a, b, ta, tb).to_float_vector()),
-                1e-12) << M << "x" << K << "x" << N << " transposes " << t;
+  for (const char* tiles : {"", "16,16,8,8,8", "8,4,6,5,7"}) {
+    setenv("SPARO_VULKAN_MATMUL_TILES", tiles, 1);
+    for (auto [M, K, N] : {std::array<int64_t, 3>{32, 16, 32}, {100, 70, 90}, {64, 1, 129}, {65, 33, 64}, {130, 17, 257}}) {
+      for (int t = 0; t < 4; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        const Tensor a = Tensor::randn(ta ? Shape{2, K, M} : Shape{2, M, K}, gen);
+        const Tensor b = Tensor::randn(tb ? Shape{2, N, K} : Shape{2, K, N}, gen);
+        EXPECT_LT(nmse(matmul(a.to(gpu), b.to(gpu), ta, tb).to_float_vector(), matmul(a, b, ta, tb).to_float_vector()),
+                  1e-12) << "tiles \"" << tiles << "\", " << M << "x" << K << "x" << N << " transposes " << t;
+      }
     }
   }
+  // Tiles the device cannot run are a clear error, before anything is recorded.
+  const Tensor x = Tensor::ones({64, 64}, DType::f32, gpu);
+  for (const char* tiles : {"64,64,1,1,1", "16,16,16,16,64", "16,16,4,4"}) {
+    setenv("SPARO_VULKAN_MATMUL_TILES", tiles, 1);
+    try {
+      matmul(x, x);
+      ADD_FAILURE() << "tiles " << tiles << " were accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("SPARO_VULKAN_MATMUL_TILES=\"") + tiles + "\""), std::string::npos)
+          << e.what();
+    }
+  }
+  unsetenv("SPARO_VULKAN_MATMUL_TILES");
   Tensor c = Tensor::ones({40, 50}, DType::f32, gpu);
   const Tensor a = Tensor::randn({40, 20}, gen), b = Tensor::randn({20, 50}, gen);
   MatmulDesc d;
   d.M = 40, d.N = 50, d.K = 20, d.accumulate = true;
   backend_for(gpu).matmul(a.to(gpu), b.to(gpu), c, d);
   EXPECT_LT(nmse(c.to_float_vector(), add(matmul(a, b), Tensor::ones({40, 50})).to_float_vector()), 1e-12);
+}
+
+TEST_P(VulkanOps, CoopMatrixMatmulIsWithinFp16OfTheCpuOrAClearError) {
+  // SPARO_VULKAN_COOPMAT=1: fp16 inputs on the matrix units. On a device without
+  // VK_NV_cooperative_matrix (lavapipe) that is an error naming the device; on one with it
+  // (scripts/gpu_check.sh runs this on a GPU) the products, edge tiles, transposes and
+  // accumulation included, match the CPU to fp16 input precision.
+  const bool supported = dynamic_cast<vk::VulkanBackend&>(backend_for(gpu)).context().info().coopmat_nv_f16;
+  setenv("SPARO_VULKAN_COOPMAT", "1", 1);
+  Generator gen(9);
+  if (!supported) {
+    try {
+      matmul(Tensor::ones({64, 64}, DType::f32, gpu), Tensor::ones({64, 64}, DType::f32, gpu));
+      ADD_FAILURE() << "SPARO_VULKAN_COOPMAT=1 was accepted by a device without cooperative matrices";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("has no VK_NV_cooperative_matrix"), std::string::npos) << e.what();
+    }
+  } else {
+    for (auto [M, K, N] : {std::array<int64_t, 3>{64, 32, 64}, {100, 70, 90}, {7, 300, 129}}) {
+      for (int t = 0; t < 4; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        const Tensor a = Tensor::randn(ta ? Shape{2, K, M} : Shape{2, M, K}, gen);
+        const Tensor b = Tensor::randn(tb ? Shape{2, N, K} : Shape{2, K, N}, gen);
+        const double err =
+            nmse(matmul(a.to(gpu), b.to(gpu), ta, tb).to_float_vector(), matmul(a, b, ta, tb).to_float_vector());
+        EXPECT_LT(err, 1e-5) << M << "x" << K << "x" << N << " transposes " << t;
+      }
+    }
+    Tensor c = Tensor::ones({40, 50}, DType::f32, gpu);
+    const Tensor a = Tensor::randn({40, 20}, gen), b = Tensor::randn({20, 50}, gen);
+    MatmulDesc d;
+    d.M = 40, d.N = 50, d.K = 20, d.accumulate = true;
+    backend_for(gpu).matmul(a.to(gpu), b.to(gpu), c, d);
+    EXPECT_LT(nmse(c.to_float_vector(), add(matmul(a, b), Tensor::ones({40, 50})).to_float_vector()), 1e-5);
+  }
+  unsetenv("SPARO_VULKAN_COOPMAT");
+}
+
+TEST(VulkanMatmulTiles, ParseTakesFiveValuesAndNamesWhatIsWrong) {
+  EXPECT_EQ(vk::parse_matmul_tiles("16,16,8,8,8", "X"), (vk::MatmulTiles{16, 16, 8, 8, 8}));
+  EXPECT_EQ(vk::parse_matmul_tiles("1,2,3,4,5", "X"), (vk::MatmulTiles{1, 2, 3, 4, 5}));
+  for (const char* bad : {"", "16,16,8,8", "16,16,8,8,8,", "16,16,8,8,8,1", "16,16,0,8,8", "16,-1,8,8,8",
+                          "16, 16,8,8,8", "a,16,8,8,8", "16,16,8,8,2000", "16;16;8;8;8"}) {
+    try {
+      vk::parse_matmul_tiles(bad, "SPARO_VULKAN_MATMUL_TILES");
+      ADD_FAILURE() << "\"" << bad << "\" was accepted";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(std::string("SPARO_VULKAN_MATMUL_TILES=\"") + bad + "\""), std::string::npos) << what;
+      EXPECT_NE(what.find("expected wx,wy,tm,tn,bk"), std::string::npos) << what;
+    }
+  }
 }
 
 TEST_P(VulkanOps, RandomStreamMatchesTheCpu) {
