@@ -23,13 +23,17 @@
 // staging buffer is full (a larger upload goes in pieces, a submit between them). A
 // download records a copy into it, submits, waits and copies out, 16 MiB at a time.
 //
-// Execution. Dispatches and copies are recorded into one command buffer, submitted by a
-// host read, synchronize(), a full staging buffer or the 256th dispatch. A barrier goes
+// Execution. Dispatches and copies are recorded into a command buffer. The 256th dispatch
+// submits it without waiting, and recording goes on in the next of a ring of three (waiting
+// for that one first if it is still running), so the host records while the device works. A
+// host read, synchronize(), a full staging buffer or empty_cache() submits and waits for
+// everything. The hazard tracking below carries on across submits (a barrier orders every
+// command earlier in submission order, other command buffers' too). A barrier goes
 // only where a command would race with one recorded since the last barrier (reads or
 // writes a buffer written since, or writes one read since). That barrier is global: it
 // orders all earlier compute and transfer work before all later compute and transfer work,
-// so the tracking starts afresh after it. Every submit ends with a barrier that makes the
-// writes visible to the host. The tests run with synchronization validation on
+// so the tracking starts afresh after it. A submit that waits ends with a barrier that makes
+// the writes visible to the host. The tests run with synchronization validation on
 // (SPARO_VULKAN_VALIDATION, context.h), which checks these barriers.
 //
 // Pipeline cache. Pipelines are created once per shader, through a VkPipelineCache seeded
@@ -47,9 +51,10 @@
 // the host would cost a round trip per embedding lookup. So the indexing kernels check them:
 // a bad index is skipped (nothing read or written out of bounds) and its position goes,
 // by atomicMin, into the dispatch's own slot of a small host-visible buffer (one slot per
-// dispatch of a command buffer, 256 bytes apart, so no two dispatches touch the same
-// bytes). After each submit the slots are read; the first bad index is thrown, naming the
-// kernel, the value, its position and the range, at the next host read or sync.
+// dispatch of each command buffer of the ring, 256 bytes apart, so no two dispatches touch
+// the same bytes). When a command buffer has been waited for, its slots are read; the first
+// bad index is thrown, naming the kernel, the value, its position and the range, at the next
+// host read or sync.
 //
 // Row kernels. Softmax, layer norm and their backward passes give each row to one subgroup
 // where the device has subgroup arithmetic (lanes stride over the columns, partials combine
@@ -141,10 +146,13 @@ void VulkanBackend::create_handles() {
   cai.commandPool = pool_;
   cai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
   cai.commandBufferCount = 1;
-  check(a.vkAllocateCommandBuffers(dev, &cai, &cmd_), "vkAllocateCommandBuffers");
   VkFenceCreateInfo fci{};
   fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
-  check(a.vkCreateFence(dev, &fci, nullptr, &fence_), "vkCreateFence");
+  for (Frame& f : frames_) {
+    check(a.vkAllocateCommandBuffers(dev, &cai, &f.cmd), "vkAllocateCommandBuffers");
+    check(a.vkCreateFence(dev, &fci, nullptr, &f.fence), "vkCreateFence");
+  }
+  cmd_ = frames_[0].cmd;
   VkQueryPoolCreateInfo qci{};
   qci.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO;
   qci.queryType = VK_QUERY_TYPE_TIMESTAMP;
@@ -155,7 +163,7 @@ void VulkanBackend::create_handles() {
 
 VulkanBackend::~VulkanBackend() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  if (recording_) submit_and_wait(/*report_index_errors=*/false);
+  if (busy()) submit_and_wait(/*report_index_errors=*/false);
   save_pipeline_cache();
   const Api& a = api();
   VkDevice dev = context_->device();
@@ -175,9 +183,12 @@ void VulkanBackend::destroy_handles() {
   // Destroying VK_NULL_HANDLE does nothing: safe after a constructor that threw halfway.
   a.vkDestroyPipelineCache(dev, pipeline_cache_, nullptr);
   a.vkDestroyQueryPool(dev, timestamps_, nullptr);
-  a.vkDestroyFence(dev, fence_, nullptr);
-  a.vkDestroyCommandPool(dev, pool_, nullptr);  // frees cmd_ too
-  pipeline_cache_ = VK_NULL_HANDLE, timestamps_ = VK_NULL_HANDLE, fence_ = VK_NULL_HANDLE, pool_ = VK_NULL_HANDLE;
+  for (Frame& f : frames_) {
+    a.vkDestroyFence(dev, f.fence, nullptr);
+    f.fence = VK_NULL_HANDLE;
+  }
+  a.vkDestroyCommandPool(dev, pool_, nullptr);  // frees the command buffers too
+  pipeline_cache_ = VK_NULL_HANDLE, timestamps_ = VK_NULL_HANDLE, pool_ = VK_NULL_HANDLE;
 }
 
 // ---- memory ---------------------------------------------------------------------------
@@ -304,7 +315,7 @@ void VulkanBackend::release(const Block& block) {
 
 void VulkanBackend::empty_cache() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  if (recording_) submit_and_wait();  // recorded commands may still use cached buffers (and the staging buffer)
+  if (busy()) submit_and_wait();  // recorded commands may still use cached buffers (and the staging buffer)
   for (auto& [size, blocks] : free_)
     for (const Block& b : blocks) destroy_block(b);
   free_.clear();
@@ -358,7 +369,7 @@ void VulkanBackend::upload(Storage& dst, size_t offset, const void* src, size_t 
   if (!bytes) return;
   VulkanStorage& storage = static_cast<VulkanStorage&>(dst);
   if (!staged()) {
-    if (recording_) submit_and_wait();  // pending dispatches may still read or write this buffer
+    if (busy()) submit_and_wait();  // pending dispatches may still read or write this buffer
     std::memcpy(static_cast<char*>(storage.block().mapped) + offset, src, bytes);
     return;
   }
@@ -389,7 +400,7 @@ void VulkanBackend::download(const Storage& src, size_t offset, void* dst, size_
   if (!bytes) return;
   const Block& block = static_cast<const VulkanStorage&>(src).block();
   if (!staged()) {
-    if (recording_) submit_and_wait();
+    if (busy()) submit_and_wait();
     std::memcpy(dst, static_cast<const char*>(block.mapped) + offset, bytes);
     return;
   }
@@ -408,14 +419,14 @@ void VulkanBackend::download(const Storage& src, size_t offset, void* dst, size_
 
 void VulkanBackend::synchronize() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  if (recording_) submit_and_wait();
+  if (busy()) submit_and_wait();
 }
 
 // ---- timing -----------------------------------------------------------------------------
 
 void VulkanBackend::begin_timing() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  if (recording_) submit_and_wait();  // time only what comes next
+  if (busy()) submit_and_wait();  // time only what comes next
   begin_recording();
   api().vkCmdResetQueryPool(cmd_, timestamps_, 0, 2);
   api().vkCmdWriteTimestamp(cmd_, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamps_, 0);
@@ -562,49 +573,71 @@ void VulkanBackend::begin_recording() {
   recorded_ = 0;
 }
 
-void VulkanBackend::submit_and_wait(bool report) {
+void VulkanBackend::submit_and_continue() {
   const Api& a = api();
-  VkMemoryBarrier to_host{};  // the batch's writes, visible to the host's reads
-  to_host.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
-  to_host.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
-  to_host.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-  a.vkCmdPipelineBarrier(cmd_, kWorkStages, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &to_host, 0, nullptr, 0, nullptr);
+  Frame& f = frames_[frame_];
   check(a.vkEndCommandBuffer(cmd_), "vkEndCommandBuffer");
   VkSubmitInfo si{};
   si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cmd_;
-  check(a.vkQueueSubmit(context_->queue(), 1, &si, fence_), "vkQueueSubmit");
-  check(a.vkWaitForFences(context_->device(), 1, &fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
-  check(a.vkResetFences(context_->device(), 1, &fence_), "vkResetFences");
-  check(a.vkResetCommandBuffer(cmd_, 0), "vkResetCommandBuffer");
+  check(a.vkQueueSubmit(context_->queue(), 1, &si, f.fence), "vkQueueSubmit");
+  f.checks.swap(index_checks_);
+  index_checks_.clear();
+  in_flight_.push_back(frame_);
   recording_ = false;
+  // The hazard tracking goes on across the submit: a barrier recorded in the next command
+  // buffer orders everything earlier in submission order, this buffer's commands included.
+  frame_ = (frame_ + 1) % kFrames;
+  cmd_ = frames_[frame_].cmd;
+  if (!in_flight_.empty() && in_flight_.front() == frame_) retire_oldest_frame();
+}
+
+void VulkanBackend::retire_oldest_frame() {
+  const Api& a = api();
+  Frame& f = frames_[in_flight_.front()];
+  check(a.vkWaitForFences(context_->device(), 1, &f.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+  check(a.vkResetFences(context_->device(), 1, &f.fence), "vkResetFences");
+  check(a.vkResetCommandBuffer(f.cmd, 0), "vkResetCommandBuffer");
+  char* slots = static_cast<char*>(index_errors_.mapped) + size_t(in_flight_.front()) * kMaxRecorded * kIndexSlotBytes;
+  for (size_t c = 0; c < f.checks.size(); ++c) {
+    uint32_t& position = *reinterpret_cast<uint32_t*>(slots + c * kIndexSlotBytes);
+    if (position != kNoBadIndex && !deferred_index_error_) deferred_index_error_.emplace(f.checks[c], position);
+    position = kNoBadIndex;  // ready for the frame's next use
+  }
+  f.checks.clear();
+  in_flight_.pop_front();
+}
+
+void VulkanBackend::submit_and_wait(bool report) {
+  const Api& a = api();
+  if (recording_) {
+    VkMemoryBarrier to_host{};  // the writes of this and every earlier batch, visible to the host's reads
+    to_host.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+    to_host.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    to_host.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+    a.vkCmdPipelineBarrier(cmd_, kWorkStages, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &to_host, 0, nullptr, 0, nullptr);
+    submit_and_continue();
+  }
+  // In submission order: the last fence also covers everything submitted before it.
+  while (!in_flight_.empty()) retire_oldest_frame();
   written_.clear();
   read_.clear();
   pending_stages_ = 0;
   staging_used_ = 0;
   save_pipeline_cache();  // here rather than at exit: backend_for()'s backends are never destroyed
   if (report) report_index_errors();
-  else index_checks_.clear();
+  else deferred_index_error_.reset();
 }
 
 void VulkanBackend::report_index_errors() {
-  if (index_checks_.empty()) return;
-  std::vector<IndexCheck> checks;
-  checks.swap(index_checks_);
-  char* slots = static_cast<char*>(index_errors_.mapped);
-  std::optional<std::pair<size_t, uint32_t>> first;  // (check, position)
-  for (size_t c = 0; c < checks.size(); ++c) {
-    uint32_t& position = *reinterpret_cast<uint32_t*>(slots + c * kIndexSlotBytes);
-    if (position != kNoBadIndex && !first) first = {c, position};
-    position = kNoBadIndex;  // ready for the next command buffer
-  }
-  if (!first) return;
-  const IndexCheck& bad = checks[first->first];
+  if (!deferred_index_error_) return;
+  const auto [bad, position] = *deferred_index_error_;
+  deferred_index_error_.reset();
   // The kernel has run; reading its index tensor now is one download on the error path only.
   const std::vector<int32_t> ids = bad.index.to_int_vector();
-  throw Error(std::string("vulkan ") + bad.kernel + ": index " + std::to_string(ids.at(first->second)) +
-              " at position " + std::to_string(first->second) + " is out of range [0, " + std::to_string(bad.n) +
+  throw Error(std::string("vulkan ") + bad.kernel + ": index " + std::to_string(ids.at(position)) +
+              " at position " + std::to_string(position) + " is out of range [0, " + std::to_string(bad.n) +
               ") (found by the kernel on the device, reported at the next host read or sync)");
 }
 
@@ -670,11 +703,12 @@ void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Bi
     // Not in the hazard tracking: no other command touches this dispatch's slot, and the
     // host reads it after the submit's final barrier.
     if (!index_errors_.buffer) {
-      check(create_block(kMaxRecorded * kIndexSlotBytes, index_errors_memory_, kTensorUsage, &index_errors_),
+      check(create_block(kFrames * kMaxRecorded * kIndexSlotBytes, index_errors_memory_, kTensorUsage, &index_errors_),
             "vkAllocateMemory (index-error slots)");
       std::memset(index_errors_.mapped, 0xFF, index_errors_.capacity);  // kNoBadIndex everywhere
     }
-    infos.push_back({index_errors_.buffer, index_checks_.size() * kIndexSlotBytes, sizeof(uint32_t)});
+    infos.push_back({index_errors_.buffer, (frame_ * kMaxRecorded + index_checks_.size()) * kIndexSlotBytes,
+                     sizeof(uint32_t)});
     index_checks_.push_back(*index_check);
   }
   std::vector<VkWriteDescriptorSet> writes(infos.size());
@@ -692,7 +726,7 @@ void VulkanBackend::dispatch_groups(const char* shader, std::initializer_list<Bi
                               writes.data());
   if (push_bytes) a.vkCmdPushConstants(cmd_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
   a.vkCmdDispatch(cmd_, gx, gy, gz);
-  if (++recorded_ >= kMaxRecorded) submit_and_wait();
+  if (++recorded_ >= kMaxRecorded) submit_and_continue();
 }
 
 [[noreturn]] void VulkanBackend::not_implemented(const char* kernel) const {

@@ -5,8 +5,10 @@
 // details and what is still missing.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <span>
 #include <unordered_map>
@@ -166,7 +168,14 @@ class VulkanBackend final : public Backend {
   // The lock must be held (as for every private member). Then throws the first bad index
   // the dispatches found, unless report_index_errors is false (the destructor).
   void submit_and_wait(bool report_index_errors = true);
+  // Submits the full command buffer without waiting and moves on to the next frame (waiting
+  // for it first if it is still in flight).
+  void submit_and_continue();
+  // Waits for the oldest frame in flight and takes its first bad index (if any and none is
+  // deferred yet) into deferred_index_error_.
+  void retire_oldest_frame();
   void report_index_errors();
+  bool busy() const { return recording_ || !in_flight_.empty(); }  // work recorded or running
 
   MemoryType choose_memory_type(VkBufferUsageFlags usage, bool staging) const;
   VkResult create_block(size_t bytes, const MemoryType& type, VkBufferUsageFlags usage, Block* out) const;
@@ -190,8 +199,22 @@ class VulkanBackend final : public Backend {
   MemoryType staging_memory_;
   MemoryType index_errors_memory_;      // host-visible and coherent, for storage buffers
   VkCommandPool pool_ = VK_NULL_HANDLE;
-  VkCommandBuffer cmd_ = VK_NULL_HANDLE;
-  VkFence fence_ = VK_NULL_HANDLE;
+  // Command buffers in turn: a full one is submitted without waiting and recording goes on
+  // in the next, so the host records while the device runs. Each has its fence, its index
+  // checks and its range of index-error slots.
+  struct Frame {
+    VkCommandBuffer cmd = VK_NULL_HANDLE;
+    VkFence fence = VK_NULL_HANDLE;
+    std::vector<IndexCheck> checks;  // of its dispatches, once submitted
+  };
+  static constexpr int kFrames = 3;
+  Frame frames_[kFrames];
+  int frame_ = 0;                // the one being recorded
+  std::deque<int> in_flight_;    // submitted frames not yet waited for, oldest first
+  VkCommandBuffer cmd_ = VK_NULL_HANDLE;  // frames_[frame_].cmd
+  // The first bad index of a frame that was waited for while recording went on: thrown at
+  // the next host read or sync, as the others are.
+  std::optional<std::pair<IndexCheck, uint32_t>> deferred_index_error_;
   VkQueryPool timestamps_ = VK_NULL_HANDLE;
   bool recording_ = false;
   int recorded_ = 0;
@@ -200,7 +223,7 @@ class VulkanBackend final : public Backend {
   Block staging_;                                    // created on the first staged transfer
   size_t staging_used_ = 0;                          // bytes of it the recorded copies use
   Block index_errors_;                               // slots of the index checks (created on first use)
-  std::vector<IndexCheck> index_checks_;             // of the recorded dispatches; slot = position
+  std::vector<IndexCheck> index_checks_;             // of the dispatches being recorded; slot = position
   std::map<std::string, Pipeline> pipelines_;
   VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;  // null with SPARO_PIPELINE_CACHE=off
   std::string pipeline_cache_path_;

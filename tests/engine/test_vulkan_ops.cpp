@@ -112,6 +112,11 @@ TEST_P(VulkanOps, ChainedDispatchesSeeEachOthersResults) {
   Tensor y = Tensor::full({4096}, 1.0, DType::f32, gpu);
   for (int i = 0; i < 300; ++i) y = affine(y, 1.0f, 1.0f);  // crosses the 256-dispatch submit too
   EXPECT_EQ(y.to_float_vector(), std::vector<float>(4096, 301.0f));
+  // Past every command buffer of the ring, so that the host waits for the oldest while it
+  // records on, and dead tensors' buffers are reused by commands in later command buffers.
+  Tensor z = Tensor::full({4096}, 0.0, DType::f32, gpu);
+  for (int i = 0; i < 2000; ++i) z = affine(z, 1.0f, 1.0f);
+  EXPECT_EQ(z.to_float_vector(), std::vector<float>(4096, 2000.0f));
 }
 
 TEST_P(VulkanOps, BroadcastingBinaryOpsMatchTheCpu) {
@@ -368,6 +373,18 @@ TEST_P(VulkanOps, BadIndicesAreClearErrorsAtTheNextHostRead) {
   expect_thrown_by([&] { sums.to_float_vector(); }, "vulkan scatter_add: index 7 at position 1 is out of range [0, 5)");
   // The good indices were applied, the bad ones skipped (nothing written out of bounds).
   EXPECT_EQ(sums.to_float_vector(), (std::vector<float>{1, 0, 0, 0, 0}));
+
+  // A bad index in a command buffer that the host waited for while it recorded on (the
+  // ring of command buffers came round) is still reported at the next read, and only the first.
+  // (Uploads first: on mapped memory an upload waits for the device, which reports too.)
+  const Tensor early_ids = Tensor::from_vector(std::vector<int32_t>{5, 0}, {2}, gpu);
+  const Tensor later_ids = Tensor::from_vector(std::vector<int32_t>{0, 6}, {2}, gpu);
+  Tensor later = Tensor::zeros({64}, DType::f32, gpu);
+  const Tensor early = embedding(table, early_ids);
+  for (int i = 0; i < 1000; ++i) later = affine(later, 1.0f, 1.0f);
+  const Tensor also_bad = embedding(table, later_ids);
+  expect_thrown_by([&] { later.to_float_vector(); }, "vulkan gather: index 5 at position 0 is out of range [0, 4)");
+  EXPECT_EQ(later.to_float_vector(), std::vector<float>(64, 1000.0f));  // reported once, then clean
 
   // The slots are reset: good indices afterwards run clean.
   const Tensor rows = embedding(Tensor::from_vector(std::vector<float>{1, 2, 3, 4}, {2, 2}, gpu),
