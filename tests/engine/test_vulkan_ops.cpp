@@ -216,6 +216,23 @@ TEST_P(VulkanOps, ReductionsKeepNaNAndSumLongRows) {
   }
 }
 
+// NMSE of a batch of 2 products op(A)·op(B) (M×K by K×N) on `gpu` against the CPU's.
+double matmul_error(Device gpu, Generator& gen, int64_t M, int64_t K, int64_t N, bool ta, bool tb) {
+  const Tensor a = Tensor::randn(ta ? Shape{2, K, M} : Shape{2, M, K}, gen);
+  const Tensor b = Tensor::randn(tb ? Shape{2, N, K} : Shape{2, K, N}, gen);
+  return nmse(matmul(a.to(gpu), b.to(gpu), ta, tb).to_float_vector(), matmul(a, b, ta, tb).to_float_vector());
+}
+
+// NMSE of C += A·B (MatmulDesc::accumulate, C all ones) on `gpu` against the CPU's.
+double accumulating_matmul_error(Device gpu, Generator& gen) {
+  Tensor c = Tensor::ones({40, 50}, DType::f32, gpu);
+  const Tensor a = Tensor::randn({40, 20}, gen), b = Tensor::randn({20, 50}, gen);
+  MatmulDesc d;
+  d.M = 40, d.N = 50, d.K = 20, d.accumulate = true;
+  backend_for(gpu).matmul(a.to(gpu), b.to(gpu), c, d);
+  return nmse(c.to_float_vector(), add(matmul(a, b), Tensor::ones({40, 50})).to_float_vector());
+}
+
 TEST_P(VulkanOps, TiledMatmulMatchesTheCpu) {
   // Sizes around and across the tiles and the K slice, every transpose combination, a
   // batch, and accumulation; for the default tiles (64×64, slices of 16), 128×128 tiles, and
@@ -227,10 +244,7 @@ TEST_P(VulkanOps, TiledMatmulMatchesTheCpu) {
     for (auto [M, K, N] : {std::array<int64_t, 3>{32, 16, 32}, {100, 70, 90}, {64, 1, 129}, {65, 33, 64}, {130, 17, 257}}) {
       for (int t = 0; t < 4; ++t) {
         const bool ta = t & 1, tb = t & 2;
-        const Tensor a = Tensor::randn(ta ? Shape{2, K, M} : Shape{2, M, K}, gen);
-        const Tensor b = Tensor::randn(tb ? Shape{2, N, K} : Shape{2, K, N}, gen);
-        EXPECT_LT(nmse(matmul(a.to(gpu), b.to(gpu), ta, tb).to_float_vector(), matmul(a, b, ta, tb).to_float_vector()),
-                  1e-12) << "tiles \"" << tiles << "\", " << M << "x" << K << "x" << N << " transposes " << t;
+        EXPECT_LT(matmul_error(gpu, gen, M, K, N, ta, tb), 1e-12) << "tiles \"" << tiles << "\", " << M << "x" << K << "x" << N << " transposes " << t;
       }
     }
   }
@@ -247,12 +261,7 @@ TEST_P(VulkanOps, TiledMatmulMatchesTheCpu) {
     }
   }
   unsetenv("SPARO_VULKAN_MATMUL_TILES");
-  Tensor c = Tensor::ones({40, 50}, DType::f32, gpu);
-  const Tensor a = Tensor::randn({40, 20}, gen), b = Tensor::randn({20, 50}, gen);
-  MatmulDesc d;
-  d.M = 40, d.N = 50, d.K = 20, d.accumulate = true;
-  backend_for(gpu).matmul(a.to(gpu), b.to(gpu), c, d);
-  EXPECT_LT(nmse(c.to_float_vector(), add(matmul(a, b), Tensor::ones({40, 50})).to_float_vector()), 1e-12);
+  EXPECT_LT(accumulating_matmul_error(gpu, gen), 1e-12);
 }
 
 TEST_P(VulkanOps, CoopMatrixMatmulIsWithinFp16OfTheCpuOrAClearError) {
@@ -274,19 +283,10 @@ TEST_P(VulkanOps, CoopMatrixMatmulIsWithinFp16OfTheCpuOrAClearError) {
     for (auto [M, K, N] : {std::array<int64_t, 3>{64, 32, 64}, {100, 70, 90}, {7, 300, 129}}) {
       for (int t = 0; t < 4; ++t) {
         const bool ta = t & 1, tb = t & 2;
-        const Tensor a = Tensor::randn(ta ? Shape{2, K, M} : Shape{2, M, K}, gen);
-        const Tensor b = Tensor::randn(tb ? Shape{2, N, K} : Shape{2, K, N}, gen);
-        const double err =
-            nmse(matmul(a.to(gpu), b.to(gpu), ta, tb).to_float_vector(), matmul(a, b, ta, tb).to_float_vector());
-        EXPECT_LT(err, 1e-5) << M << "x" << K << "x" << N << " transposes " << t;
+        EXPECT_LT(matmul_error(gpu, gen, M, K, N, ta, tb), 1e-5) << M << "x" << K << "x" << N << " transposes " << t;
       }
     }
-    Tensor c = Tensor::ones({40, 50}, DType::f32, gpu);
-    const Tensor a = Tensor::randn({40, 20}, gen), b = Tensor::randn({20, 50}, gen);
-    MatmulDesc d;
-    d.M = 40, d.N = 50, d.K = 20, d.accumulate = true;
-    backend_for(gpu).matmul(a.to(gpu), b.to(gpu), c, d);
-    EXPECT_LT(nmse(c.to_float_vector(), add(matmul(a, b), Tensor::ones({40, 50})).to_float_vector()), 1e-5);
+    EXPECT_LT(accumulating_matmul_error(gpu, gen), 1e-5);
   }
   unsetenv("SPARO_VULKAN_COOPMAT");
 }
