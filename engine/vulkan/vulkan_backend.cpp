@@ -73,6 +73,7 @@
 #include "engine/vulkan/vulkan_backend.h"
 
 #include <bit>
+#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -599,9 +600,9 @@ void VulkanBackend::retire_oldest_frame() {
   check(a.vkWaitForFences(context_->device(), 1, &f.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences");
   check(a.vkResetFences(context_->device(), 1, &f.fence), "vkResetFences");
   check(a.vkResetCommandBuffer(f.cmd, 0), "vkResetCommandBuffer");
-  char* slots = static_cast<char*>(index_errors_.mapped) + size_t(in_flight_.front()) * kMaxRecorded * kIndexSlotBytes;
-  for (size_t c = 0; c < f.checks.size(); ++c) {
-    uint32_t& position = *reinterpret_cast<uint32_t*>(slots + c * kIndexSlotBytes);
+  for (size_t c = 0; c < f.checks.size(); ++c) {  // (no checks: the slots may not exist yet)
+    const size_t slot = (size_t(in_flight_.front()) * kMaxRecorded + c) * kIndexSlotBytes;
+    uint32_t& position = *reinterpret_cast<uint32_t*>(static_cast<char*>(index_errors_.mapped) + slot);
     if (position != kNoBadIndex && !deferred_index_error_) deferred_index_error_.emplace(f.checks[c], position);
     position = kNoBadIndex;  // ready for the frame's next use
   }
