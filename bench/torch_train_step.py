@@ -3,7 +3,11 @@
 SPARO-DINO presets, built with tools/golden/models_golden.py (the plain PyTorch implementations the
 golden tests check our models against).
 
-Usage: torch_train_step.py [--model clip|dino|all] [--threads T] [--steps N] [--warmup W] [--json]
+Usage: torch_train_step.py [--model clip|dino|all] [--threads T] [--steps N] [--warmup W] [--device cpu|cuda] [--json]
+
+--device cuda runs the same step on the GPU (fp32, TF32 off: the arithmetic of sparo's Vulkan
+kernels); the step's loss.item() waits for the GPU, and the memory figure is then
+torch.cuda.max_memory_allocated, the counterpart of sparo's engine peak on a device.
 
 The configs are read from the same preset files as bench_train_step
 (models/configs/tiny-clip-sparo.json, models/configs/tiny-dino-sparo.json) and mapped onto
@@ -157,7 +161,7 @@ class DinoStep:
         self.teacher = copy.deepcopy(student)
         for p in self.teacher.parameters():
             p.requires_grad = False
-        self.center = torch.zeros(1, out_dim)
+        self.center = torch.zeros(1, out_dim, device=next(student.parameters()).device)
         self.crops = GLOBAL_CROPS + LOCAL_CROPS
 
     def loss(self, inputs):
@@ -186,7 +190,7 @@ class DinoStep:
                 pt.data.mul_(TEACHER_MOMENTUM).add_((1 - TEACHER_MOMENTUM) * ps.detach().data)
 
 
-def run_one(kind, threads, steps, warmup):
+def run_one(kind, threads, steps, warmup, device="cpu"):
     try:
         import torch
     except Exception as e:  # missing module or a broken install
@@ -203,6 +207,13 @@ def run_one(kind, threads, steps, warmup):
     model = models_golden.build(cfg)
     model.train()
     inputs = make_inputs(torch, kind, cfg)
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            return {"error": "torch sees no CUDA GPU", "model": kind}
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        model = model.cuda()
+        inputs = {k: v.cuda() for k, v in inputs.items()}
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -254,6 +265,8 @@ def run_one(kind, threads, steps, warmup):
         "vmhwm_bytes": rss_kib("VmHWM") * 1024,
         "base_rss_bytes": base_rss * 1024,
         "memory": "own process, this model only",
+        "device": device,
+        "device_peak_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None,
     }
 
 
@@ -263,6 +276,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
 
@@ -271,7 +285,7 @@ def main():
         out = {"results": []}
         for kind in ("clip", "dino"):
             cmd = [sys.executable, os.path.abspath(__file__), "--model", kind, "--threads", str(args.threads),
-                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--json"]
+                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device, "--json"]
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
             try:
                 res = json.loads(proc.stdout)
@@ -289,7 +303,7 @@ def main():
                 out["results"].append(res)
     else:
         try:
-            res = run_one(args.model, args.threads, args.steps, args.warmup)
+            res = run_one(args.model, args.threads, args.steps, args.warmup, args.device)
         except Exception as e:
             res = {"error": "%s: %s" % (type(e).__name__, e), "model": args.model}
         out = res if "error" in res and "model" not in res else {"results": [res]}

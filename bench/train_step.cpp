@@ -2,6 +2,12 @@
 // sparo against PyTorch, side by side in one run.
 //
 //   bench_train_step [--model clip|dino|all] [--steps N] [--threads T] [--quick] [--no-torch]
+//                    [--device vulkan[:N]]
+//
+// --device vulkan runs our step on a Vulkan GPU and PyTorch's on CUDA (fp32, TF32 off), for
+// a GPU machine that has both (scripts/gpu_check.sh); the memory columns then compare our
+// engine's peak device bytes with torch.cuda.max_memory_allocated. Without it, both run on
+// the CPU.
 //
 // Step = zero_grad, forward, loss, backward, AdamW step, loss.item() (the item makes sure the
 // work is complete). AdamW(lr 5e-4, betas 0.9/0.98, eps 1e-6), weight decay 0.2 on trainable
@@ -64,7 +70,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-const char* const kPython = "/usr/bin/python3";
+// Debian's python3 (has torch); SPARO_BENCH_PYTHON overrides it (a GPU machine's python3).
+std::string python_path() {
+  const char* p = std::getenv("SPARO_BENCH_PYTHON");
+  return p && *p ? p : "/usr/bin/python3";
+}
 const char* const kTorchEnv =
     "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp OPENBLAS_CORETYPE=Cooperlake";
 
@@ -104,9 +114,16 @@ int64_t peak_rss_bytes() {
   return proc_status_bytes("VmHWM");
 }
 
+// A file of the source tree: under SPARO_SOURCE_DIR, else (a build carried to another
+// machine) relative to the working directory, the checkout's root there.
+std::string source_path(const std::string& relative) {
+  const std::string in_tree = std::string(SPARO_SOURCE_DIR) + "/" + relative;
+  return std::ifstream(in_tree).good() ? in_tree : relative;
+}
+
 std::string preset_path(const std::string& kind) {
-  return std::string(SPARO_SOURCE_DIR) + "/models/configs/" +
-         (kind == "clip" ? "tiny-clip-sparo" : "tiny-dino-sparo") + ".json";
+  return source_path(std::string("models/configs/") + (kind == "clip" ? "tiny-clip-sparo" : "tiny-dino-sparo") +
+                     ".json");
 }
 
 // Weight decay on ndim >= 2, none on the rest; frozen parameters (DINO's weight_g) left out.
@@ -133,10 +150,10 @@ struct StepTimes {
 // before_update() (gradient clipping), the AdamW step and after_update() (DINO's teacher EMA);
 // the optimizer phase times all three. Resets the engine's peak after the warm-up.
 template <typename Forward, typename BeforeUpdate, typename AfterUpdate>
-StepTimes time_steps(sparo::Optimizer& opt, int warmup, int steps, Forward&& forward, BeforeUpdate&& before_update,
-                     AfterUpdate&& after_update) {
+StepTimes time_steps(sparo::Device device, sparo::Optimizer& opt, int warmup, int steps, Forward&& forward,
+                     BeforeUpdate&& before_update, AfterUpdate&& after_update) {
   StepTimes t;
-  auto& backend = sparo::backend_for(sparo::Device::cpu());
+  auto& backend = sparo::backend_for(device);
   for (int i = 0; i < warmup + steps; ++i) {
     if (i == warmup) backend.reset_peak_memory();
     const auto t0 = Clock::now();
@@ -163,8 +180,9 @@ StepTimes time_steps(sparo::Optimizer& opt, int warmup, int steps, Forward&& for
 }
 
 // Our side of one model; runs in the forked child.
-json run_ours(const std::string& kind, int threads, int warmup, int steps) {
+json run_ours(const std::string& kind, int threads, int warmup, int steps, const std::string& device_name) {
   sparo::set_num_threads(threads);
+  const sparo::Device device = sparo::Device::parse(device_name);
   const int64_t base_rss = proc_status_bytes("VmRSS");
   sparo::Generator gen(1234);
   std::mt19937 rng(1234);
@@ -175,8 +193,9 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps) {
     if (cfg.text.vocab_size != kEot + 1)
       throw sparo::Error("tiny-clip-sparo: expected vocab_size 1024 (end of text 1023)");
     const sparo::Clip model(cfg, 0);
+    sparo::to_device(model, device);
     const int64_t S = cfg.vision.image_size, T = cfg.text.context_length;
-    const sparo::Tensor images = sparo::Tensor::randn({kBatch, 3, S, S}, gen);
+    const sparo::Tensor images = sparo::Tensor::randn({kBatch, 3, S, S}, gen).to(device);
     std::vector<int32_t> ids(size_t(kBatch * T), 0);
     std::uniform_int_distribution<int32_t> id(1, kMaxId);
     for (int64_t b = 0; b < kBatch; ++b) {
@@ -186,27 +205,29 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps) {
       for (int64_t j = 1; j < n - 1; ++j) row[j] = id(rng);
       row[n - 1] = kEot;
     }
-    const sparo::Tensor text = sparo::Tensor::from_vector(ids, {kBatch, T});
+    const sparo::Tensor text = sparo::Tensor::from_vector(ids, {kBatch, T}).to(device);
     sparo::AdamW opt(adamw_groups(model, &params), kLr, kBeta1, kBeta2, kEps);
     t = time_steps(
-        opt, warmup, steps, [&] { return sparo::clip_loss(model.forward(images, text).logits_per_image); }, [] {},
+        device, opt, warmup, steps, [&] { return sparo::clip_loss(model.forward(images, text).logits_per_image); }, [] {},
         [] {});
   } else {
     sparo::DinoConfig cfg = sparo::DinoConfig::load(preset_path(kind));
     cfg.drop_path_rate = 0.0f;
     const sparo::Dino student(cfg, 0), teacher(cfg, 0);
     sparo::load_state_dict(teacher, sparo::state_dict(student));
+    sparo::to_device(student, device);
+    sparo::to_device(teacher, device);
     for (sparo::Tensor p : teacher.parameters()) p.requires_grad_(false);
     const int64_t S = cfg.image_size;
-    const sparo::Tensor globals = sparo::Tensor::randn({kGlobalCrops * kBatch, 3, S, S}, gen);
-    const sparo::Tensor locals = sparo::Tensor::randn({kLocalCrops * kBatch, 3, S / 2, S / 2}, gen);
-    sparo::DinoLoss dino_loss(cfg.head_out, kGlobalCrops + kLocalCrops, kStudentTemp, kCenterMomentum);
+    const sparo::Tensor globals = sparo::Tensor::randn({kGlobalCrops * kBatch, 3, S, S}, gen).to(device);
+    const sparo::Tensor locals = sparo::Tensor::randn({kLocalCrops * kBatch, 3, S / 2, S / 2}, gen).to(device);
+    sparo::DinoLoss dino_loss(cfg.head_out, kGlobalCrops + kLocalCrops, kStudentTemp, kCenterMomentum, device);
     sparo::AdamW opt(adamw_groups(student, &params), kLr, kBeta1, kBeta2, kEps);
     std::vector<sparo::Tensor> trainable;
     for (const sparo::ParamGroup& g : opt.groups()) trainable.insert(trainable.end(), g.params.begin(), g.params.end());
     const sparo::NamedTensors student_params = student.named_parameters(), teacher_params = teacher.named_parameters();
     t = time_steps(
-        opt, warmup, steps,
+        device, opt, warmup, steps,
         [&] {
           sparo::Tensor teacher_out;
           {
@@ -227,7 +248,7 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps) {
           }
         });
   }
-  const sparo::MemoryStats mem = sparo::backend_for(sparo::Device::cpu()).memory_stats();
+  const sparo::MemoryStats mem = sparo::backend_for(device).memory_stats();
   return {{"model", kind},
           {"threads", sparo::num_threads()},
           {"parameters", params},
@@ -245,7 +266,7 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps) {
 }
 
 // Forks, runs run_ours in the child and returns its JSON (or {"error": ...}).
-json run_ours_in_child(const std::string& kind, int threads, int warmup, int steps) {
+json run_ours_in_child(const std::string& kind, int threads, int warmup, int steps, const std::string& device) {
   int fds[2];
   if (pipe(fds) != 0) return {{"error", "pipe failed"}};
   std::fflush(nullptr);
@@ -255,7 +276,7 @@ json run_ours_in_child(const std::string& kind, int threads, int warmup, int ste
     close(fds[0]);
     std::string text;
     try {
-      text = run_ours(kind, threads, warmup, steps).dump();
+      text = run_ours(kind, threads, warmup, steps, device).dump();
     } catch (const std::exception& e) {
       text = json{{"error", e.what()}}.dump();
     }
@@ -282,17 +303,17 @@ json run_ours_in_child(const std::string& kind, int threads, int warmup, int ste
   return j;
 }
 
-json run_torch(const std::string& kind, int threads, int warmup, int steps) {
-  const std::string script = std::string(SPARO_SOURCE_DIR) + "/bench/torch_train_step.py";
-  if (!std::ifstream(kPython).good()) return {{"error", std::string(kPython) + " not found"}};
+json run_torch(const std::string& kind, int threads, int warmup, int steps, bool cuda) {
+  const std::string script = source_path("bench/torch_train_step.py"), python = python_path();
+  if (!std::ifstream(python).good()) return {{"error", python + " not found"}};
   if (!std::ifstream(script).good()) return {{"error", script + " not found"}};
-  const std::string cmd = std::string("env ") + kTorchEnv + " " + kPython + " '" + script +
+  const std::string cmd = std::string("env ") + kTorchEnv + " " + python + " '" + script +
                           "' --model " + kind + " --threads " + std::to_string(threads) +
                           " --steps " + std::to_string(steps) + " --warmup " +
-                          std::to_string(warmup) + " --json";
+                          std::to_string(warmup) + (cuda ? " --device cuda" : "") + " --json";
   std::fflush(nullptr);
   std::FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {{"error", "could not start " + std::string(kPython)}};
+  if (!p) return {{"error", "could not start " + python}};
   std::string text;
   char buf[4096];
   size_t got;
@@ -333,7 +354,7 @@ int usage(int status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model = "all";
+  std::string model = "all", device = "cpu";
   int steps = -1, threads = 2;
   bool quick = false, torch = true;
   for (int i = 1; i < argc; ++i) {
@@ -356,6 +377,8 @@ int main(int argc, char** argv) {
       if (threads < 1) return usage(2);
     } else if (a == "--quick") {
       quick = true;
+    } else if (a == "--device") {
+      device = value();
     } else if (a == "--no-torch") {
       torch = false;
     } else if (a == "--help" || a == "-h") {
@@ -371,19 +394,21 @@ int main(int argc, char** argv) {
   if (model == "all" || model == "clip") kinds.push_back("clip");
   if (model == "all" || model == "dino") kinds.push_back("dino");
 
-  std::printf("bench_train_step: batch %lld, %d threads, %d warm-up + %d timed steps; load average "
-              "%s at the start\n",
-              static_cast<long long>(kBatch), threads, warmup, steps, load_average().c_str());
-  std::printf("PyTorch: %s %s bench/torch_train_step.py (models_golden)\n", kTorchEnv, kPython);
+  const bool on_gpu = device != "cpu";
+  std::printf("bench_train_step: batch %lld, %d threads, %d warm-up + %d timed steps, ours on %s, PyTorch on %s; "
+              "load average %s at the start\n",
+              static_cast<long long>(kBatch), threads, warmup, steps, device.c_str(), on_gpu ? "cuda" : "cpu",
+              load_average().c_str());
+  std::printf("PyTorch: %s %s bench/torch_train_step.py (models_golden)\n", kTorchEnv, python_path().c_str());
   std::fflush(stdout);
 
   std::vector<json> ours, theirs;
   for (const std::string& kind : kinds) {  // interleaved: ours, then PyTorch, per model
     std::fprintf(stderr, "[%s] ours...\n", kind.c_str());
-    ours.push_back(run_ours_in_child(kind, threads, warmup, steps));
+    ours.push_back(run_ours_in_child(kind, threads, warmup, steps, device));
     if (torch) {
       std::fprintf(stderr, "[%s] PyTorch...\n", kind.c_str());
-      theirs.push_back(run_torch(kind, threads, warmup, steps));
+      theirs.push_back(run_torch(kind, threads, warmup, steps, on_gpu));
     } else {
       theirs.push_back({{"error", "skipped (--no-torch)"}});
     }
@@ -395,9 +420,15 @@ int main(int argc, char** argv) {
   };
   auto ok = [](const json& j) { return j.is_object() && !j.contains("error"); };
 
-  std::printf("\nstep time: median of %d steps; memory: process peak RSS (ours vs PyTorch)\n", steps);
+  // Memory compared: process peak RSS on the CPU; on a GPU, the peak device bytes held by
+  // tensors (our engine's peak, torch.cuda.max_memory_allocated).
+  const char* ours_mem = on_gpu ? "engine_peak_bytes" : "peak_rss_bytes";
+  const char* their_mem = on_gpu ? "device_peak_bytes" : "peak_rss_bytes";
+  std::printf("\nstep time: median of %d steps; memory: %s (ours vs PyTorch)\n", steps,
+              on_gpu ? "peak device memory in tensors" : "process peak RSS");
   std::printf("%-24s %12s %14s %12s %13s %15s %11s\n", "model", "ours med(s)", "PyTorch med(s)",
-              "ours/PyTorch", "ours peak RSS", "PyTorch pk RSS", "ours/PyT mem");
+              "ours/PyTorch", on_gpu ? "ours peak dev" : "ours peak RSS", on_gpu ? "PyTorch pk dev" : "PyTorch pk RSS",
+              "ours/PyT mem");
   bool torch_missing = false;
   for (size_t i = 0; i < kinds.size(); ++i) {
     const json& o = ours[i];
@@ -411,15 +442,14 @@ int main(int argc, char** argv) {
       std::snprintf(tmed, sizeof tmed, "%.3f", p["median_s"].get<double>());
       std::snprintf(tratio, sizeof tratio, "%.2f",
                     o["median_s"].get<double>() / p["median_s"].get<double>());
-      std::snprintf(tmem, sizeof tmem, "%s", mib(p["peak_rss_bytes"].get<double>()).c_str());
-      std::snprintf(mratio, sizeof mratio, "%.2f",
-                    o["peak_rss_bytes"].get<double>() / p["peak_rss_bytes"].get<double>());
+      std::snprintf(tmem, sizeof tmem, "%s", mib(p[their_mem].get<double>()).c_str());
+      std::snprintf(mratio, sizeof mratio, "%.2f", o[ours_mem].get<double>() / p[their_mem].get<double>());
     } else {
       torch_missing = true;
     }
     std::printf("%-24s %12.3f %14s %12s %13s %15s %11s\n", name(kinds[i]),
                 o["median_s"].get<double>(), tmed, tratio,
-                mib(o["peak_rss_bytes"].get<double>()).c_str(), tmem, mratio);
+                mib(o[ours_mem].get<double>()).c_str(), tmem, mratio);
   }
 
   std::printf("\ndetails (medians in s; fwd = zero_grad + forward + loss, opt = AdamW step)\n");
@@ -455,6 +485,9 @@ int main(int argc, char** argv) {
       "memory: 'peak RSS' = getrusage ru_maxrss of the process (each model in its own process on both sides);\n"
       "'engine peak' = our live-tensor peak (memory_stats().peak, reset after warm-up), not "
       "compared;\n'base RSS' = RSS before the model was built (PyTorch: libtorch + Python).\n");
+  if (on_gpu)
+    std::printf("on the GPU: the table compares peak device bytes in tensors; the phases (fwd, bwd, opt) are host\n"
+                "time, as the work runs asynchronously: only the whole step, which ends in loss.item(), waits for it.\n");
   if (torch_missing)
     for (const json& p : theirs)
       if (!ok(p)) {

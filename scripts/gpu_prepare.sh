@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
 rm -rf .device && mkdir -p .device/bin .device/lib .device/debs
-for exe in sparo sparo_tests bench_vulkan_gemm; do
+for exe in sparo sparo_tests bench_vulkan_gemm bench_train_step; do
   [[ -x build/$exe ]] || { echo "gpu_prepare: build/$exe is missing: run scripts/build.sh first" >&2; exit 1; }
   cp build/$exe .device/bin/
 done

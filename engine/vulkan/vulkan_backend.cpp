@@ -59,7 +59,8 @@
 // Row kernels. Softmax, layer norm and their backward passes give each row to one subgroup
 // where the device has subgroup arithmetic (lanes stride over the columns, partials combine
 // with subgroupAdd/Max), else to one invocation. Reductions into few long outputs give each
-// output a workgroup (reduce_wide.comp).
+// output a workgroup (reduce_wide.comp); layer norm's weight and bias gradients (sums over
+// the rows) give 32 columns a workgroup with 8 lanes of rows.
 //
 // Matmul is tiled with register blocks; the tile shape is a set of specialization
 // constants (MatmulTiles, SPARO_VULKAN_MATMUL_TILES) so that it can be tuned per device
@@ -989,8 +990,13 @@ void VulkanBackend::layer_norm_backward(const Tensor& x, const Tensor& weight, c
                                                         dbias.defined() ? 1u : 0u};
   Tensor& dw = dweight.defined() ? dweight : dbias;  // valid bindings; the flags say which are written
   Tensor& db = dbias.defined() ? dbias : dweight;
-  dispatch("layer_norm_params_backward", {{&x, false}, {&mean, false}, {&rstd, false}, {&dy, false}, {&dw, true}, {&db, true}},
-           &pp, sizeof(pp), cols);
+  // 32 columns per workgroup, 8 lanes of rows each (shaders/layer_norm_params_backward.comp).
+  if (cols > int64_t{65535} * 32)
+    throw Error("vulkan layer_norm backward: " + std::to_string(cols) + " columns, at most " +
+                std::to_string(65535 * 32) + " are supported (one workgroup per 32)");
+  dispatch_groups("layer_norm_params_backward",
+                  {{&x, false}, {&mean, false}, {&rstd, false}, {&dy, false}, {&dw, true}, {&db, true}}, &pp, sizeof(pp),
+                  narrow((cols + 31) / 32, "column groups"), 1, 1);
 }
 
 void VulkanBackend::gather(const Tensor& src, const Tensor& index, Tensor& out, int64_t outer, int64_t n, int64_t inner) {

@@ -173,17 +173,20 @@ TEST_P(VulkanOps, RowKernelsMatchTheCpuInBothLayouts) {
       for (int64_t c = 0; c < cols; c += 2) mask_values[static_cast<size_t>(c)] = -INFINITY;
       const Tensor mask_cpu = Tensor::from_vector(mask_values, {1, cols});
       const auto run = [&](Device d, int which) {
-        Tensor x = x_cpu.clone().to(d);  // a fresh leaf: its gradient is this run's alone
-        x.requires_grad_();
+        Tensor x = x_cpu.clone().to(d);  // fresh leaves: their gradients are this run's alone
+        Tensor w = w_cpu.clone().to(d), b = b_cpu.clone().to(d);
+        x.requires_grad_(), w.requires_grad_(), b.requires_grad_();
         Tensor y;
         if (which == 0) y = softmax(x);
         if (which == 1) y = log_softmax(x, mask_cpu.to(d));
-        if (which == 2) y = layer_norm(x, w_cpu.to(d), b_cpu.to(d));
+        if (which == 2) y = layer_norm(x, w, b);
         // Masked entries of log-softmax are -inf: compare the finite part through exp.
         std::vector<float> out = (which == 1 ? exp(y) : y).to_float_vector();
         y.backward(dy_cpu.to(d));
-        const std::vector<float> grad = x.grad().to_float_vector();
-        out.insert(out.end(), grad.begin(), grad.end());
+        for (const Tensor& leaf : which == 2 ? std::vector<Tensor>{x, w, b} : std::vector<Tensor>{x}) {
+          const std::vector<float> grad = leaf.grad().to_float_vector();  // layer norm: dx, dweight, dbias
+          out.insert(out.end(), grad.begin(), grad.end());
+        }
         return out;
       };
       for (int which = 0; which < 3; ++which)

@@ -259,7 +259,7 @@ class VisionTransformer(nn.Module):
 
     def forward(self, images):
         x = self.conv1(images).flatten(2).transpose(1, 2)                 # [B, (S/P)², D]
-        cls = self.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype)
+        cls = self.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding
         x = self.transformer(self.ln_pre(x))
         if hasattr(self, "sparo"):
@@ -333,12 +333,12 @@ class CLIP(nn.Module):
         x = self.ln_final(self.transformer(x, self.attn_mask.to(x.dtype)))
         eos = ids.argmax(dim=-1)
         if self.use_sparo:
-            pos = torch.arange(ids.shape[1])
-            key_mask = torch.zeros(ids.shape, dtype=x.dtype).masked_fill(pos[None, :] > eos[:, None], float("-inf"))
+            pos = torch.arange(ids.shape[1], device=ids.device)
+            key_mask = torch.zeros(ids.shape, dtype=x.dtype, device=ids.device).masked_fill(pos[None, :] > eos[:, None], float("-inf"))
             q = self.visual.sparo.q_emb if self.share_queries else None
             y, attn = self.text_sparo(x, key_mask, q_emb=q)
             return normalise_slots(y, self.L, self.sparo_type), attn
-        pooled = x[torch.arange(x.shape[0]), eos] @ self.text_projection
+        pooled = x[torch.arange(x.shape[0], device=x.device), eos] @ self.text_projection
         if hasattr(self, "text_bottleproj"):
             pooled = self.text_bottleproj(pooled)
         return F.normalize(pooled, dim=-1), None
@@ -347,7 +347,7 @@ class CLIP(nn.Module):
         img, img_attn = self.encode_image(inputs["images"])
         txt, txt_attn = self.encode_text(inputs["text"])
         logits = self.logit_scale.exp() * img @ txt.t()   # OpenCLIP's order: (exp(t)·img) @ txtᵀ
-        labels = torch.arange(logits.shape[0])
+        labels = torch.arange(logits.shape[0], device=logits.device)
         loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
         out = OrderedDict([("image_embeds", img), ("text_embeds", txt), ("logits_per_image", logits),
                            ("loss", loss)])
