@@ -3,7 +3,7 @@
 // device has them), side by side with PyTorch's fp32 (TF32 off) and fp16 GEMM on the same
 // GPU (CUDA).
 //
-//   bench_vulkan_gemm [--device vulkan:N] [--sizes 1024,2048,4096] [--tiles "16,16,4,4,16;16,16,8,8,8"]
+//   bench_vulkan_gemm [--device vulkan:N] [--sizes 1024,2048,4096] [--tiles "16,16,4,4,16;16,16,8,8,8,4"]
 //                     [--reps N] [--windows W] [--no-torch]
 //
 // C[S,S] = A[S,S]·B[S,S], random normal inputs. Each figure is the median over W windows of
@@ -40,9 +40,10 @@ using json = nlohmann::json;
 
 namespace {
 
-// 64×64 (the default), then larger tiles and more outputs per invocation: what to try first
-// on a discrete GPU.
-const char* const kDefaultTiles = "16,16,4,4,16;16,16,8,8,8;16,16,8,8,16;16,16,8,4,16;16,8,8,8,16;32,8,4,8,8";
+// 64×64 (the default), then larger tiles and more outputs per invocation, with scalar and
+// vec4 loads: what to try first on a discrete GPU.
+const char* const kDefaultTiles =
+    "16,16,4,4,16;16,16,4,4,16,4;16,16,8,8,8;16,16,8,8,8,4;16,16,8,8,16,4;16,16,8,4,16,4;16,8,8,8,16,4;32,8,4,8,8,4";
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -97,7 +98,7 @@ double sampled_error(const std::vector<float>& a, const std::vector<float>& b, c
 
 int usage(int status) {
   std::fprintf(status ? stderr : stdout,
-               "usage: bench_vulkan_gemm [--device vulkan:N] [--sizes 1024,2048,4096] [--tiles \"wx,wy,tm,tn,bk;...\"]\n"
+               "usage: bench_vulkan_gemm [--device vulkan:N] [--sizes 1024,2048,4096] [--tiles \"wx,wy,tm,tn,bk[,vec];...\"]\n"
                "                         [--reps N] [--windows W] [--no-torch]\n");
   return status;
 }

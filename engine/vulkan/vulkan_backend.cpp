@@ -62,15 +62,15 @@
 // output a workgroup (reduce_wide.comp); layer norm's weight and bias gradients (sums over
 // the rows) give 32 columns a workgroup with 8 lanes of rows.
 //
-// Matmul is tiled with register blocks; the tile shape is a set of specialization
-// constants (MatmulTiles, SPARO_VULKAN_MATMUL_TILES) so that it can be tuned per device
-// without a rebuild. SPARO_VULKAN_COOPMAT=1 (read at each matmul) sends every matmul to the
+// Matmul is tiled with register blocks; the tile shape and the load width (scalar or vec4)
+// are specialization constants (MatmulTiles, SPARO_VULKAN_MATMUL_TILES) so that they can be
+// tuned per device without a rebuild. SPARO_VULKAN_COOPMAT=1 (read at each matmul) sends every matmul to the
 // device's matrix units instead: fp16 inputs, fp32 accumulation, through
 // VK_NV_cooperative_matrix (shaders/matmul_coopmat_nv.comp) — off by default, since it
 // trades precision (about 1e-3 relative) for speed, and an error where the device lacks it.
 // VK_KHR_cooperative_matrix is listed by `sparo info` but not used: Debian 12's glslang
-// cannot compile it. Not yet there: vectorised loads and subgroup operations in the fp32
-// kernel.
+// cannot compile it. No subgroup operations in the fp32 kernel: its products already
+// share operands through shared memory and registers.
 #include "engine/vulkan/vulkan_backend.h"
 
 #include <bit>
@@ -866,27 +866,33 @@ void VulkanBackend::reduce(ReduceOp op, const Tensor& x, Tensor& out, int64_t ou
 
 MatmulTiles parse_matmul_tiles(const std::string& text, const std::string& what) {
   const auto bad = [&](const std::string& why) {
-    return Error(what + "=\"" + text + "\": " + why + " (expected wx,wy,tm,tn,bk: five positive integers, e.g. 16,16,8,8,8)");
+    return Error(what + "=\"" + text + "\": " + why +
+                 " (expected wx,wy,tm,tn,bk[,vec]: five positive integers, e.g. 16,16,8,8,8, and optionally "
+                 "vec, 1 or 4)");
   };
-  uint32_t v[5];
+  std::vector<uint32_t> v;
   size_t at = 0;
-  for (int i = 0; i < 5; ++i) {
+  while (true) {
+    const size_t i = v.size() + 1;
     size_t used = 0;
     unsigned long x = 0;
+    if (at >= text.size() || !std::isdigit(static_cast<unsigned char>(text[at])))
+      throw bad("value " + std::to_string(i) + " is not a number");
     try {
       x = std::stoul(text.substr(at), &used);
     } catch (const std::exception&) {
-      throw bad("value " + std::to_string(i + 1) + " is not a number");
+      throw bad("value " + std::to_string(i) + " is not a number");
     }
-    if (x == 0 || x > 1024 || text[at] == '-' || text[at] == '+' || std::isspace(static_cast<unsigned char>(text[at])))
-      throw bad("value " + std::to_string(i + 1) + " is not in [1, 1024]");
-    v[i] = static_cast<uint32_t>(x);
+    if (x == 0 || x > 1024) throw bad("value " + std::to_string(i) + " is not in [1, 1024]");
+    v.push_back(static_cast<uint32_t>(x));
     at += used;
-    if (i < 4 && (at >= text.size() || text[at] != ',')) throw bad("too few values");
+    if (at == text.size()) break;
+    if (text[at] != ',' || v.size() == 6) throw bad(v.size() == 6 ? "too many values" : "values are separated by commas");
     ++at;
   }
-  if (at <= text.size()) throw bad("too many values");
-  return {v[0], v[1], v[2], v[3], v[4]};
+  if (v.size() < 5) throw bad("too few values");
+  if (v.size() == 6 && v[5] != 1 && v[5] != 4) throw bad("vec is " + std::to_string(v[5]) + ", not 1 or 4");
+  return {v[0], v[1], v[2], v[3], v[4], v.size() == 6 ? v[5] : 1u};
 }
 
 MatmulTiles VulkanBackend::matmul_tiles() const {
@@ -934,7 +940,7 @@ void VulkanBackend::matmul(const Tensor& a, const Tensor& b, Tensor& c, const Ma
                     static_cast<uint32_t>(d.batch), nullptr, spec);
   } else if (d.M >= 32 && d.N >= 32 && d.batch <= 65535) {
     const MatmulTiles t = matmul_tiles();
-    const uint32_t spec[] = {t.wx, t.wy, t.tm, t.tn, t.bk};
+    const uint32_t spec[] = {t.wx, t.wy, t.tm, t.tn, t.bk, t.vec};
     const int64_t bm = int64_t{t.wy} * t.tm, bn = int64_t{t.wx} * t.tn;
     dispatch_groups("matmul_tiled", {{&a, false}, {&b, false}, {&c, true}}, &push, sizeof(push),
                     narrow((d.N + bn - 1) / bn, "column tiles"), narrow((d.M + bm - 1) / bm, "row tiles"),

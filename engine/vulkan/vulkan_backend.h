@@ -42,14 +42,14 @@ class VulkanStorage final : public Storage {
 
 // The tile shape of the tiled matmul (shaders/matmul_tiled.comp): workgroups of wx×wy
 // invocations, each computing tm×tn outputs, so a (wy·tm)×(wx·tn) tile of C per workgroup;
-// K in slices of bk.
+// K in slices of bk; loads of vec floats (1, or 4 where the shapes allow).
 struct MatmulTiles {
-  uint32_t wx = 16, wy = 16, tm = 4, tn = 4, bk = 16;
+  uint32_t wx = 16, wy = 16, tm = 4, tn = 4, bk = 16, vec = 1;
   bool operator==(const MatmulTiles&) const = default;
 };
 
-// Parses "wx,wy,tm,tn,bk" (e.g. "16,16,8,8,8"); throws sparo::Error naming `what` and the
-// expected form.
+// Parses "wx,wy,tm,tn,bk" or "wx,wy,tm,tn,bk,vec" (e.g. "16,16,8,8,8,4"); throws
+// sparo::Error naming `what` and the expected form.
 MatmulTiles parse_matmul_tiles(const std::string& text, const std::string& what);
 
 class VulkanBackend final : public Backend {

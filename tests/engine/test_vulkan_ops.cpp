@@ -240,11 +240,13 @@ TEST_P(VulkanOps, TiledMatmulMatchesTheCpu) {
   // Sizes around and across the tiles and the K slice, every transpose combination, a
   // batch, and accumulation; for the default tiles (64×64, slices of 16), 128×128 tiles, and
   // an odd shape whose loads do not divide evenly among its 32 invocations (24×40 tiles,
-  // slices of 7).
+  // slices of 7); with vec4 loads (used where M, N or K is a multiple of 4, scalar loads
+  // elsewhere: 132×36×72 takes them on every side, 130×17×257 on none).
   Generator gen(8);
-  for (const char* tiles : {"", "16,16,8,8,8", "8,4,6,5,7"}) {
+  for (const char* tiles : {"", "16,16,8,8,8", "8,4,6,5,7", "16,16,8,8,8,4", "8,4,6,5,8,4"}) {
     setenv("SPARO_VULKAN_MATMUL_TILES", tiles, 1);
-    for (auto [M, K, N] : {std::array<int64_t, 3>{32, 16, 32}, {100, 70, 90}, {64, 1, 129}, {65, 33, 64}, {130, 17, 257}}) {
+    for (auto [M, K, N] : {std::array<int64_t, 3>{32, 16, 32}, {100, 70, 90}, {64, 1, 129}, {65, 33, 64},
+                           {130, 17, 257}, {132, 36, 72}}) {
       for (int t = 0; t < 4; ++t) {
         const bool ta = t & 1, tb = t & 2;
         EXPECT_LT(matmul_error(gpu, gen, M, K, N, ta, tb), 1e-12) << "tiles \"" << tiles << "\", " << M << "x" << K << "x" << N << " transposes " << t;
@@ -296,16 +298,17 @@ TEST_P(VulkanOps, CoopMatrixMatmulIsWithinFp16OfTheCpuOrAClearError) {
 
 TEST(VulkanMatmulTiles, ParseTakesFiveValuesAndNamesWhatIsWrong) {
   EXPECT_EQ(vk::parse_matmul_tiles("16,16,8,8,8", "X"), (vk::MatmulTiles{16, 16, 8, 8, 8}));
-  EXPECT_EQ(vk::parse_matmul_tiles("1,2,3,4,5", "X"), (vk::MatmulTiles{1, 2, 3, 4, 5}));
-  for (const char* bad : {"", "16,16,8,8", "16,16,8,8,8,", "16,16,8,8,8,1", "16,16,0,8,8", "16,-1,8,8,8",
-                          "16, 16,8,8,8", "a,16,8,8,8", "16,16,8,8,2000", "16;16;8;8;8"}) {
+  EXPECT_EQ(vk::parse_matmul_tiles("1,2,3,4,5", "X"), (vk::MatmulTiles{1, 2, 3, 4, 5, 1}));
+  EXPECT_EQ(vk::parse_matmul_tiles("16,16,8,8,8,4", "X"), (vk::MatmulTiles{16, 16, 8, 8, 8, 4}));
+  for (const char* bad : {"", "16,16,8,8", "16,16,8,8,8,", "16,16,8,8,8,2", "16,16,8,8,8,4,1", "16,16,0,8,8",
+                          "16,-1,8,8,8", "16, 16,8,8,8", "a,16,8,8,8", "16,16,8,8,2000", "16;16;8;8;8"}) {
     try {
       vk::parse_matmul_tiles(bad, "SPARO_VULKAN_MATMUL_TILES");
       ADD_FAILURE() << "\"" << bad << "\" was accepted";
     } catch (const Error& e) {
       const std::string what = e.what();
       EXPECT_NE(what.find(std::string("SPARO_VULKAN_MATMUL_TILES=\"") + bad + "\""), std::string::npos) << what;
-      EXPECT_NE(what.find("expected wx,wy,tm,tn,bk"), std::string::npos) << what;
+      EXPECT_NE(what.find("expected wx,wy,tm,tn,bk[,vec]"), std::string::npos) << what;
     }
   }
 }
