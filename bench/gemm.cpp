@@ -12,6 +12,7 @@
 // as a subprocess with Debian's OpenBLAS (see kTorchEnv) and run on each shape right after
 // ours (so slow drifts in the load of this shared machine hit both columns alike). The peak
 // column divides by the FMA peak measured at the start for that thread count.
+#include "bench/bench_paths.h"
 #include "engine/cpu/gemm.h"
 
 #include <immintrin.h>
@@ -40,19 +41,12 @@
 
 extern char** environ;
 
-#ifndef SPARO_SOURCE_DIR
-#define SPARO_SOURCE_DIR "."
-#endif
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Debian's python3 (has torch); SPARO_BENCH_PYTHON overrides it.
-std::string python_path() {
-  const char* p = std::getenv("SPARO_BENCH_PYTHON");
-  return p && *p ? p : "/usr/bin/python3";
-}
+using sparo::bench::python_path;
 const char* const kTorchEnv =
     "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp OPENBLAS_CORETYPE=Cooperlake";
 
@@ -443,7 +437,7 @@ int main(int argc, char** argv) {
   TorchProcess tp;
   std::string torch_note = "skipped (--no-torch)";
   if (torch) {
-    tp.start(std::string(SPARO_SOURCE_DIR) + "/bench/torch_gemm.py");
+    tp.start(sparo::bench::source_path("bench/torch_gemm.py"));
     torch_note = tp.note();
   }
   // Per (shape, threads): the median of each round; the table shows the best round.

@@ -55,26 +55,21 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_paths.h"
 #include "engine/backend.h"
 #include "models/clip.h"
 #include "models/dino.h"
 #include "training/losses.h"
 #include "training/optimizer.h"
 
-#ifndef SPARO_SOURCE_DIR
-#define SPARO_SOURCE_DIR "."
-#endif
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-// Debian's python3 (has torch); SPARO_BENCH_PYTHON overrides it (a GPU machine's python3).
-std::string python_path() {
-  const char* p = std::getenv("SPARO_BENCH_PYTHON");
-  return p && *p ? p : "/usr/bin/python3";
-}
+using sparo::bench::python_path;
+using sparo::bench::source_path;
 const char* const kTorchEnv =
     "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp OPENBLAS_CORETYPE=Cooperlake";
 
@@ -112,13 +107,6 @@ int64_t peak_rss_bytes() {
   rusage ru{};
   if (getrusage(RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0) return int64_t(ru.ru_maxrss) * 1024;
   return proc_status_bytes("VmHWM");
-}
-
-// A file of the source tree: under SPARO_SOURCE_DIR, else (a build carried to another
-// machine) relative to the working directory, the checkout's root there.
-std::string source_path(const std::string& relative) {
-  const std::string in_tree = std::string(SPARO_SOURCE_DIR) + "/" + relative;
-  return std::ifstream(in_tree).good() ? in_tree : relative;
 }
 
 std::string preset_path(const std::string& kind) {

@@ -27,13 +27,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_paths.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/ops.h"
 
-#ifndef SPARO_SOURCE_DIR
-#define SPARO_SOURCE_DIR "."
-#endif
 
 using namespace sparo;
 using json = nlohmann::json;
@@ -53,15 +51,10 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-std::string torch_script() {
-  const std::string in_tree = std::string(SPARO_SOURCE_DIR) + "/bench/torch_gpu_gemm.py";
-  return std::ifstream(in_tree).good() ? in_tree : "bench/torch_gpu_gemm.py";  // a carried build
-}
-
 // size -> the script's line for it, or {"error": …} under key 0.
 std::map<int64_t, json> run_torch(const std::string& sizes, int reps, int windows) {
-  const char* py = std::getenv("SPARO_BENCH_PYTHON");
-  const std::string cmd = std::string(py && *py ? py : "python3") + " '" + torch_script() + "' --sizes " + sizes +
+  const std::string cmd = bench::python_path("python3") + " '" + bench::source_path("bench/torch_gpu_gemm.py") +
+                          "' --sizes " + sizes +
                           " --reps " + std::to_string(reps) + " --windows " + std::to_string(windows);
   std::fflush(nullptr);
   std::map<int64_t, json> out;

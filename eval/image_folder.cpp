@@ -49,10 +49,7 @@ std::vector<std::string> load_templates(const std::string& path) {
   std::vector<std::string> templates;
   if (path.empty()) {
     for (const char* colour : kSceneColourNames)
-      for (const char* place : kSceneCellNames) {
-        const bool vowel = std::string("aeiou").find(colour[0]) != std::string::npos;
-        templates.push_back(std::string(vowel ? "an " : "a ") + colour + " {} in the " + place);
-      }
+      for (const char* place : kSceneCellNames) templates.push_back(with_article(std::string(colour) + " {} in the " + place));
     return templates;
   }
   std::ifstream in(path);

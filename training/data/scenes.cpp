@@ -62,9 +62,8 @@ void check_items(const std::vector<SceneItem>& items, const char* who) {
 }
 
 std::string noun_phrase(const SceneItem& it) {
-  const char* colour = kSceneColourNames[static_cast<size_t>(it.colour)];
-  const bool vowel = std::string_view("aeiou").find(colour[0]) != std::string_view::npos;
-  return std::string(vowel ? "an " : "a ") + colour + " " + kFashionMnistClasses[static_cast<size_t>(it.item)];
+  return with_article(std::string(kSceneColourNames[static_cast<size_t>(it.colour)]) + " " +
+                      kFashionMnistClasses[static_cast<size_t>(it.item)]);
 }
 
 std::string placed_phrase(const SceneItem& it) {
@@ -72,6 +71,11 @@ std::string placed_phrase(const SceneItem& it) {
 }
 
 }  // namespace
+
+std::string with_article(const std::string& phrase) {
+  const bool vowel = !phrase.empty() && std::string_view("aeiou").find(phrase[0]) != std::string_view::npos;
+  return (vowel ? "an " : "a ") + phrase;
+}
 
 int heldout_colour(int item) {
   if (item < 0 || item >= kClasses) throw Error("heldout_colour: class " + std::to_string(item) + ", expected 0..9");

@@ -76,6 +76,9 @@ bool is_heldout_combination(int item, int colour);
 // range, two items in one cell.
 std::string describe_scene(const std::vector<SceneItem>& items);
 
+// "a " or "an " (before a vowel) + phrase: the article the captions use.
+std::string with_article(const std::string& phrase);
+
 // Renders items onto a black canvas × canvas picture (32 <= canvas <= kMaxSceneCanvas).
 // sources[i] is item i's rows × cols grayscale image. A cell is canvas/2 pixels square (an odd
 // canvas leaves its last row and column black). An item is drawn at its size when it fits in a
