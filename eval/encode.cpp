@@ -34,12 +34,14 @@ Embeddings batched(int64_t n, int64_t batch, bool attention, Encode&& encode) {
 
 }  // namespace
 
-std::unique_ptr<TrainedClip> TrainedClip::load(const std::string& run_dir, Device device) {
+std::unique_ptr<TrainedClip> TrainedClip::load(const std::string& run_dir, Device device, Weights which) {
   const TrainConfig cfg = TrainConfig::load(required_file(run_dir, "config.json"));
   if (cfg.task != "clip") throw Error(run_dir + ": a \"" + cfg.task + "\" run, not a CLIP run");
-  auto model = std::make_unique<Clip>(ClipConfig::from_json(cfg.model_json, run_dir + "/config.json model"), 0);
-  const std::string weights = required_file(run_dir, "model.safetensors");
-  load_state_dict(*model, load_safetensors(weights), model->aliases(), weights);
+  auto model = std::make_unique<Clip>(ClipConfig::from_json(cfg.model_json, run_dir + "/config.json model"), cfg.seed);
+  if (which == Weights::trained) {
+    const std::string weights = required_file(run_dir, "model.safetensors");
+    load_state_dict(*model, load_safetensors(weights), model->aliases(), weights);
+  }
   model->set_training(false);
   to_device(*model, device);
   Tokenizer tokenizer = Tokenizer::load(required_file(run_dir, "tokenizer.txt"));
@@ -63,12 +65,14 @@ Embeddings TrainedClip::encode_texts(const std::vector<std::string>& texts, int6
   });
 }
 
-std::unique_ptr<TrainedDino> TrainedDino::load(const std::string& run_dir, Device device) {
+std::unique_ptr<TrainedDino> TrainedDino::load(const std::string& run_dir, Device device, Weights which) {
   const TrainConfig cfg = TrainConfig::load(required_file(run_dir, "config.json"));
   if (cfg.task != "dino") throw Error(run_dir + ": a \"" + cfg.task + "\" run, not a DINO run");
-  auto model = std::make_unique<Dino>(DinoConfig::from_json(cfg.model_json, run_dir + "/config.json model"), 0);
-  const std::string weights = required_file(run_dir, "model.safetensors");
-  load_state_dict(*model, load_safetensors(weights), model->aliases(), weights);
+  auto model = std::make_unique<Dino>(DinoConfig::from_json(cfg.model_json, run_dir + "/config.json model"), cfg.seed);
+  if (which == Weights::trained) {
+    const std::string weights = required_file(run_dir, "model.safetensors");
+    load_state_dict(*model, load_safetensors(weights), model->aliases(), weights);
+  }
   model->set_training(false);
   model->backbone.set_training(false);
   to_device(*model, device);

@@ -20,10 +20,17 @@ struct Embeddings {
   Tensor attention;  // SPARO: [N, L, tokens] on the CPU, else undefined
 };
 
+// Which weights a run is read back with: the trained ones (model.safetensors), or the
+// run's random initialisation (the model built from config.json with the run's seed, as
+// training started): the baseline every trained model must beat.
+enum class Weights { trained, initial };
+
 class TrainedClip {
  public:
   // Reads run_dir/{config.json, model.safetensors, tokenizer.txt}; errors name the missing file.
-  static std::unique_ptr<TrainedClip> load(const std::string& run_dir, Device device = Device::cpu());
+  // Weights::initial reads no model.safetensors (the tokenizer is still the run's).
+  static std::unique_ptr<TrainedClip> load(const std::string& run_dir, Device device = Device::cpu(),
+                                           Weights weights = Weights::trained);
   // Images in any size: OpenCLIP's evaluation preprocessing to the model's size, CLIP normalisation.
   Embeddings encode_images(const std::vector<Image>& images, int64_t batch = 256, bool attention = false) const;
   Embeddings encode_texts(const std::vector<std::string>& texts, int64_t batch = 256, bool attention = false) const;
@@ -41,7 +48,8 @@ class TrainedClip {
 
 class TrainedDino {
  public:
-  static std::unique_ptr<TrainedDino> load(const std::string& run_dir, Device device = Device::cpu());
+  static std::unique_ptr<TrainedDino> load(const std::string& run_dir, Device device = Device::cpu(),
+                                           Weights weights = Weights::trained);
   // The backbone's representation (CLS token or SPARO embedding), images resized (bicubic) to the
   // model's size and normalised as in training.
   Embeddings encode_images(const std::vector<Image>& images, int64_t batch = 256, bool attention = false) const;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <sstream>
 
@@ -20,6 +22,7 @@
 #include "eval/metrics.h"
 #include "eval/report.h"
 #include "eval/selection.h"
+#include "eval/stats.h"
 #include "eval/visualize.h"
 #include "training/data/fashion_mnist.h"
 #include "training/data/scenes.h"
@@ -134,7 +137,7 @@ Metrics zero_shot_on_folder(const TrainedClip& clip, const std::string& root, co
 }
 
 struct SceneSets {
-  std::vector<Scene> single, single_val, single_heldout, mixed, cluttered, heldout;
+  std::vector<Scene> single, single_val, single_heldout, mixed, mixed_val, cluttered, heldout;
 };
 
 SceneSets make_scene_sets(const LabeledImages& train_source, const LabeledImages& test_source, int64_t n) {
@@ -151,11 +154,13 @@ SceneSets make_scene_sets(const LabeledImages& train_source, const LabeledImages
   three.seed = 3000;
   const SceneGenerator single(test_source, SceneSplit::test, one), single_val(train_source, SceneSplit::val, one);
   const SceneGenerator mixed(test_source, SceneSplit::test, many), cluttered(test_source, SceneSplit::test, three);
+  const SceneGenerator mixed_val(train_source, SceneSplit::val, many);
   for (int64_t i = 0; i < n; ++i) {
     s.single.push_back(single.make(i));
     s.single_val.push_back(single_val.make(i));
     s.single_heldout.push_back(single.make_heldout(i));
     s.mixed.push_back(mixed.make(i));
+    s.mixed_val.push_back(mixed_val.make(i));
     s.cluttered.push_back(cluttered.make(i));
     s.heldout.push_back(mixed.make_heldout(i));
   }
@@ -168,32 +173,57 @@ std::vector<int> item_labels(const std::vector<Scene>& scenes) {
   return out;
 }
 
-// Mean accuracy over the five negative kinds on `scenes` (and per kind into `metrics`).
-double compose_accuracy(const TrainedClip& clip, const std::vector<Scene>& scenes, const Tensor& image_embeds,
-                        const std::string& prefix, Metrics* metrics) {
-  double total = 0;
-  int kinds = 0;
-  for (NegativeKind kind : {NegativeKind::replace_object, NegativeKind::replace_colour, NegativeKind::swap_objects,
-                            NegativeKind::swap_colours, NegativeKind::add_object}) {
-    std::vector<int32_t> rows;
-    std::vector<std::string> positives, negatives;
-    for (size_t i = 0; i < scenes.size(); ++i) {
-      SampleRng rng(77, mix_stream(static_cast<uint64_t>(kind), i));
-      const auto negative = make_negative(scenes[i].items, kind, rng);
-      if (!negative) continue;
-      rows.push_back(static_cast<int32_t>(i));
-      positives.push_back(scenes[i].caption);
-      negatives.push_back(describe_scene(*negative));
+// The compose test of a scene set: for each negative kind, the scenes it applies to and the
+// text embeddings of their true and negative captions, encoded once so that slot selection can
+// score many masks without encoding again.
+struct ComposeSuite {
+  struct Kind {
+    NegativeKind kind;
+    Tensor rows;  // i32 [n]: the scenes it applies to
+    Tensor positives, negatives;
+  };
+  std::vector<Kind> kinds;
+
+  ComposeSuite(const TrainedClip& clip, const std::vector<Scene>& scenes) {
+    for (NegativeKind kind : kNegativeKinds) {
+      std::vector<int32_t> rows;
+      std::vector<std::string> positives, negatives;
+      for (size_t i = 0; i < scenes.size(); ++i) {
+        SampleRng rng(77, mix_stream(static_cast<uint64_t>(kind), i));
+        const auto negative = make_negative(scenes[i].items, kind, rng);
+        if (!negative) continue;
+        rows.push_back(static_cast<int32_t>(i));
+        positives.push_back(scenes[i].caption);
+        negatives.push_back(describe_scene(*negative));
+      }
+      if (rows.empty()) continue;
+      kinds.push_back({kind, Tensor::from_vector(rows, {static_cast<int64_t>(rows.size())}),
+                       clip.encode_texts(positives).embeds, clip.encode_texts(negatives).embeds});
     }
-    if (rows.empty()) continue;
-    const Tensor index = Tensor::from_vector(rows, {static_cast<int64_t>(rows.size())});
-    const double acc = pairwise_accuracy(index_select(image_embeds, 0, index), clip.encode_texts(positives).embeds,
-                                         clip.encode_texts(negatives).embeds);
-    if (metrics) metrics->emplace_back(prefix + " " + negative_kind_name(kind), acc);
-    total += acc;
-    ++kinds;
   }
-  return kinds ? total / kinds : 0.0;
+
+  // Mean accuracy over the kinds (and per kind into `metrics`); `view` maps every embedding
+  // before the test (identity, or a SPARO slot mask).
+  double accuracy(const Tensor& image_embeds, const std::string& prefix = "", Metrics* metrics = nullptr,
+                  const std::function<Tensor(const Tensor&)>& view = {}) const {
+    const auto v = [&](const Tensor& t) { return view ? view(t) : t; };
+    double total = 0;
+    for (const Kind& k : kinds) {
+      const double acc = pairwise_accuracy(v(index_select(image_embeds, 0, k.rows)), v(k.positives), v(k.negatives));
+      if (metrics) metrics->emplace_back(prefix + " " + negative_kind_name(k.kind), acc);
+      total += acc;
+    }
+    return kinds.empty() ? 0.0 : total / static_cast<double>(kinds.size());
+  }
+};
+
+// Scenes with the same caption are one group (retrieval counts a caption-identical scene as a
+// hit: the caption cannot tell them apart); the group id is the first such scene's index.
+std::vector<int64_t> caption_groups(const std::vector<Scene>& scenes) {
+  std::map<std::string, int64_t> first;
+  std::vector<int64_t> group;
+  for (size_t i = 0; i < scenes.size(); ++i) group.push_back(first.emplace(scenes[i].caption, static_cast<int64_t>(i)).first->second);
+  return group;
 }
 
 // `want(family)` picks the evaluation families to run (all of them in the experiment).
@@ -218,27 +248,29 @@ Metrics evaluate_clip(const TrainedClip& clip, const SceneSets& sets, const Want
     m.emplace_back("CLIP zero-shot item top-5", zs.top5);
   }
   Tensor mixed_embeds;
-  if (want("retrieval") || want("compose")) mixed_embeds = clip.encode_images(images_of(sets.mixed)).embeds;
+  if (want("retrieval") || want("compose") || select) mixed_embeds = clip.encode_images(images_of(sets.mixed)).embeds;
   if (want("retrieval")) {
     std::vector<int64_t> text_image(sets.mixed.size());
     for (size_t i = 0; i < text_image.size(); ++i) text_image[i] = static_cast<int64_t>(i);
-    const Recall r = retrieval_recall(mixed_embeds, clip.encode_texts(captions_of(sets.mixed)).embeds, text_image);
+    const Recall r = retrieval_recall(mixed_embeds, clip.encode_texts(captions_of(sets.mixed)).embeds, text_image,
+                                      caption_groups(sets.mixed));
     m.emplace_back("CLIP retrieval image->text R@1", r.i2t_r1);
     m.emplace_back("CLIP retrieval image->text R@5", r.i2t_r5);
     m.emplace_back("CLIP retrieval text->image R@1", r.t2i_r1);
     m.emplace_back("CLIP retrieval text->image R@5", r.t2i_r5);
   }
+  std::optional<ComposeSuite> compose_test;
+  if (want("compose") || select) compose_test.emplace(clip, sets.mixed);
   if (want("compose")) {
     Metrics per_kind;
-    m.emplace_back("CLIP compose mean", compose_accuracy(clip, sets.mixed, mixed_embeds, "CLIP compose", &per_kind));
+    m.emplace_back("CLIP compose mean", compose_test->accuracy(mixed_embeds, "CLIP compose", &per_kind));
     m.insert(m.end(), per_kind.begin(), per_kind.end());
     m.emplace_back("CLIP compose mean, held-out colour-item pairs",
-                   compose_accuracy(clip, sets.heldout, clip.encode_images(images_of(sets.heldout)).embeds, "", nullptr));
+                   ComposeSuite(clip, sets.heldout).accuracy(clip.encode_images(images_of(sets.heldout)).embeds));
   }
   if (want("robustness")) {
     const Tensor cluttered_embeds = clip.encode_images(images_of(sets.cluttered)).embeds;
-    m.emplace_back("CLIP compose mean, 3-item scenes (clutter)",
-                   compose_accuracy(clip, sets.cluttered, cluttered_embeds, "", nullptr));
+    m.emplace_back("CLIP compose mean, 3-item scenes (clutter)", ComposeSuite(clip, sets.cluttered).accuracy(cluttered_embeds));
     const std::vector<Tensor> placed = placed_class_weights(clip);
     m.emplace_back("CLIP zero-shot top-1, item at a named place", placed_zero_shot(single_embeds, placed, sets.single));
     m.emplace_back("CLIP zero-shot top-1, named place, 2 distractors",
@@ -255,32 +287,68 @@ Metrics evaluate_clip(const TrainedClip& clip, const SceneSets& sets, const Want
   }
 
   if (select) {
-    // Greedy forward selection of SPARO slots for zero-shot item classification, chosen on the
-    // validation split's single-item scenes, scored on the test split.
+    // Greedy forward selection of SPARO slots, chosen on the validation split and scored on the
+    // test split: once for zero-shot item classification (single-item scenes), once for the
+    // compose test (the paper's claim: selection raises the compositional gain).
     const int64_t L = clip.config().sparo.L;
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto masked = [L](const std::vector<bool>& mask) {
+      return [L, &mask](const Tensor& t) { return mask_slots(t, L, mask); };
+    };
     const Tensor val_embeds = clip.encode_images(images_of(sets.single_val)).embeds;
     const std::vector<int> val_labels = item_labels(sets.single_val);
-    const auto metric_on = [&](const Tensor& embeds, const std::vector<int>& y, const std::vector<bool>& mask) {
+    const auto zero_shot_on = [&](const Tensor& embeds, const std::vector<int>& y, const std::vector<bool>& mask) {
       return zero_shot_accuracy(mask_slots(embeds, L, mask), mask_slots(weights, L, mask), y).top1;
     };
-    const auto t0 = std::chrono::steady_clock::now();
-    const SelectionResult sel = greedy_forward_selection(
-        static_cast<int>(L), [&](const std::vector<bool>& mask) { return metric_on(val_embeds, val_labels, mask); });
-    const std::vector<double> drop = drop_one_slot(
-        static_cast<int>(L), [&](const std::vector<bool>& mask) { return metric_on(val_embeds, val_labels, mask); });
-    int64_t selected = 0;
-    for (bool b : sel.mask) selected += b;
-    m.emplace_back("CLIP zero-shot top-1, selected slots (test)", metric_on(single_embeds, labels, sel.mask));
-    m.emplace_back("CLIP slots selected (of L)", static_cast<double>(selected));
-    (*extra)["concept_selection"] = {{"order", sel.order}, {"val_metric", sel.metric}, {"selected", selected},
+    const auto zero_shot_val = [&](const std::vector<bool>& mask) { return zero_shot_on(val_embeds, val_labels, mask); };
+    const SelectionResult sel = greedy_forward_selection(static_cast<int>(L), zero_shot_val);
+    const std::vector<double> drop = drop_one_slot(static_cast<int>(L), zero_shot_val);
+    const ComposeSuite compose_val(clip, sets.mixed_val);
+    const Tensor mixed_val_embeds = clip.encode_images(images_of(sets.mixed_val)).embeds;
+    const SelectionResult sel_compose = greedy_forward_selection(static_cast<int>(L), [&](const std::vector<bool>& mask) {
+      return compose_val.accuracy(mixed_val_embeds, "", nullptr, masked(mask));
+    });
+    const auto count = [](const std::vector<bool>& mask) { return static_cast<double>(std::count(mask.begin(), mask.end(), true)); };
+    m.emplace_back("CLIP zero-shot top-1, selected slots (test)", zero_shot_on(single_embeds, labels, sel.mask));
+    m.emplace_back("CLIP slots selected for zero-shot (of L)", count(sel.mask));
+    m.emplace_back("CLIP compose mean, selected slots (test)",
+                   compose_test->accuracy(mixed_embeds, "", nullptr, masked(sel_compose.mask)));
+    m.emplace_back("CLIP slots selected for compose (of L)", count(sel_compose.mask));
+    (*extra)["concept_selection"] = {{"order", sel.order}, {"val_metric", sel.metric}, {"selected", count(sel.mask)},
                                      {"drop_one_val_delta", drop}};
-    out << "concept selection: " << selected << " of " << L << " slots chosen on val in "
-        << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
+    (*extra)["concept_selection_compose"] = {
+        {"order", sel_compose.order}, {"val_metric", sel_compose.metric}, {"selected", count(sel_compose.mask)}};
+    out << "concept selection: " << count(sel.mask) << " of " << L << " slots for zero-shot, " << count(sel_compose.mask)
+        << " for compose, chosen on val in " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+        << " s\n";
   }
   return m;
 }
 
-Metrics evaluate_dino(const TrainedDino& dino, const LabeledImages& train, const LabeledImages& test,
+// Features of a list of images: a model's embeddings, or the pixels themselves.
+using Encoder = std::function<Tensor(const std::vector<Image>&)>;
+
+Encoder dino_encoder(const TrainedDino& dino) {
+  return [&dino](const std::vector<Image>& images) { return dino.encode_images(images).embeds; };
+}
+
+// The raw-pixel baseline: each grey image as its rows × cols pixels, normalised as the DINO
+// input is ((v / 255 − mean) / std with ImageNet's first channel), one row per image.
+Tensor pixel_features(const std::vector<Image>& images) {
+  if (images.empty()) throw Error("pixel features: no images");
+  const int64_t n = static_cast<int64_t>(images.size()), e = static_cast<int64_t>(images[0].width) * images[0].height;
+  std::vector<float> host(static_cast<size_t>(n * e));
+  for (int64_t i = 0; i < n; ++i) {
+    const Image& img = images[static_cast<size_t>(i)];
+    if (static_cast<int64_t>(img.width) * img.height != e) throw Error("pixel features: images differ in size");
+    for (int64_t p = 0; p < e; ++p)
+      host[static_cast<size_t>(i * e + p)] =
+          (static_cast<float>(img.rgb[static_cast<size_t>(p * 3)]) / 255.0f - kImageNetMean[0]) / kImageNetStd[0];
+  }
+  return Tensor::from_vector(host, {n, e});
+}
+
+Metrics evaluate_dino(const Encoder& encode, const LabeledImages& train, const LabeledImages& test,
                       const ExperimentOptions& o, const Want& want) {
   const auto images = [](const LabeledImages& set, int64_t n, const std::function<Image(const Image&, size_t)>& f) {
     std::vector<Image> out;
@@ -292,9 +360,9 @@ Metrics evaluate_dino(const TrainedDino& dino, const LabeledImages& train, const
   const auto labels = [](const LabeledImages& set, int64_t n) {
     return std::vector<int>(set.labels.begin(), set.labels.begin() + std::min(n, set.count));
   };
-  const Tensor train_x = dino.encode_images(images(train, o.dino_train, same)).embeds;
+  const Tensor train_x = encode(images(train, o.dino_train, same));
   const std::vector<int> train_y = labels(train, o.dino_train);
-  const Tensor test_x = dino.encode_images(images(test, o.dino_test, same)).embeds;
+  const Tensor test_x = encode(images(test, o.dino_test, same));
   const std::vector<int> test_y = labels(test, o.dino_test);
   Metrics m;
   if (want("knn")) m.emplace_back("DINO k-NN top-1 (k=20, T=0.07)", knn_accuracy(train_x, train_y, test_x, test_y, 10).top1);
@@ -309,36 +377,32 @@ Metrics evaluate_dino(const TrainedDino& dino, const LabeledImages& train, const
     m.emplace_back("DINO linear probe top-1", lin.test.top1);
   }
   if (want("robustness")) {
-    const Tensor noisy_x =
-        dino.encode_images(images(test, o.dino_test, [](const Image& img, size_t i) { return with_noise(img, 40.0f, i); }))
-            .embeds;
+    const Tensor noisy_x = encode(images(test, o.dino_test, [](const Image& img, size_t i) { return with_noise(img, 40.0f, i); }));
     m.emplace_back("DINO k-NN top-1, Gaussian noise sigma=40", knn_accuracy(train_x, train_y, noisy_x, test_y, 10).top1);
-    const Tensor inv_x =
-        dino.encode_images(images(test, o.dino_test, [](const Image& img, size_t) { return inverted(img); })).embeds;
+    const Tensor inv_x = encode(images(test, o.dino_test, [](const Image& img, size_t) { return inverted(img); }));
     m.emplace_back("DINO k-NN top-1, inverted images", knn_accuracy(train_x, train_y, inv_x, test_y, 10).top1);
   }
   return m;
 }
 
-std::string mean_std(const std::vector<double>& v) {
-  double mean = 0;
-  for (double x : v) mean += x;
-  mean /= static_cast<double>(v.size());
+std::string mean_std_text(const std::vector<double>& v) {
+  if (v.empty() || std::isnan(v[0])) return "-";
+  const MeanStd m = mean_std(v);
   char buf[64];
-  if (v.size() < 2) {
-    std::snprintf(buf, sizeof buf, "%.3f", mean);
-  } else {
-    double var = 0;
-    for (double x : v) var += (x - mean) * (x - mean);
-    std::snprintf(buf, sizeof buf, "%.3f ± %.3f", mean, std::sqrt(var / static_cast<double>(v.size() - 1)));
-  }
+  if (m.n < 2)
+    std::snprintf(buf, sizeof buf, "%.3f", m.mean);
+  else
+    std::snprintf(buf, sizeof buf, "%.3f ± %.3f", m.mean, m.std);
   return buf;
 }
 
-double mean_of(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return s / static_cast<double>(v.size());
+bool is_accuracy_row(const std::string& metric) { return metric.find("(of L)") == std::string::npos; }
+
+// The model arms of the table, in column order: trained and random-init for each read-out.
+constexpr std::array<const char*, 4> kArms = {"baseline", "baseline@init", "sparo", "sparo@init"};
+
+std::vector<double>& arm_values(ExperimentSummary& s, size_t arm, size_t row) {
+  return arm == 0 ? s.baseline[row] : arm == 1 ? s.baseline_init[row] : arm == 2 ? s.sparo[row] : s.sparo_init[row];
 }
 
 }  // namespace
@@ -353,11 +417,21 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
   const Device device = Device::parse(o.device);
 
   const Want everything = [](const std::string&) { return true; };
+  // The raw-pixel rows: the DINO evaluations on the normalised pixels themselves.
+  const Metrics pixels = evaluate_dino(pixel_features, fashion_train, fashion_test, o, everything);
   ExperimentSummary summary;
   json runs = json::array();
   std::map<std::string, int64_t> params;
+  const auto row_of = [&](const std::string& metric) {
+    auto it = std::find(summary.metrics.begin(), summary.metrics.end(), metric);
+    if (it != summary.metrics.end()) return static_cast<size_t>(it - summary.metrics.begin());
+    summary.metrics.push_back(metric);
+    for (auto* v : {&summary.baseline, &summary.baseline_init, &summary.sparo, &summary.sparo_init}) v->emplace_back();
+    summary.pixels.push_back(NAN);
+    return summary.metrics.size() - 1;
+  };
   for (int seed = 0; seed < o.seeds; ++seed) {
-    std::map<std::string, Metrics> by_model;
+    std::map<std::string, Metrics> by_arm;  // "clip-baseline", "clip-baseline@init", ...
     for (const char* task : {"clip", "dino"}) {
       for (const char* variant : {"", "-sparo"}) {
         const std::string name = std::string(task) + (*variant ? "-sparo" : "-baseline");
@@ -374,82 +448,117 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
         if (!clip) ov.push_back("freeze_last_layer_steps=" + std::to_string(o.dino_steps / 10));
         ov.insert(ov.end(), o.overrides.begin(), o.overrides.end());
         ensure_trained(preset, run_dir, ov, o.progress, out);
-        const auto t_eval = std::chrono::steady_clock::now();
-        out << "evaluating " << run_dir << "\n" << std::flush;
-        json extra = json::object();
-        Metrics m;
-        if (clip) {
-          const auto model = TrainedClip::load(run_dir, device);
-          params[name] = model->model().parameter_count();
-          m = evaluate_clip(*model, scenes, everything, out, &extra);
-        } else {
-          const auto model = TrainedDino::load(run_dir, device);
-          m = evaluate_dino(*model, fashion_train, fashion_test, o, everything);
-          params[name] = model->model().parameter_count();
+        for (const Weights weights : {Weights::trained, Weights::initial}) {
+          const bool initial = weights == Weights::initial;
+          const auto t_eval = std::chrono::steady_clock::now();
+          out << "evaluating " << run_dir << (initial ? " at its random initialisation" : "") << "\n" << std::flush;
+          json extra = json::object();
+          Metrics m;
+          if (clip) {
+            const auto model = TrainedClip::load(run_dir, device, weights);
+            params[name] = model->model().parameter_count();
+            m = evaluate_clip(*model, scenes, everything, out, &extra);
+          } else {
+            const auto model = TrainedDino::load(run_dir, device, weights);
+            params[name] = model->model().parameter_count();
+            m = evaluate_dino(dino_encoder(*model), fashion_train, fashion_test, o, everything);
+          }
+          out << "evaluated in " << std::lround(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count())
+              << " s\n" << std::flush;
+          by_arm[name + (initial ? "@init" : "")] = m;
+          runs.push_back({{"run", run_dir}, {"weights", initial ? "initial" : "trained"}, {"metrics", json(m)}, {"extra", extra}});
         }
-        out << "evaluated " << run_dir << " in "
-            << std::lround(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count()) << " s\n"
-            << std::flush;
-        by_model[name] = m;
-        runs.push_back({{"run", run_dir}, {"metrics", json(m)}, {"extra", extra}});
       }
     }
-    // Rows: every metric of the baseline, with the SPARO model's value beside it.
+    // Rows: every metric of the baseline, then the SPARO model's own; each arm's value per seed.
     for (const char* task : {"clip", "dino"}) {
-      const Metrics& base = by_model[std::string(task) + "-baseline"];
-      const Metrics& sp = by_model[std::string(task) + "-sparo"];
-      std::map<std::string, double> sp_map(sp.begin(), sp.end());
-      std::vector<std::pair<std::string, double>> rows = base;
-      for (const auto& [k, v] : sp)
-        if (std::none_of(base.begin(), base.end(), [&](const auto& b) { return b.first == k; })) rows.emplace_back(k, NAN);
-      for (const auto& [k, v] : rows) {
-        auto it = std::find(summary.metrics.begin(), summary.metrics.end(), k);
-        size_t row = static_cast<size_t>(it - summary.metrics.begin());
-        if (it == summary.metrics.end()) {
-          summary.metrics.push_back(k);
-          summary.baseline.emplace_back();
-          summary.sparo.emplace_back();
+      for (const char* variant : {"-baseline", "-sparo"})
+        for (const auto& [k, v] : by_arm[std::string(task) + variant]) row_of(k);
+      for (size_t arm = 0; arm < kArms.size(); ++arm) {
+        const std::string arm_name(kArms[arm]);
+        const std::string key = std::string(task) + "-" + arm_name;
+        std::map<std::string, double> values(by_arm[key].begin(), by_arm[key].end());
+        for (size_t row = 0; row < summary.metrics.size(); ++row) {
+          const std::string& metric = summary.metrics[row];
+          if ((metric.rfind("CLIP", 0) == 0) != (std::string(task) == "clip")) continue;
+          arm_values(summary, arm, row).push_back(values.count(metric) ? values[metric] : NAN);
         }
-        summary.baseline[row].push_back(v);
-        summary.sparo[row].push_back(sp_map.count(k) ? sp_map[k] : NAN);
       }
     }
   }
+  for (const auto& [k, v] : pixels) summary.pixels[row_of(k)] = v;
 
   const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60.0;
   std::ostringstream table;
-  char line[256];
-  std::snprintf(line, sizeof line, "%-50s %16s %16s %9s\n", "metric", "baseline", "SPARO", "Δ");
+  char line[320];
+  std::snprintf(line, sizeof line, "%-48s %7s %15s %15s %15s %15s %8s %19s\n", "metric", "pixels", "baseline",
+                "baseline init", "SPARO", "SPARO init", "Δ", "Δ 95% CI");
   table << line;
+  json differences = json::array();
   for (size_t i = 0; i < summary.metrics.size(); ++i) {
-    const bool have_base = !std::isnan(summary.baseline[i][0]);
-    const double delta = have_base ? mean_of(summary.sparo[i]) - mean_of(summary.baseline[i]) : NAN;
-    char d[32] = "";
-    if (have_base) std::snprintf(d, sizeof d, "%+.3f", delta);
-    std::snprintf(line, sizeof line, "%-50s %16s %16s %9s\n", summary.metrics[i].c_str(),
-                  have_base ? mean_std(summary.baseline[i]).c_str() : "-", mean_std(summary.sparo[i]).c_str(), d);
+    const bool paired = !summary.baseline[i].empty() && !std::isnan(summary.baseline[i][0]) && !summary.sparo[i].empty() &&
+                        !std::isnan(summary.sparo[i][0]);
+    char d[32] = "", ci[48] = "";
+    if (paired) {
+      const PairedDifference diff = paired_difference(summary.baseline[i], summary.sparo[i]);
+      std::snprintf(d, sizeof d, "%+.3f", diff.mean);
+      if (diff.n >= 2) std::snprintf(ci, sizeof ci, "[%+.3f, %+.3f]%s", diff.lo, diff.hi, diff.excludes_zero() ? "*" : "");
+      differences.push_back({{"metric", summary.metrics[i]}, {"mean", diff.mean}, {"lo", diff.n >= 2 ? json(diff.lo) : json()},
+                             {"hi", diff.n >= 2 ? json(diff.hi) : json()}, {"seeds", diff.n}});
+    }
+    char px[16] = "-";
+    if (!std::isnan(summary.pixels[i])) std::snprintf(px, sizeof px, "%.3f", summary.pixels[i]);
+    std::snprintf(line, sizeof line, "%-48s %7s %15s %15s %15s %15s %8s %19s\n", summary.metrics[i].c_str(), px,
+                  mean_std_text(summary.baseline[i]).c_str(), mean_std_text(summary.baseline_init[i]).c_str(),
+                  mean_std_text(summary.sparo[i]).c_str(), mean_std_text(summary.sparo_init[i]).c_str(), d, ci);
     table << line;
   }
+  // Loudly: every accuracy row where a trained model is not above its own random init.
+  std::ostringstream verdict;
+  for (size_t arm : {size_t{0}, size_t{2}}) {
+    for (size_t i = 0; i < summary.metrics.size(); ++i) {
+      const std::vector<double>& trained = arm_values(summary, arm, i);
+      const std::vector<double>& init = arm_values(summary, arm + 1, i);
+      if (!is_accuracy_row(summary.metrics[i]) || trained.empty() || std::isnan(trained[0]) || init.empty() ||
+          std::isnan(init[0]))
+        continue;
+      const double gain = mean_std(trained).mean - mean_std(init).mean;
+      if (gain <= 0) {
+        char text[256];
+        std::snprintf(text, sizeof text, "NOT ABOVE ITS RANDOM INIT: %s, %s: %.3f trained vs %.3f at init\n",
+                      arm == 0 ? "baseline" : "SPARO", summary.metrics[i].c_str(), mean_std(trained).mean,
+                      mean_std(init).mean);
+        verdict << text;
+      }
+    }
+  }
+  if (verdict.str().empty()) verdict << "every trained model is above its random init on every accuracy row\n";
   std::ostringstream head;
   head << "parameters: CLIP " << params["clip-baseline"] << " vs CLIP+SPARO " << params["clip-sparo"] << ", DINO "
        << params["dino-baseline"] << " vs DINO+SPARO " << params["dino-sparo"] << "\n"
        << "budget per pair: CLIP " << o.clip_steps << " steps × batch " << o.clip_batch << ", DINO " << o.dino_steps
-       << " steps × batch " << o.dino_batch << ", same schedule, data order and seed(s); " << o.seeds << " seed(s)\n";
+       << " steps × batch " << o.dino_batch << ", same schedule, data order and seed(s); " << o.seeds << " seed(s)\n"
+       << "columns: pixels = the normalised pixels themselves (DINO rows); init = the same model at its random\n"
+       << "initialisation (the run's seed); Δ = SPARO − baseline (trained), paired by seed, with its 95% t interval\n"
+       << "(* where it excludes 0); retrieval counts a scene with the identical caption as a hit\n";
   for (const std::string& ov : o.overrides) head << "override for every run: " << ov << "\n";
-  out << "\n" << head.str() << "\n" << table.str();
+  out << "\n" << head.str() << "\n" << table.str() << "\n" << verdict.str();
   char wall[64];
   std::snprintf(wall, sizeof wall, "wall time %.1f min\n", minutes);
   out << wall;
-  std::ofstream(fs::path(o.out_dir) / "results.md") << "```\n" << head.str() << "\n" << table.str() << wall << "```\n";
+  std::ofstream(fs::path(o.out_dir) / "results.md") << "```\n" << head.str() << "\n" << table.str() << "\n" << verdict.str() << wall << "```\n";
   std::ofstream(fs::path(o.out_dir) / "results.json")
-      << json({{"metrics", summary.metrics}, {"baseline", summary.baseline}, {"sparo", summary.sparo}, {"runs", runs},
+      << json({{"metrics", summary.metrics}, {"baseline", summary.baseline}, {"sparo", summary.sparo},
+               {"baseline_init", summary.baseline_init}, {"sparo_init", summary.sparo_init},
+               {"pixels", summary.pixels}, {"differences", differences}, {"runs", runs},
                {"parameters", params}, {"minutes", minutes}})
              .dump(2)
       << "\n";
 
   // The pictures of the (first) SPARO CLIP run and one HTML page with everything.
   std::vector<std::string> run_dirs;
-  for (const auto& r : runs) run_dirs.push_back(r.at("run").get<std::string>());
+  for (const auto& r : runs)
+    if (r.at("weights") == "trained") run_dirs.push_back(r.at("run").get<std::string>());
   const std::string sparo_clip = (fs::path(o.out_dir) / "clip-sparo-seed0").string();
   for (const std::string& dir : run_dirs) plot_training_curves(dir, (fs::path(dir) / "pictures").string());
   visualize_run(sparo_clip, (fs::path(sparo_clip) / "pictures").string());
@@ -489,7 +598,7 @@ std::vector<std::pair<std::string, double>> evaluate_run(const std::string& run_
     }
     m = evaluate_clip(*model, make_scene_sets(fashion_train, fashion_test, o.eval_scenes), only, out, &extra);
   } else {
-    m = evaluate_dino(*TrainedDino::load(run_dir, device), fashion_train, fashion_test, o, only);
+    m = evaluate_dino(dino_encoder(*TrainedDino::load(run_dir, device)), fashion_train, fashion_test, o, only);
   }
   if (details_json) *details_json = extra.dump();
   return m;

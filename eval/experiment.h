@@ -35,7 +35,10 @@ struct ExperimentOptions {
 
 struct ExperimentSummary {
   std::vector<std::string> metrics;                // row names
-  std::vector<std::vector<double>> baseline, sparo;  // [metric][seed]
+  // [metric][seed]; NaN where the arm has no such row. *_init: the same model at its random
+  // initialisation (the run's seed, no training).
+  std::vector<std::vector<double>> baseline, sparo, baseline_init, sparo_init;
+  std::vector<double> pixels;                      // [metric]: the raw-pixel value, NaN where none
 };
 
 ExperimentSummary run_experiment(const ExperimentOptions& options, std::ostream& out);

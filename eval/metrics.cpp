@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 #include <numeric>
 #include <string>
 
@@ -157,7 +158,8 @@ TopK grouped_zero_shot_accuracy(const Tensor& image_embeds, const std::vector<Te
   return finish(acc);
 }
 
-Recall retrieval_recall(const Tensor& image_embeds, const Tensor& text_embeds, const std::vector<int64_t>& text_image) {
+Recall retrieval_recall(const Tensor& image_embeds, const Tensor& text_embeds, const std::vector<int64_t>& text_image,
+                        const std::vector<int64_t>& image_group) {
   check_embeddings("retrieval_recall", "image_embeds", image_embeds);
   check_embeddings("retrieval_recall", "text_embeds", text_embeds);
   check_same_width("retrieval_recall", "image_embeds", image_embeds, "text_embeds", text_embeds);
@@ -174,23 +176,41 @@ Recall retrieval_recall(const Tensor& image_embeds, const Tensor& text_embeds, c
   }
   for (size_t i = 0; i < captions.size(); ++i)
     if (captions[i].empty()) throw Error("retrieval_recall: image " + std::to_string(i) + " has no caption in text_image");
+  if (!image_group.empty() && static_cast<int64_t>(image_group.size()) != images)
+    throw Error("retrieval_recall: image_group has " + std::to_string(image_group.size()) +
+                " entries, expected one per row of image_embeds " + shape_str(image_embeds.shape()));
+  // The members of each image's group (itself alone without groups).
+  std::vector<std::vector<int64_t>> members(static_cast<size_t>(images));
+  if (image_group.empty()) {
+    for (int64_t i = 0; i < images; ++i) members[static_cast<size_t>(i)] = {i};
+  } else {
+    std::map<int64_t, std::vector<int64_t>> by_group;
+    for (int64_t i = 0; i < images; ++i) by_group[image_group[static_cast<size_t>(i)]].push_back(i);
+    for (int64_t i = 0; i < images; ++i) members[static_cast<size_t>(i)] = by_group[image_group[static_cast<size_t>(i)]];
+  }
 
   NoGradGuard no_grad;
   const Tensor img = l2_normalize(image_embeds, -1);
   const Tensor txt = l2_normalize(text_embeds.to(image_embeds.device()), -1);
   Recall r;
-  // An image's best-ranked caption decides whether it is retrieved within K.
+  // The best-ranked correct answer decides whether a query is answered within K.
+  const auto best_of = [](const float* s, int64_t first, const auto& candidates) {
+    int64_t best = first;
+    for (int64_t c : candidates)
+      if (s[c] > s[best]) best = c;
+    return best;
+  };
   for_each_score_row("retrieval_recall", img, txt, [&](int64_t i, const float* s) {
     int64_t best = captions[static_cast<size_t>(i)].front();
-    for (int64_t j : captions[static_cast<size_t>(i)])
-      if (s[j] > s[best]) best = j;
+    for (int64_t m : members[static_cast<size_t>(i)]) best = best_of(s, best, captions[static_cast<size_t>(m)]);
     const int64_t rank = rank_of(s, texts, best);
     r.i2t_r1 += rank < 1;
     r.i2t_r5 += rank < 5;
     r.i2t_r10 += rank < 10;
   });
   for_each_score_row("retrieval_recall", txt, img, [&](int64_t j, const float* s) {
-    const int64_t rank = rank_of(s, images, text_image[static_cast<size_t>(j)]);
+    const int64_t target = text_image[static_cast<size_t>(j)];
+    const int64_t rank = rank_of(s, images, best_of(s, target, members[static_cast<size_t>(target)]));
     r.t2i_r1 += rank < 1;
     r.t2i_r5 += rank < 5;
     r.t2i_r10 += rank < 10;

@@ -48,10 +48,15 @@ TopK grouped_zero_shot_accuracy(const Tensor& image_embeds, const std::vector<Te
 // their captions among the K texts most similar to the image; text→image recall@K: the fraction
 // of texts whose image is among the K images most similar to the text. Cosine similarity (both
 // sides normalised).
+// image_group (optional, one entry per image) makes images interchangeable: images of the same
+// group share their captions, so an image's caption is also correct for every image of its group
+// and a text's image is any image of that group (scenes whose captions are identical: the
+// caption cannot tell them apart). Empty: every image is its own group, as OpenCLIP.
 struct Recall {
   double i2t_r1 = 0, i2t_r5 = 0, i2t_r10 = 0, t2i_r1 = 0, t2i_r5 = 0, t2i_r10 = 0;
 };
-Recall retrieval_recall(const Tensor& image_embeds, const Tensor& text_embeds, const std::vector<int64_t>& text_image);
+Recall retrieval_recall(const Tensor& image_embeds, const Tensor& text_embeds, const std::vector<int64_t>& text_image,
+                        const std::vector<int64_t>& image_group = {});
 
 // DINO's weighted k-NN classifier (eval_knn.py): cosine similarity of the L2-normalised test
 // features to the L2-normalised train features, the k most similar train samples each vote for

@@ -75,8 +75,9 @@ std::vector<json> read_metrics_lines(const std::string& path) {
     const auto step = j.find("step");
     if (step == j.end() || !step->is_number_integer()) throw Error(where + ": expected an integer \"step\"");
     const auto loss = j.find("loss");
-    // A non-finite loss is written as null: a gap in the curve, not an error.
-    if (loss == j.end() || !(loss->is_number() || loss->is_null()))
+    // A non-finite loss is written as null: a gap in the curve, not an error. A line without a
+    // loss is a monitor line (DINO's k-NN), which only trainer steps' lines precede.
+    if (loss != j.end() && !(loss->is_number() || loss->is_null()))
       throw Error(where + ": expected a number (or null) \"loss\"");
     lines.push_back(std::move(j));
   }
@@ -133,6 +134,10 @@ Run read_run(const std::string& dir) {
 
   const fs::path metrics_path = d / "metrics.jsonl";
   for (json& j : read_metrics_lines(metrics_path.string())) {
+    if (!j.contains("loss")) {  // a monitor line: its values join the last step's
+      if (run.last.is_object()) run.last.update(j);
+      continue;
+    }
     const json& loss = j["loss"];
     if (loss.is_number() && std::isfinite(loss.get<double>()))
       run.loss.emplace_back(static_cast<double>(j["step"].get<int64_t>()), loss.get<double>());

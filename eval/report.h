@@ -19,8 +19,9 @@ std::string base64_encode(const std::string& bytes);
 std::string html_escape(const std::string& text);
 
 // The lines of a run's metrics.jsonl (written by sparo train), blank lines skipped; each is a
-// JSON object with an integer "step" and a number (or null, for a non-finite value) "loss".
-// Errors name the file and the line.
+// JSON object with an integer "step" and, on a trainer step's line, a number (or null, for a
+// non-finite value) "loss"; a line without "loss" is a monitor line (DINO's k-NN). Errors name
+// the file and the line.
 std::vector<nlohmann::json> read_metrics_lines(const std::string& path);
 
 // The page for run_dirs (each a `sparo train` run directory: config.json and metrics.jsonl are

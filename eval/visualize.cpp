@@ -126,6 +126,13 @@ std::vector<std::string> plot_training_curves(const std::string& run_dir, const 
     save_png(path, line_chart({{key, points, {31, 119, 180}}}, name.filename().string() + ": " + key, "step", key));
     written.push_back(path);
   }
+  // DINO's k-NN monitor: teacher and student on one chart, as DINO's authors compare them.
+  if (curves.count("knn_teacher") && curves.count("knn_student")) {
+    const std::string path = (fs::path(out_dir) / "curve-knn.png").string();
+    save_png(path, line_chart({{"teacher", curves["knn_teacher"], {31, 119, 180}}, {"student", curves["knn_student"], {214, 39, 40}}},
+                              name.filename().string() + ": k-NN top-1 (monitor subset)", "step", "k-NN top-1"));
+    written.push_back(path);
+  }
   return written;
 }
 

@@ -34,7 +34,8 @@ constexpr int kVisualizeGap = 4;
 // settings (canvas, items per scene) from its Fashion-MNIST directory's test set. A run that is not a SPARO CLIP run is an error.
 // Writes out_dir/curve-<key>.png for every numeric key of the run's metrics.jsonl except
 // "step" and "elapsed_s" (loss, lr, grad_norm, ...): the value against the step, titled with
-// the run's directory name. Returns the files written, in key order. Errors: as
+// the run's directory name; a DINO run's k-NN monitor also gets curve-knn.png, teacher and
+// student together. Returns the files written, in key order (curve-knn.png last). Errors: as
 // read_metrics_lines (eval/report.h).
 std::vector<std::string> plot_training_curves(const std::string& run_dir, const std::string& out_dir);
 

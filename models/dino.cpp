@@ -15,6 +15,15 @@ DinoBackbone::DinoBackbone(const DinoConfig& c, Generator& gen) : cfg(c), norm(c
   pos_embed = init_normal({1, grid * grid + 1, D}, 0.02f, gen);
   for (int64_t i = 0; i < c.depth; ++i) {
     blocks.emplace_back(D, c.heads, c.mlp_ratio, Activation::gelu, c.norm_eps, BlockNames::dino, gen);
+    // DINO's _init_weights: every Linear trunc_normal(std .02) with zero bias. (timm truncates
+    // at ±2 in absolute units, i.e. at 100 σ: a plain normal draw is the same distribution.)
+    TransformerBlock& b = blocks.back();
+    b.qkv_weight = init_normal(b.qkv_weight.shape(), 0.02f, gen);
+    b.qkv_bias = Tensor::zeros(b.qkv_bias.shape()).requires_grad_();
+    for (Linear* l : {&b.out_proj, &b.fc1, &b.fc2}) {
+      l->weight = init_normal(l->weight.shape(), 0.02f, gen);
+      l->bias = Tensor::zeros(l->bias.shape()).requires_grad_();
+    }
     // DINO's stochastic depth rises linearly over the blocks.
     blocks.back().drop_path = c.depth > 1 ? c.drop_path_rate * static_cast<float>(i) / static_cast<float>(c.depth - 1) : c.drop_path_rate;
   }
@@ -106,7 +115,8 @@ DinoHead::DinoHead(int64_t in, int64_t hidden, int64_t bottleneck, int64_t out, 
 }
 
 Tensor DinoHead::forward(const Tensor& x) const {
-  const Tensor h = mlp4.forward(gelu(mlp2.forward(gelu(mlp0.forward(x)))));
+  const Tensor in = input_scale == 1.0f ? x : affine(x, input_scale, 0.0f);
+  const Tensor h = mlp4.forward(gelu(mlp2.forward(gelu(mlp0.forward(in)))));
   const Tensor weight = mul(l2_normalize(weight_v, 1), weight_g);  // weight norm, one norm per prototype
   return linear(l2_normalize(h, -1), weight);
 }
@@ -124,6 +134,10 @@ Dino::Dino(const DinoConfig& c, uint64_t seed) : cfg(c) {
   Generator gen(seed);
   backbone = DinoBackbone(c, gen);
   head = DinoHead(backbone.output_dim(), c.head_hidden, c.head_bottleneck, c.head_out, gen);
+  // The CLS feature is a LayerNorm output, about 1 per coordinate (norm ≈ √D); the SPARO
+  // embedding has norm 1. Scaled by √(L·V) it is about 1 per coordinate too, so both heads start
+  // from inputs of the same size under the same init (the representation itself is unchanged).
+  if (backbone.sparo) head.input_scale = std::sqrt(static_cast<float>(backbone.output_dim()));
   if (!c.norm_last_layer) head.weight_g.requires_grad_();
 }
 

@@ -37,6 +37,7 @@ struct DinoHead : Module {
   Linear mlp0, mlp2, mlp4;
   Tensor weight_g;  // [K, 1], fixed to 1 (norm_last_layer)
   Tensor weight_v;  // [K, bottleneck]
+  float input_scale = 1.0f;  // multiplies the input (√(L·V) for a SPARO backbone: see Dino::Dino)
 
   DinoHead() = default;
   DinoHead(int64_t in, int64_t hidden, int64_t bottleneck, int64_t out, Generator& gen);

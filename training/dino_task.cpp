@@ -14,6 +14,7 @@
 #include "training/data/caption_table.h"
 #include "training/data/fashion_mnist.h"
 #include "training/image.h"
+#include "training/knn.h"
 #include "training/losses.h"
 #include "training/schedule.h"
 #include "training/trainer.h"
@@ -49,6 +50,8 @@ class UnlabeledImages {
     if (table_) return table_->image(i);
     return gray_to_rgb(fashion_.image(i), fashion_.rows, fashion_.cols);
   }
+  // Labels exist for Fashion-MNIST only (the k-NN monitor needs them).
+  const LabeledImages* labelled() const { return table_ ? nullptr : &fashion_; }
 
  private:
   LabeledImages fashion_;
@@ -86,7 +89,13 @@ class DinoTask : public TrainTask {
     crops_.local_size = static_cast<int>(cfg.local_crop_size);
     crops_.local_scale_lo = static_cast<float>(cfg.local_scale_min);
     crops_.local_scale_hi = static_cast<float>(cfg.local_scale_max);
+    crops_.global1_blur_p = static_cast<float>(cfg.blur_p_global1);
+    crops_.global2_blur_p = static_cast<float>(cfg.blur_p_global2);
+    crops_.local_blur_p = static_cast<float>(cfg.blur_p_local);
+    crops_.blur_sigma_hi = static_cast<float>(cfg.blur_sigma_max);
+    crops_.solarize_p = static_cast<float>(cfg.solarize_p);
     validate(crops_);
+    if (cfg.eval_every > 0) prepare_monitor();
     load_state_dict(teacher_, state_dict(student_));  // the teacher starts as the student
     teacher_.set_training(false);
     for (Tensor p : teacher_.parameters()) p.requires_grad_(false);
@@ -168,8 +177,30 @@ class DinoTask : public TrainTask {
     if (loss_.teacher_entropy.defined()) {
       m.emplace_back("teacher_entropy", loss_.teacher_entropy.item());
       m.emplace_back("teacher_batch_entropy", loss_.teacher_batch_entropy.item());
+      m.emplace_back("kl_teacher_student", loss_.kl.item());
     }
+    NoGradGuard no_grad;
+    m.emplace_back("center_norm", sqrt(sum(square(loss_.center))).item());
     return m;
+  }
+
+  // k-NN top-1 of the teacher's and the student's features (no generator: no drop-path) on the
+  // fixed monitor subset; no random numbers are drawn, so monitoring leaves the run unchanged.
+  std::vector<std::pair<std::string, double>> monitor() override {
+    if (!monitor_train_.defined()) return {};
+    NoGradGuard no_grad;
+    std::vector<std::pair<std::string, double>> out;
+    for (const auto& [name, model] : {std::pair<const char*, const Dino*>{"knn_teacher", &teacher_}, {"knn_student", &student_}}) {
+      const auto encode = [&, model = model](const Tensor& images) {
+        std::vector<Tensor> parts;
+        for (int64_t a = 0; a < images.size(0); a += 256)
+          parts.push_back(model->backbone.forward(slice(images, 0, a, std::min(images.size(0), a + 256)).to(device_)).embedding);
+        return concat(parts, 0);
+      };
+      out.emplace_back(name, knn_top1(encode(monitor_train_), monitor_train_labels_, encode(monitor_test_),
+                                      monitor_test_labels_, 10));
+    }
+    return out;
   }
 
   void describe(std::ostream& out) const override {
@@ -180,7 +211,16 @@ class DinoTask : public TrainTask {
         << crops_.local_size << "\n";
     if (const std::string s = data_.skipped_summary(); !s.empty()) out << "data: " << s << "\n";
     out << "steps " << cfg_.steps << ", batch " << cfg_.batch_size << " × " << cfg_.accum_steps << " accumulation, lr "
-        << cfg_.lr << " (warm-up " << cfg_.warmup_steps << "), last layer frozen for " << freeze_steps_ << " steps\n";
+        << cfg_.peak_lr();
+    if (cfg_.lr_reference_batch > 0) out << " (" << cfg_.lr << " × " << cfg_.samples_per_step() << " / " << cfg_.lr_reference_batch << ")";
+    out << " (warm-up " << cfg_.warmup_steps << "), last layer frozen for " << freeze_steps_ << " steps, gradient clip "
+        << cfg_.grad_clip << " (" << cfg_.grad_clip_mode << "), teacher momentum " << cfg_.momentum_teacher << " → "
+        << cfg_.momentum_teacher_end << "\n";
+    if (cfg_.eval_every > 0)
+      out << (monitor_train_.defined() ? "k-NN monitor every " + std::to_string(cfg_.eval_every) + " steps: " +
+                                             std::to_string(monitor_train_.size(0)) + " train images, " +
+                                             std::to_string(monitor_test_.size(0)) + " test images\n"
+                                       : std::string("k-NN monitor: off (it needs Fashion-MNIST's labels)\n"));
   }
 
  private:
@@ -191,7 +231,32 @@ class DinoTask : public TrainTask {
                          : 1.0;  // np.linspace(warmup, final, W)
     return static_cast<float>(cfg_.warmup_teacher_temp + f * (cfg_.teacher_temp - cfg_.warmup_teacher_temp));
   }
-  double momentum(int64_t step) const { return CosineSchedule{cfg_.momentum_teacher, 1.0, cfg_.steps}(step); }
+  double momentum(int64_t step) const {
+    return CosineSchedule{cfg_.momentum_teacher, cfg_.momentum_teacher_end, cfg_.steps}(step);
+  }
+
+  // The monitor's images, preprocessed as the evaluation does (TrainedDino::encode_images):
+  // the first monitor_train train images as the k-NN memory, the first monitor_test test images
+  // as queries.
+  void prepare_monitor() {
+    const LabeledImages* train = data_.labelled();
+    if (!train) return;
+    const LabeledImages test =
+        load_fashion_mnist(cfg_.data_dir.empty() ? default_fashion_mnist_dir() : cfg_.data_dir, "test");
+    const int size = static_cast<int>(mcfg_.image_size);
+    const auto tensor = [&](const LabeledImages& set, int64_t n, std::vector<int>& labels) {
+      n = std::min(n, set.count);
+      std::vector<Image> images;
+      for (int64_t i = 0; i < n; ++i) {
+        Image img = gray_to_rgb(set.image(i), set.rows, set.cols);
+        images.push_back(img.width == size && img.height == size ? img : resize_bicubic(img, size, size));
+        labels.push_back(set.labels[static_cast<size_t>(i)]);
+      }
+      return images_to_tensor(images, kImageNetMean, kImageNetStd);
+    };
+    monitor_train_ = tensor(*train, cfg_.monitor_train, monitor_train_labels_);
+    monitor_test_ = tensor(test, cfg_.monitor_test, monitor_test_labels_);
+  }
   float weight_decay(int64_t step) const {
     if (cfg_.weight_decay_end < 0) return static_cast<float>(cfg_.weight_decay);
     return static_cast<float>(CosineSchedule{cfg_.weight_decay, cfg_.weight_decay_end, cfg_.steps}(step));
@@ -224,6 +289,8 @@ class DinoTask : public TrainTask {
   SampleOrder order_;
   MultiCropOptions crops_;
   int64_t freeze_steps_ = 0;
+  Tensor monitor_train_, monitor_test_;  // [N, 3, S, S] on the CPU
+  std::vector<int> monitor_train_labels_, monitor_test_labels_;
   Prefetcher<DinoBatch> prefetch_;
 };
 

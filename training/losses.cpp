@@ -45,6 +45,7 @@ Tensor DinoLoss::operator()(const Tensor& student, const Tensor& teacher, float 
     NoGradGuard no_grad;
     const Tensor batch_center = mean(teacher, 0, /*keepdim=*/true);
     copy_(center, add(affine(center, center_momentum, 0.0f), affine(batch_center, 1.0f - center_momentum, 0.0f)));
+    kl = sub(loss, teacher_entropy);
   }
   return loss;
 }

@@ -28,6 +28,10 @@ class DinoLoss {
 
   Tensor center;  // [1, K], starts at 0; part of a checkpoint
   Tensor teacher_entropy, teacher_batch_entropy;  // [] of the last call
+  // [] of the last call: the mean KL(q_i ‖ p_v) over the loss's pairs, i.e. loss − teacher
+  // entropy (each teacher crop meets the same number of student crops). It falls as the
+  // student learns the teacher; the loss alone also falls when the teacher merely sharpens.
+  Tensor kl;
   int64_t crops;
   float student_temp, center_momentum;
 };

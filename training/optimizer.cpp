@@ -313,37 +313,61 @@ std::vector<ParamGroup> split_weight_decay(const std::vector<std::pair<std::stri
   return {std::move(decay), std::move(no_decay)};
 }
 
-Tensor clip_grad_norm(const std::vector<Tensor>& params, float max_norm) {
-  if (!(max_norm >= 0.0f)) throw Error("clip_grad_norm: max_norm must be >= 0, got " + num(max_norm));
-  NoGradGuard no_grad;
+namespace {
+
+// The parameters' gradients (those that have one), checked to be f32 on one device.
+std::vector<Tensor> gradients_to_clip(const char* function, const std::vector<Tensor>& params, float max_norm) {
+  if (!(max_norm >= 0.0f)) throw Error(std::string(function) + ": max_norm must be >= 0, got " + num(max_norm));
   std::vector<Tensor> grads;
   for (size_t i = 0; i < params.size(); ++i) {
-    if (!params[i].defined()) throw Error("clip_grad_norm: parameter " + std::to_string(i) + " is undefined");
+    if (!params[i].defined()) throw Error(std::string(function) + ": parameter " + std::to_string(i) + " is undefined");
     Tensor g = params[i].grad();
     if (!g.defined()) continue;
     if (g.dtype() != DType::f32)
-      throw Error("clip_grad_norm: the gradient of parameter " + std::to_string(i) + " has dtype " +
+      throw Error(std::string(function) + ": the gradient of parameter " + std::to_string(i) + " has dtype " +
                   dtype_name(g.dtype()) + ", expected f32");
     if (!grads.empty() && !(g.device() == grads[0].device()))
-      throw Error("clip_grad_norm: the gradient of parameter " + std::to_string(i) + " is on " + g.device().str() +
-                  " but an earlier one is on " + grads[0].device().str());
+      throw Error(std::string(function) + ": the gradient of parameter " + std::to_string(i) + " is on " +
+                  g.device().str() + " but an earlier one is on " + grads[0].device().str());
     grads.push_back(std::move(g));
   }
-  if (grads.empty()) return Tensor::zeros(Shape{}, DType::f32, params.empty() ? Device::cpu() : params[0].device());
+  return grads;
+}
 
-  const Device device = grads[0].device();
+// min(1, max_norm / (norm + 1e-6)) as a device scalar: every gradient is scaled, by exactly 1
+// when it is not clipped (no data-dependent branch, no host round trip).
+Tensor clip_coefficient(const Tensor& norm, float max_norm) {
+  return clamp(div(Tensor::full(Shape{}, max_norm, DType::f32, norm.device()), affine(norm, 1.0f, 1e-6f)), 0.0f, 1.0f);
+}
+
+}  // namespace
+
+Tensor clip_grad_norm(const std::vector<Tensor>& params, float max_norm) {
+  NoGradGuard no_grad;
+  std::vector<Tensor> grads = gradients_to_clip("clip_grad_norm", params, max_norm);
+  if (grads.empty()) return Tensor::zeros(Shape{}, DType::f32, params.empty() ? Device::cpu() : params[0].device());
   Tensor total_sq;
   for (const Tensor& g : grads) {
     const Tensor s = sum(square(g));
     total_sq = total_sq.defined() ? add(total_sq, s) : s;
   }
   const Tensor total = sqrt(total_sq);
-  // clip_coef = max_norm / (total + 1e-6), clamped to at most 1 (every gradient is scaled,
-  // by exactly 1 when it is not clipped: no data-dependent branch, no host round trip).
-  const Tensor coef =
-      clamp(div(Tensor::full(Shape{}, max_norm, DType::f32, device), affine(total, 1.0f, 1e-6f)), 0.0f, 1.0f);
+  const Tensor coef = clip_coefficient(total, max_norm);
   for (Tensor& g : grads) mul_(g, coef);
   return total;
+}
+
+Tensor clip_grad_norm_per_parameter(const std::vector<Tensor>& params, float max_norm) {
+  NoGradGuard no_grad;
+  std::vector<Tensor> grads = gradients_to_clip("clip_grad_norm_per_parameter", params, max_norm);
+  if (grads.empty()) return Tensor::zeros(Shape{}, DType::f32, params.empty() ? Device::cpu() : params[0].device());
+  Tensor total_sq;
+  for (Tensor& g : grads) {
+    const Tensor s = sum(square(g));
+    total_sq = total_sq.defined() ? add(total_sq, s) : s;
+    mul_(g, clip_coefficient(sqrt(s), max_norm));
+  }
+  return sqrt(total_sq);
 }
 
 }  // namespace sparo

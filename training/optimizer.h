@@ -151,4 +151,9 @@ std::vector<ParamGroup> split_weight_decay(const std::vector<std::pair<std::stri
 // non-finite gradients, as in PyTorch (error_if_nonfinite=False).
 Tensor clip_grad_norm(const std::vector<Tensor>& params, float max_norm);
 
+// DINO's clip_gradients: each gradient on its own, g *= min(1, max_norm / (‖g‖ + 1e-6)), so
+// one exploding parameter does not shrink the others' steps. Returns the global norm before
+// clipping (as clip_grad_norm, for the log). Same requirements as clip_grad_norm.
+Tensor clip_grad_norm_per_parameter(const std::vector<Tensor>& params, float max_norm);
+
 }  // namespace sparo

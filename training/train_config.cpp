@@ -39,13 +39,14 @@ struct Fields {
   explicit Fields(Config& c) {
     strings = {{"task", &c.task}, {"dataset", &c.dataset}, {"data_dir", &c.data_dir}, {"csv_path", &c.csv_path},
                {"csv_image_key", &c.csv_image_key}, {"csv_caption_key", &c.csv_caption_key},
-               {"csv_separator", &c.csv_separator}, {"device", &c.device}};
+               {"csv_separator", &c.csv_separator}, {"device", &c.device}, {"grad_clip_mode", &c.grad_clip_mode}};
     ints = {{"train_size", &c.train_size}, {"scene_canvas", &c.scene_canvas}, {"scene_min_items", &c.scene_min_items},
             {"scene_max_items", &c.scene_max_items}, {"steps", &c.steps}, {"batch_size", &c.batch_size},
             {"accum_steps", &c.accum_steps}, {"warmup_steps", &c.warmup_steps}, {"local_crops", &c.local_crops},
             {"local_crop_size", &c.local_crop_size}, {"warmup_teacher_temp_steps", &c.warmup_teacher_temp_steps},
             {"freeze_last_layer_steps", &c.freeze_last_layer_steps}, {"log_every", &c.log_every},
-            {"checkpoint_every", &c.checkpoint_every}, {"keep_checkpoints", &c.keep_checkpoints}};
+            {"checkpoint_every", &c.checkpoint_every}, {"keep_checkpoints", &c.keep_checkpoints},
+            {"eval_every", &c.eval_every}, {"monitor_train", &c.monitor_train}, {"monitor_test", &c.monitor_test}};
     doubles = {{"lr", &c.lr}, {"min_lr", &c.min_lr}, {"weight_decay", &c.weight_decay},
                {"weight_decay_end", &c.weight_decay_end}, {"beta1", &c.beta1}, {"beta2", &c.beta2}, {"eps", &c.eps},
                {"grad_clip", &c.grad_clip}, {"max_logit_scale", &c.max_logit_scale},
@@ -53,7 +54,10 @@ struct Fields {
                {"local_scale_min", &c.local_scale_min}, {"local_scale_max", &c.local_scale_max},
                {"student_temp", &c.student_temp}, {"teacher_temp", &c.teacher_temp},
                {"warmup_teacher_temp", &c.warmup_teacher_temp}, {"center_momentum", &c.center_momentum},
-               {"momentum_teacher", &c.momentum_teacher}};
+               {"momentum_teacher", &c.momentum_teacher}, {"momentum_teacher_end", &c.momentum_teacher_end},
+               {"lr_reference_batch", &c.lr_reference_batch}, {"blur_p_global1", &c.blur_p_global1},
+               {"blur_p_global2", &c.blur_p_global2}, {"blur_p_local", &c.blur_p_local},
+               {"blur_sigma_max", &c.blur_sigma_max}, {"solarize_p", &c.solarize_p}};
     unsigneds = {{"seed", &c.seed}};
   }
   std::string known() const {
@@ -105,7 +109,14 @@ TrainConfig TrainConfig::from_json(const std::string& text, const std::string& s
     throw Error(source + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw Error(source + ": expected a JSON object at the top level");
-  for (const std::string& o : overrides) apply_override(j, o);
+  // "model.key=value" sets a key of the model config (applied once the model is resolved).
+  json model_overrides = json::object();
+  for (const std::string& o : overrides) {
+    if (o.rfind("model.", 0) == 0)
+      apply_override(model_overrides, o.substr(6));
+    else
+      apply_override(j, o);
+  }
 
   TrainConfig c;
   Fields<TrainConfig> f(c);
@@ -132,6 +143,12 @@ TrainConfig TrainConfig::from_json(const std::string& text, const std::string& s
   }
   if (!j.contains("model")) throw Error(source + ": missing \"model\" (a model config path or object)");
   c.model_json = resolve_model(j.at("model"), source, base_dir);
+  if (!model_overrides.empty()) {
+    json model = json::parse(c.model_json, nullptr, /*allow_exceptions=*/false);
+    if (!model.is_object()) throw Error(source + ".model: not a JSON object, so --set model.KEY cannot apply");
+    model.update(model_overrides);
+    c.model_json = model.dump();
+  }
   c.validate(source);
   return c;
 }
@@ -209,6 +226,17 @@ void TrainConfig::validate(const std::string& source) const {
     if (!(v > 0)) fail(key, "must be > 0");
   if (!(center_momentum >= 0 && center_momentum <= 1)) fail("center_momentum", "must be in [0, 1]");
   if (!(momentum_teacher >= 0 && momentum_teacher <= 1)) fail("momentum_teacher", "must be in [0, 1]");
+  if (!(momentum_teacher_end >= 0 && momentum_teacher_end <= 1)) fail("momentum_teacher_end", "must be in [0, 1]");
+  finite_nonneg("lr_reference_batch", lr_reference_batch);
+  if (grad_clip_mode != "global" && grad_clip_mode != "per_parameter")
+    fail("grad_clip_mode", "must be \"global\" or \"per_parameter\", got \"" + grad_clip_mode + "\"");
+  for (auto [key, v] : {std::pair{"blur_p_global1", blur_p_global1}, std::pair{"blur_p_global2", blur_p_global2},
+                        std::pair{"blur_p_local", blur_p_local}, std::pair{"solarize_p", solarize_p}})
+    if (!(v >= 0 && v <= 1)) fail(key, "is a probability: must be in [0, 1]");
+  if (!(blur_sigma_max >= 0.1 && blur_sigma_max <= 10)) fail("blur_sigma_max", "must be in [0.1, 10]");
+  if (eval_every < 0) fail("eval_every", "must be >= 0 (0 = no k-NN monitor)");
+  positive("monitor_train", monitor_train);
+  positive("monitor_test", monitor_test);
   if (device != "cpu" && device.rfind("vulkan", 0) != 0) fail("device", "must be cpu, vulkan or vulkan:N");
   // The model config must parse for the task (its own errors name the field).
   if (task == "clip")

@@ -1,5 +1,6 @@
 // The configuration of a training run: one flat JSON object (every key optional, defaults
-// below), overridable key by key from the command line (--set key=value). Unknown keys
+// below), overridable key by key from the command line (--set key=value; --set
+// model.key=value sets a key of the model config). Unknown keys
 // and values of the wrong type or range are errors that name the key: a typo must not
 // silently train something else.
 //
@@ -32,10 +33,16 @@ struct TrainConfig {
   // Optimisation.
   int64_t steps = 1000, batch_size = 128, accum_steps = 1;
   double lr = 5e-4, min_lr = 0.0;
+  // 0: lr is used as given. N > 0: lr is the rate for a batch of N and scales linearly with
+  // the batch (DINO's lr = base_lr × batch / 256 is lr_reference_batch = 256).
+  double lr_reference_batch = 0.0;
   int64_t warmup_steps = 100;
   double weight_decay = 0.2, weight_decay_end = -1.0;  // dino: cosine from weight_decay to weight_decay_end (-1: constant)
   double beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
-  double grad_clip = 1.0;       // max global gradient norm; 0 = off
+  double grad_clip = 1.0;       // max gradient norm; 0 = off
+  // "global": one norm over all gradients (torch's clip_grad_norm_); "per_parameter": each
+  // parameter's gradient clipped to its own norm (DINO's clip_gradients).
+  std::string grad_clip_mode = "global";
 
   // CLIP.
   double max_logit_scale = 100.0;  // exp(logit_scale) is clamped to [1, this] after each step
@@ -45,8 +52,15 @@ struct TrainConfig {
   double global_scale_min = 0.4, global_scale_max = 1.0, local_scale_min = 0.05, local_scale_max = 0.4;
   double student_temp = 0.1, teacher_temp = 0.04, warmup_teacher_temp = 0.04;
   int64_t warmup_teacher_temp_steps = 0;
-  double center_momentum = 0.9, momentum_teacher = 0.996;
+  double center_momentum = 0.9, momentum_teacher = 0.996, momentum_teacher_end = 1.0;  // cosine from → to
   int64_t freeze_last_layer_steps = -1;  // -1: one epoch
+  // Multi-crop photometric augmentation (DINO's defaults are 1.0, 0.1, 0.5, 2.0, 0.2; a 16-pixel
+  // crop of a 28-pixel item loses its shape under a blur of σ 2).
+  double blur_p_global1 = 1.0, blur_p_global2 = 0.1, blur_p_local = 0.5, blur_sigma_max = 2.0, solarize_p = 0.2;
+  // The k-NN monitor (Fashion-MNIST only): every eval_every steps (and at step 0), the teacher's
+  // and the student's features of the first monitor_train train images classify the first
+  // monitor_test test images (cosine, k 20, T 0.07); 0 = off.
+  int64_t eval_every = 0, monitor_train = 2000, monitor_test = 1000;
 
   // Run.
   uint64_t seed = 0;
@@ -64,6 +78,10 @@ struct TrainConfig {
   std::string resolved_dataset() const;  // dataset, or the task's default
   CaptionTableOptions caption_table_options() const;  // from the csv_* keys
   int64_t samples_per_step() const { return batch_size * accum_steps; }
+  // The peak learning rate the schedule uses: lr, scaled with the batch when lr_reference_batch > 0.
+  double peak_lr() const {
+    return lr_reference_batch > 0 ? lr * static_cast<double>(samples_per_step()) / lr_reference_batch : lr;
+  }
 };
 
 }  // namespace sparo

@@ -102,9 +102,9 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
 
   std::unique_ptr<TrainTask> task =
       cfg.task == "clip" ? make_clip_task(cfg, dir.string(), resuming) : make_dino_task(cfg);
-  AdamW optimizer(task->param_groups(), static_cast<float>(cfg.lr), static_cast<float>(cfg.beta1),
+  AdamW optimizer(task->param_groups(), static_cast<float>(cfg.peak_lr()), static_cast<float>(cfg.beta1),
                   static_cast<float>(cfg.beta2), static_cast<float>(cfg.eps));
-  const WarmupCosine lr_at{static_cast<float>(cfg.lr), static_cast<float>(cfg.min_lr), cfg.warmup_steps, cfg.steps};
+  const WarmupCosine lr_at{static_cast<float>(cfg.peak_lr()), static_cast<float>(cfg.min_lr), cfg.warmup_steps, cfg.steps};
   std::vector<Tensor> params;
   for (const ParamGroup& g : optimizer.groups()) params.insert(params.end(), g.params.begin(), g.params.end());
 
@@ -143,6 +143,23 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   }
 
   std::ofstream metrics(dir / "metrics.jsonl", std::ios::app);
+  // The task's monitor (DINO: k-NN of teacher and student) as a line of its own, at step 0 of
+  // a fresh run and every eval_every steps.
+  const auto monitor = [&](int64_t step) {
+    const auto values = task->monitor();
+    if (values.empty()) return;
+    json m = {{"step", step}};
+    std::string text = "monitor at step " + std::to_string(step) + ":";
+    for (const auto& [k, v] : values) {
+      m[k] = v;
+      char item[96];
+      std::snprintf(item, sizeof item, " %s %.4f", k.c_str(), v);
+      text += item;
+    }
+    metrics << m.dump() << "\n" << std::flush;
+    progress.message(text);
+  };
+  if (start == 0 && cfg.eval_every > 0) monitor(0);
   Backend& backend = backend_for(Device::parse(cfg.device));
   backend.reset_peak_memory();  // the report at the end is about this run
   TrainResult result{start, start, 0.0};
@@ -168,7 +185,10 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     }
     task->before_update(step, optimizer);
     Tensor grad_norm;
-    if (cfg.grad_clip > 0) grad_norm = clip_grad_norm(params, static_cast<float>(cfg.grad_clip));
+    if (cfg.grad_clip > 0)
+      grad_norm = cfg.grad_clip_mode == "per_parameter"
+                      ? clip_grad_norm_per_parameter(params, static_cast<float>(cfg.grad_clip))
+                      : clip_grad_norm(params, static_cast<float>(cfg.grad_clip));
     optimizer.set_lr(lr_at(step));
     optimizer.step();
     task->after_update(step);
@@ -196,6 +216,7 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       t_interval = now;
       interval_steps = 0;
     }
+    if (cfg.eval_every > 0 && (done % cfg.eval_every == 0 || done == cfg.steps)) monitor(done);
     if (done % cfg.checkpoint_every == 0 || done == cfg.steps) {
       Checkpoint c;
       c.step = done;

@@ -49,6 +49,9 @@ class TrainTask {
   // Extra metrics for a logged step (e.g. the logit scale), as "key": number.
   virtual std::vector<std::pair<std::string, double>> metrics(int64_t /*step*/) const { return {}; }
   virtual void describe(std::ostream& /*out*/) const {}  // one-time lines at the start
+  // Slower measurements of the model (DINO: k-NN of teacher and student), taken at step 0 and
+  // every eval_every steps; empty when the task has none.
+  virtual std::vector<std::pair<std::string, double>> monitor() { return {}; }
 };
 
 // The tasks. run_dir holds task files such as CLIP's tokenizer (learned on a fresh start,

@@ -53,15 +53,24 @@ TEST(Experiment, TrainsEvaluatesAndReusesRuns) {
 
   ASSERT_EQ(s.metrics.size(), s.baseline.size());
   ASSERT_EQ(s.metrics.size(), s.sparo.size());
+  ASSERT_EQ(s.metrics.size(), s.baseline_init.size());
+  ASSERT_EQ(s.metrics.size(), s.sparo_init.size());
+  ASSERT_EQ(s.metrics.size(), s.pixels.size());
   for (const char* needed : {"CLIP zero-shot item top-1", "CLIP retrieval image->text R@1", "CLIP compose mean",
                              "CLIP compose swap-colours", "CLIP compose mean, held-out colour-item pairs",
                              "CLIP zero-shot top-1, inverted images", "CLIP zero-shot top-1, selected slots (test)",
                              "CLIP zero-shot top-1, named place, 2 distractors",
+                             "CLIP compose mean, selected slots (test)", "CLIP slots selected for compose (of L)",
                              "DINO k-NN top-1 (k=20, T=0.07)", "DINO linear probe top-1"})
     EXPECT_NE(std::find(s.metrics.begin(), s.metrics.end(), needed), s.metrics.end()) << needed;
   for (size_t i = 0; i < s.metrics.size(); ++i) {
     const double v = s.sparo[i][0];
-    if (s.metrics[i] == "CLIP slots selected (of L)") {
+    // Every row has its random-init value on each side that has the row; the raw pixels only
+    // in DINO's rows.
+    EXPECT_EQ(std::isnan(s.sparo_init[i][0]), std::isnan(v)) << s.metrics[i];
+    EXPECT_EQ(std::isnan(s.baseline_init[i][0]), std::isnan(s.baseline[i][0])) << s.metrics[i];
+    EXPECT_EQ(std::isnan(s.pixels[i]), s.metrics[i].rfind("DINO", 0) != 0) << s.metrics[i];
+    if (s.metrics[i].find("(of L)") != std::string::npos) {
       EXPECT_GE(v, 1);
       EXPECT_LE(v, 4);
       EXPECT_TRUE(std::isnan(s.baseline[i][0]));  // the baseline has no slots
@@ -71,12 +80,18 @@ TEST(Experiment, TrainsEvaluatesAndReusesRuns) {
     EXPECT_LE(v, 1.0) << s.metrics[i];
   }
   EXPECT_NE(log.str().find("parameters: CLIP "), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("baseline init"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("at its random initialisation"), std::string::npos) << log.str();
+  // Raw pixels on Fashion-MNIST are far above chance even on 200 train images.
+  const auto knn_row = std::find(s.metrics.begin(), s.metrics.end(), "DINO k-NN top-1 (k=20, T=0.07)") - s.metrics.begin();
+  EXPECT_GT(s.pixels[static_cast<size_t>(knn_row)], 0.5);
   EXPECT_TRUE(fs::exists(dir / "out/results.md"));
   EXPECT_TRUE(fs::exists(dir / "out/report.html"));
   EXPECT_TRUE(fs::exists(dir / "out/clip-sparo-seed0/pictures/slots.json"));
   const nlohmann::json results = nlohmann::json::parse(std::ifstream(dir / "out/results.json"));
   EXPECT_EQ(results.at("metrics").size(), s.metrics.size());
-  EXPECT_EQ(results.at("runs").size(), 4u);
+  EXPECT_EQ(results.at("runs").size(), 8u);  // 4 trained + the same 4 at their random init
+  EXPECT_EQ(results.at("pixels").size(), s.metrics.size());
 
   // A second call evaluates the finished runs again instead of retraining them.
   std::ostringstream again;

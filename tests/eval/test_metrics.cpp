@@ -7,6 +7,7 @@
 
 #include "engine/ops.h"
 #include "eval/metrics.h"
+#include "training/knn.h"
 #include "tests/expect_error.h"
 
 namespace sparo {
@@ -293,6 +294,45 @@ TEST(EvalLinearProbe, RejectsBadOptionsAndInputs) {
   expect_error([&] { linear_probe(x, y, x, y, Tensor::ones({4, 3}), y, 2); }, {"linear_probe", "test_x", "same embedding width"});
   expect_error([&] { linear_probe(Tensor::from_vector(std::vector<float>{1, NAN, 0, 0, 1, 1, 2, 2}, {4, 2}), y, x, y, x, y, 2); },
                {"linear_probe", "non-finite"});
+}
+
+// ---- retrieval with caption-identical scenes ------------------------------------------------
+
+TEST(EvalRetrieval, ScenesWithTheSameCaptionAreInterchangeable) {
+  // Images 0 and 1 share a caption (group 0); image 2 is alone. Text j is caption j of image j.
+  // Text 0 is closest to image 1 and image 0 closest to text 1: wrong without groups, right with.
+  const Tensor images = matrix({{1, 0, 0}, {0, 1, 0}, {0, 0, 1}});
+  const Tensor texts = matrix({{0.1f, 1, 0}, {1, 0, 0}, {0, 0, 1}});  // t0 ≈ image 1, t1 = image 0
+  const Recall plain = retrieval_recall(images, texts, {0, 1, 2});
+  EXPECT_DOUBLE_EQ(plain.i2t_r1, 1.0 / 3.0);  // only image 2 finds its own caption first
+  EXPECT_DOUBLE_EQ(plain.t2i_r1, 1.0 / 3.0);
+  const Recall grouped = retrieval_recall(images, texts, {0, 1, 2}, {0, 0, 2});
+  EXPECT_DOUBLE_EQ(grouped.i2t_r1, 1.0);
+  EXPECT_DOUBLE_EQ(grouped.t2i_r1, 1.0);
+  expect_error([&] { retrieval_recall(images, texts, {0, 1, 2}, {0, 0}); }, {"retrieval_recall", "image_group has 2 entries"});
+}
+
+TEST(EvalKnn, TheTrainingMonitorAgreesWithTheEvaluation) {
+  // training/knn.h's top-1 (the DINO k-NN monitor) against knn_accuracy on random features
+  // whose classes overlap, so that votes are close and ranking details matter.
+  Generator gen(7);
+  const Tensor train = Tensor::randn({300, 16}, gen), test = Tensor::randn({120, 16}, gen);
+  std::vector<int> train_y, test_y;
+  for (int i = 0; i < 300; ++i) train_y.push_back(i % 5);
+  for (int i = 0; i < 120; ++i) test_y.push_back((i * 7) % 5);
+  const Tensor shift = Tensor::randn({5, 16}, gen);
+  const auto shifted = [&](const Tensor& x, const std::vector<int>& y) {
+    std::vector<int32_t> idx(y.begin(), y.end());
+    return add(x, index_select(shift, 0, Tensor::from_vector(idx, {static_cast<int64_t>(idx.size())})));
+  };
+  const Tensor a = shifted(train, train_y), b = shifted(test, test_y);
+  for (int k : {1, 5, 20}) {
+    const double expected = knn_accuracy(a, train_y, b, test_y, 5, k).top1;
+    EXPECT_DOUBLE_EQ(knn_top1(a, train_y, b, test_y, 5, k), expected) << "k " << k;
+    EXPECT_GT(expected, 0.3);  // far from chance (0.2): the test means something
+  }
+  expect_error([&] { knn_top1(a, train_y, b, test_y, 5, 301); }, {"knn_top1", "k = 301"});
+  expect_error([&] { knn_top1(a, {0, 1}, b, test_y, 5); }, {"knn_top1", "2 labels"});
 }
 
 }  // namespace

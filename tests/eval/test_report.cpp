@@ -116,7 +116,7 @@ TEST(Report, CorruptOrMissingFilesNameTheFileAndLine) {
   expect_error([&] { render_report({tmp / "run"}, ""); }, {tmp / "run/metrics.jsonl:4", "not valid JSON"});
 
   make_run(tmp / "noloss", "clip", {4.0});
-  std::ofstream(tmp / "noloss/metrics.jsonl", std::ios::app) << "{\"step\": 20}\n";
+  std::ofstream(tmp / "noloss/metrics.jsonl", std::ios::app) << "{\"step\": 20, \"loss\": \"low\"}\n";
   expect_error([&] { render_report({tmp / "noloss"}, ""); }, {tmp / "noloss/metrics.jsonl:2", "\"loss\""});
 
   make_run(tmp / "empty", "clip", {});
@@ -229,6 +229,16 @@ TEST(Visualize, TrainingCurvesAreOnePngPerLoggedQuantity) {
   }
   // The loss curve (with its gap) differs from the lr curve.
   EXPECT_NE(load_image(written[1]).rgb, load_image(written[2]).rgb);
+
+  // A DINO run's monitor lines (no loss) draw teacher and student on one more chart.
+  std::ofstream(tmp / "run/metrics.jsonl") << R"({"step": 0, "knn_teacher": 0.5, "knn_student": 0.5}
+{"step": 1, "loss": 4.5}
+{"step": 10, "loss": 4.0}
+{"step": 10, "knn_teacher": 0.6, "knn_student": 0.55}
+)";
+  const std::vector<std::string> dino = plot_training_curves(tmp / "run", tmp / "dino");
+  EXPECT_EQ(dino, (std::vector<std::string>{tmp / "dino/curve-knn_student.png", tmp / "dino/curve-knn_teacher.png",
+                                            tmp / "dino/curve-loss.png", tmp / "dino/curve-knn.png"}));
 
   std::ofstream(tmp / "run/metrics.jsonl") << "{\"step\": 1, \"loss\": 4.5}\n{\"loss\": 3}\n";
   expect_error([&] { plot_training_curves(tmp / "run", tmp / "out"); }, {"metrics.jsonl:2", "integer \"step\""});

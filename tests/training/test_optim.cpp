@@ -538,6 +538,27 @@ TEST(ClipGradNorm, EdgeCases) {
   expect_error([&] { clip_grad_norm(params, -1.0f); }, {"clip_grad_norm: max_norm must be >= 0, got -1"});
 }
 
+TEST(ClipGradNorm, PerParameterClipsEachGradientOnItsOwn) {
+  // DINO's clip_gradients: a 3-4-12 gradient (norm 13) and a 0.3-0.4 one (norm 0.5) with
+  // max_norm 1: the first shrinks to norm 1, the second stays as it is. Global clipping would
+  // have scaled both by 1 / 13.01.
+  std::vector<Tensor> params = fixture_params();
+  params[0].set_grad(Tensor::from_vector(std::vector<float>{3, 4, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {3, 4}));
+  std::vector<float> small(static_cast<size_t>(params[1].numel()), 0.0f);
+  small[0] = 0.3f;
+  small[1] = 0.4f;
+  params[1].set_grad(Tensor::from_vector(small, params[1].shape()));
+  const Tensor total = clip_grad_norm_per_parameter(params, 1.0f);
+  EXPECT_NEAR(total.item(), std::sqrt(169.0f + 0.25f), 1e-5);  // the global norm before clipping
+  const std::vector<float> g0 = params[0].grad().to_float_vector(), g1 = params[1].grad().to_float_vector();
+  EXPECT_NEAR(g0[2], 12.0f / 13.0f, 1e-6);
+  EXPECT_NEAR(g0[0], 3.0f / 13.0f, 1e-6);
+  EXPECT_FLOAT_EQ(g1[0], 0.3f);
+  EXPECT_FLOAT_EQ(g1[1], 0.4f);
+  expect_error([&] { clip_grad_norm_per_parameter(params, -1.0f); },
+               {"clip_grad_norm_per_parameter: max_norm must be >= 0, got -1"});
+}
+
 TEST(Schedule, WarmupCosineShape) {
   const WarmupCosine s{.base_lr = 1e-3f, .warmup_steps = 4, .total_steps = 12};
   EXPECT_FLOAT_EQ(s(0), 2.5e-4f);  // (step + 1) / warmup: never 0

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
@@ -59,7 +60,22 @@ TrainConfig dino_config(std::vector<std::string> overrides = {}) {
 std::vector<double> losses(const std::string& run_dir) {
   std::ifstream in(run_dir + "/metrics.jsonl");
   std::vector<double> out;
-  for (std::string line; std::getline(in, line);) out.push_back(json::parse(line).at("loss").get<double>());
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line);
+    if (j.contains("loss")) out.push_back(j.at("loss").get<double>());  // not the monitor's lines
+  }
+  return out;
+}
+
+// The DINO k-NN monitor's lines of a run: (step, teacher, student).
+std::vector<std::array<double, 3>> monitor_lines(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::vector<std::array<double, 3>> out;
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line);
+    if (j.contains("knn_teacher"))
+      out.push_back({j.at("step").get<double>(), j.at("knn_teacher").get<double>(), j.at("knn_student").get<double>()});
+  }
   return out;
 }
 
@@ -111,6 +127,44 @@ TEST(Trainer, TinyDinoRunLossFalls) {
     return first;
   }();
   EXPECT_NE(m.find("teacher_temp"), std::string::npos);
+}
+
+TEST(Trainer, DinoMonitorLogsKnnWithoutChangingTheRun) {
+  TempDir dir("dino_monitor");
+  const std::vector<std::string> base = {"steps=6", "checkpoint_every=6"};
+  std::vector<std::string> monitored = base;
+  for (const char* o : {"eval_every=3", "monitor_train=200", "monitor_test=100"}) monitored.push_back(o);
+  train(dino_config(base), dir / "plain", quiet());
+  train(dino_config(monitored), dir / "monitored", quiet());
+  // Monitoring draws no random numbers: the losses are the same to the last bit.
+  EXPECT_EQ(losses(dir / "monitored"), losses(dir / "plain"));
+  const auto lines = monitor_lines(dir / "monitored");
+  ASSERT_EQ(lines.size(), 3u);  // steps 0, 3 and 6
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i][0], 3.0 * static_cast<double>(i));
+    for (int k : {1, 2}) {
+      EXPECT_GT(lines[i][k], 0.15);  // 100 queries, 10 classes: far from 0 even untrained
+      EXPECT_LE(lines[i][k], 1.0);
+    }
+  }
+  EXPECT_EQ(lines[0][1], lines[0][2]);  // at step 0 the teacher is the student
+  // The other collapse signals are logged at every step.
+  std::ifstream in(dir / "monitored/metrics.jsonl");
+  std::string first;
+  std::getline(in, first);
+  std::getline(in, first);  // the first step's line follows the step-0 monitor line
+  for (const char* key : {"kl_teacher_student", "center_norm", "teacher_entropy"})
+    EXPECT_NE(first.find(key), std::string::npos) << key << " in " << first;
+}
+
+TEST(TrainConfig, ModelKeysAndTheBatchScaledLearningRate) {
+  const TrainConfig c = dino_config({"model.head_out=256", "lr=5e-4", "lr_reference_batch=256", "batch_size=64"});
+  EXPECT_EQ(json::parse(c.model_json).at("head_out"), 256);
+  EXPECT_DOUBLE_EQ(c.peak_lr(), 5e-4 * 64 / 256);  // DINO: lr = base_lr × batch / 256
+  EXPECT_DOUBLE_EQ(dino_config({"lr=5e-4"}).peak_lr(), 5e-4);  // 0: lr as given
+  expect_error([] { dino_config({"model.head_outt=256"}); }, {"head_outt"});
+  expect_error([] { dino_config({"grad_clip_mode=layer"}); }, {"grad_clip_mode", "per_parameter"});
+  expect_error([] { dino_config({"blur_p_local=1.5"}); }, {"blur_p_local", "[0, 1]"});
 }
 
 // Runs `steps` steps, or stops after `stop` and resumes; returns the run's losses.
