@@ -147,6 +147,7 @@ def dino_head_out(torch, models_golden, model, images):
     if model.readout == "sparo":
         y, _ = model.sparo(x)
         feats = models_golden.normalise_slots(y, model.L, model.sparo_type)
+        feats = feats * feats.shape[-1] ** 0.5  # sparo's head input scale (models/dino.h)
     else:
         feats = x[:, 0]
     return model.head(feats)

@@ -8,7 +8,7 @@
 # resumes where it stopped. J runs go at once, each with 2/J threads (default J = 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=runs/dino-sweep steps=150 jobs=2 config=training/configs/dino-tiny.json only=""
+out=runs/dino-sweep steps=600 jobs=2 config=training/configs/dino-tiny.json only=""
 while (($#)); do
   case "$1" in
     --out) out=$2; shift 2 ;;
@@ -25,10 +25,9 @@ done
 VARIANTS=(
   "preset|"
   "momentum-0.99|momentum_teacher=0.99"
-  "lr-scaled|lr_reference_batch=256"
-  "per-param-clip|grad_clip_mode=per_parameter"
   "teacher-temp-0.02|teacher_temp=0.02 warmup_teacher_temp=0.02"
-  "out-256|model.head_out=256"
+  "dino-lr-and-clip|lr_reference_batch=256 grad_clip_mode=per_parameter"
+  "gentle-crops|global_scale_min=0.6 local_scale_min=0.25 local_scale_max=0.5"
 )
 
 common="steps=$steps warmup_steps=$((steps / 10)) freeze_last_layer_steps=$((steps / 10)) checkpoint_every=$steps eval_every=$((steps / 6)) log_every=5"

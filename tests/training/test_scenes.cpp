@@ -156,7 +156,7 @@ TEST(SceneCaption, FollowsTheGrammar) {
   EXPECT_EQ(describe_scene({{7, 0, 0}, {8, 2, 1}, {6, 1, 3}}),
             "a red sneaker in the top left, a blue bag in the top right and a green shirt in the bottom right");
   EXPECT_EQ(describe_scene({{1, 6, 0}, {2, 4, 1}, {3, 5, 2}, {4, 7, 3}}),
-            "a cyan trousers in the top left, a purple pullover in the top right, an orange dress in the bottom left "
+            "cyan trousers in the top left, a purple pullover in the top right, an orange dress in the bottom left "
             "and a white coat in the bottom right");
   // a pure function of the set of items: the order they come in does not matter
   EXPECT_EQ(describe_scene({{6, 1, 3}, {7, 0, 0}, {8, 2, 1}}), describe_scene({{7, 0, 0}, {8, 2, 1}, {6, 1, 3}}));

@@ -36,7 +36,8 @@ Cases (image S=16, patch P=4: 16 patches + CLS = 17 tokens; vision width 24, 2 h
                                norm(x)[:, 0], DINOHead(24 -> 32 -> 32 -> 16, l2-normalise, weight-normed
                                Linear(16, 20) with weight_g fixed at 1 and not trained)
   dino_sparo                   the same backbone with a SPARO read-out (L=4, V=6, d=12, share_kv,
-                               cont:const) over norm(x), all 17 tokens
+                               cont:const) over norm(x), all 17 tokens; the head sees the SPARO
+                               embedding times sqrt(L*V) (models/dino.h: input_scale)
 
 What each fixture holds (all float32 "F32" except input.text "I32"):
 
@@ -479,7 +480,9 @@ class DINO(nn.Module):
             feats = normalise_slots(y, self.L, self.sparo_type)
         else:
             feats, attn = x[:, 0], None
-        head = self.head(feats)
+        # A SPARO embedding (norm 1) enters the head scaled to about 1 per coordinate, as the
+        # CLS feature is (sparo's models/dino.cpp).
+        head = self.head(feats * (feats.shape[-1] ** 0.5) if self.readout == "sparo" else feats)
         out["features"] = feats
         out["head"] = head
         out["loss"] = (head * inputs["head_weights"]).mean()

@@ -61,9 +61,13 @@ void check_items(const std::vector<SceneItem>& items, const char* who) {
   }
 }
 
+// "trousers" is a plural noun: "cyan trousers", not "a cyan trousers" (every other class
+// name is singular, "dress" included).
 std::string noun_phrase(const SceneItem& it) {
-  return with_article(std::string(kSceneColourNames[static_cast<size_t>(it.colour)]) + " " +
-                      kFashionMnistClasses[static_cast<size_t>(it.item)]);
+  const std::string phrase = std::string(kSceneColourNames[static_cast<size_t>(it.colour)]) + " " +
+                             kFashionMnistClasses[static_cast<size_t>(it.item)];
+  return std::string_view(kFashionMnistClasses[static_cast<size_t>(it.item)]) == "trousers" ? phrase
+                                                                                           : with_article(phrase);
 }
 
 std::string placed_phrase(const SceneItem& it) {
