@@ -92,7 +92,11 @@ class Progress {
   std::ofstream& log_;
 };
 
-TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions& options, bool resuming) {
+// resuming: continue from the latest loadable checkpoint; save_config: (resuming with new
+// settings) write them to config.json, but only once a checkpoint has loaded with them, so a
+// bad setting leaves the run as it was.
+TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions& options, bool resuming,
+                bool save_config = false) {
   const fs::path ckpt_dir = dir / "checkpoints";
   fs::create_directories(ckpt_dir);
   std::ostream& out = options.out ? *options.out : std::cerr;
@@ -130,6 +134,7 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       }
     }
     truncate_metrics(dir / "metrics.jsonl", start);
+    if (save_config) write_text_atomic(dir / "config.json", cfg.to_json());
     progress.message("resuming " + dir.string() + " at step " + std::to_string(start) + " from " + last_checkpoint);
   } else {
     std::ostringstream head;
@@ -138,7 +143,15 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     for (std::string l; std::getline(lines, l);) progress.message(l);
   }
   if (start >= cfg.steps) {
-    progress.message("nothing to do: the run is at step " + std::to_string(start) + " of " + std::to_string(cfg.steps));
+    // A run stopped between its last checkpoint and model.safetensors: the weights come from
+    // that checkpoint, so the run ends as the uninterrupted one would have.
+    if (!fs::exists(dir / "model.safetensors")) {
+      save_safetensors_atomic((dir / "model.safetensors").string(), state_dict(task->exported_model(), task->aliases()));
+      progress.message("the run is at step " + std::to_string(start) + " of " + std::to_string(cfg.steps) +
+                       "; wrote its missing " + (dir / "model.safetensors").string() + " from " + last_checkpoint);
+    } else {
+      progress.message("nothing to do: the run is at step " + std::to_string(start) + " of " + std::to_string(cfg.steps));
+    }
     return {start, start, 0.0};
   }
 
@@ -268,8 +281,7 @@ TrainResult resume_training(const std::string& run_dir, const TrainOptions& opti
   if (!fs::is_regular_file(config_path))
     throw Error("resume: " + config_path.string() + " not found (is " + run_dir + " a run directory?)");
   const TrainConfig cfg = TrainConfig::load(config_path.string(), overrides);
-  if (!overrides.empty()) write_text_atomic(config_path, cfg.to_json());
-  return run(cfg, fs::path(run_dir), options, true);
+  return run(cfg, fs::path(run_dir), options, true, /*save_config=*/!overrides.empty());
 }
 
 }  // namespace sparo

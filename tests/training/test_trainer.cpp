@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 
@@ -210,6 +211,39 @@ TEST(Trainer, ResumeIsRefusedWithoutARunAndANewRunDoesNotOverwriteOne) {
   const TrainConfig cfg = clip_config({"steps=1", "warmup_steps=0"});
   train(cfg, dir / "run", quiet());
   expect_error([&] { train(cfg, dir / "run", quiet()); }, {"already holds a run", "--resume"});
+}
+
+TEST(Trainer, AResumeWithABadSettingLeavesTheRunAsItWas) {
+  TempDir dir("bad_resume");
+  train(dino_config({"steps=4", "checkpoint_every=2"}), dir / "run", quiet());
+  const auto read = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string config = read(dir / "run/config.json");
+  // A model of another width cannot load the run's checkpoints: the resume fails...
+  expect_error([&] { resume_training(dir / "run", quiet(), {"model.width=32", "steps=6"}); }, {"checkpoint"});
+  // ...and the run's config is untouched, so the run still resumes with its own settings.
+  EXPECT_EQ(read(dir / "run/config.json"), config);
+  EXPECT_EQ(resume_training(dir / "run", quiet(), {"steps=6"}).last_step, 6);
+  EXPECT_NE(read(dir / "run/config.json").find("\"steps\": 6"), std::string::npos);
+}
+
+TEST(Trainer, AResumeWritesTheWeightsARunStoppedBeforeThemLacks) {
+  TempDir dir("lost_weights");
+  train(dino_config({"steps=4", "checkpoint_every=2"}), dir / "run", quiet());
+  const auto read = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string weights = read(dir / "run/model.safetensors");
+  fs::remove(dir / "run/model.safetensors");  // as if killed between the last checkpoint and the weights
+  std::ostringstream log;
+  TrainOptions o = quiet();
+  o.out = &log;
+  resume_training(dir / "run", o);
+  EXPECT_EQ(read(dir / "run/model.safetensors"), weights);  // the teacher of step 4, bit for bit
+  EXPECT_NE(log.str().find("wrote its missing"), std::string::npos) << log.str();
 }
 
 TEST(Trainer, NonFiniteLossStopsNamingTheStepAndTheLastCheckpoint) {
