@@ -213,13 +213,14 @@ TEST(Trainer, ResumeIsRefusedWithoutARunAndANewRunDoesNotOverwriteOne) {
   expect_error([&] { train(cfg, dir / "run", quiet()); }, {"already holds a run", "--resume"});
 }
 
+std::string read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 TEST(Trainer, AResumeWithABadSettingLeavesTheRunAsItWas) {
   TempDir dir("bad_resume");
   train(dino_config({"steps=4", "checkpoint_every=2"}), dir / "run", quiet());
-  const auto read = [](const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
   const std::string config = read(dir / "run/config.json");
   // A model of another width cannot load the run's checkpoints: the resume fails...
   expect_error([&] { resume_training(dir / "run", quiet(), {"model.width=32", "steps=6"}); }, {"checkpoint"});
@@ -232,10 +233,6 @@ TEST(Trainer, AResumeWithABadSettingLeavesTheRunAsItWas) {
 TEST(Trainer, AResumeWritesTheWeightsARunStoppedBeforeThemLacks) {
   TempDir dir("lost_weights");
   train(dino_config({"steps=4", "checkpoint_every=2"}), dir / "run", quiet());
-  const auto read = [](const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
   const std::string weights = read(dir / "run/model.safetensors");
   fs::remove(dir / "run/model.safetensors");  // as if killed between the last checkpoint and the weights
   std::ostringstream log;
