@@ -92,11 +92,12 @@ class Progress {
   std::ofstream& log_;
 };
 
-// resuming: continue from the latest loadable checkpoint; save_config: (resuming with new
-// settings) write them to config.json, but only once a checkpoint has loaded with them, so a
-// bad setting leaves the run as it was.
+// resuming: continue from the latest loadable checkpoint, or from step 0 where the run stopped
+// before its first one. save_config: write the settings to config.json, but only once the task
+// is set up (data, device, model) and, when resuming, a checkpoint has loaded with them, so a bad
+// setting leaves the directory as it was: never a config.json that nothing can continue.
 TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions& options, bool resuming,
-                bool save_config = false) {
+                bool save_config) {
   const fs::path ckpt_dir = dir / "checkpoints";
   fs::create_directories(ckpt_dir);
   std::ostream& out = options.out ? *options.out : std::cerr;
@@ -104,6 +105,14 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   std::ofstream log(dir / "log.txt", std::ios::app);
   Progress progress(out, live, log);
 
+  if (resuming && list_checkpoints(ckpt_dir.string()).empty()) {
+    // Stopped (killed, disk full) before its first checkpoint: nothing was kept, so the run
+    // starts again from step 0, which gives exactly what an uninterrupted run would have.
+    progress.message("no checkpoint yet in " + ckpt_dir.string() + ": starting " + dir.string() +
+                     " from step 0 with its config.json");
+    resuming = false;
+    truncate_metrics(dir / "metrics.jsonl", -1);  // the step-0 monitor comes again
+  }
   std::unique_ptr<TrainTask> task =
       cfg.task == "clip" ? make_clip_task(cfg, dir.string(), resuming) : make_dino_task(cfg);
   AdamW optimizer(task->param_groups(), static_cast<float>(cfg.peak_lr()), static_cast<float>(cfg.beta1),
@@ -116,7 +125,6 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   std::string last_checkpoint = "none yet";
   if (resuming) {
     const std::vector<int64_t> steps = list_checkpoints(ckpt_dir.string());
-    if (steps.empty()) throw Error("resume: no checkpoint in " + ckpt_dir.string());
     for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
       const std::string path = checkpoint_path(ckpt_dir.string(), *it);
       try {
@@ -137,6 +145,7 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     if (save_config) write_text_atomic(dir / "config.json", cfg.to_json());
     progress.message("resuming " + dir.string() + " at step " + std::to_string(start) + " from " + last_checkpoint);
   } else {
+    if (save_config) write_text_atomic(dir / "config.json", cfg.to_json());
     std::ostringstream head;
     task->describe(head);
     std::istringstream lines(head.str());
@@ -271,8 +280,7 @@ TrainResult train(const TrainConfig& config, const std::string& run_dir, const T
     throw Error("train: " + run_dir + " already holds a run; continue it with --resume " + run_dir +
                 " or choose another --out");
   fs::create_directories(dir);
-  write_text_atomic(dir / "config.json", config.to_json());
-  return run(config, dir, options, false);
+  return run(config, dir, options, /*resuming=*/false, /*save_config=*/true);
 }
 
 TrainResult resume_training(const std::string& run_dir, const TrainOptions& options,

@@ -71,8 +71,10 @@ struct TrainResult {
   double last_loss = 0.0;
 };
 
-// Trains config in run_dir (a new or empty directory), or with options.resume continues the
-// run there (config taken from run_dir/config.json; a new config must not be given).
+// train: trains config in run_dir (new, or one a failed start left without config.json);
+// config.json is written once the data, device and model are set up. resume_training continues
+// the run there from its latest loadable checkpoint (from step 0 if it stopped before the
+// first), with run_dir/config.json and the overrides.
 TrainResult train(const TrainConfig& config, const std::string& run_dir, const TrainOptions& options = {});
 TrainResult resume_training(const std::string& run_dir, const TrainOptions& options = {},
                             const std::vector<std::string>& overrides = {});

@@ -243,6 +243,33 @@ TEST(Trainer, AResumeWritesTheWeightsARunStoppedBeforeThemLacks) {
   EXPECT_NE(log.str().find("wrote its missing"), std::string::npos) << log.str();
 }
 
+TEST(Trainer, ARunThatCannotStartLeavesNoConfigBehind) {
+  TempDir dir("cannot_start");
+  // The data folder is checked when the task is set up, after the config has parsed.
+  expect_error([&] { train(dino_config({"data_dir=" + (dir / "no-such-folder")}), dir / "run", quiet()); },
+               {"no-such-folder"});
+  EXPECT_FALSE(fs::exists(dir / "run/config.json"));
+  // So the same --out takes the corrected run, rather than asking for a --resume that cannot work.
+  EXPECT_EQ(train(dino_config({"steps=3", "checkpoint_every=3"}), dir / "run", quiet()).last_step, 3);
+}
+
+TEST(Trainer, ARunStoppedBeforeItsFirstCheckpointResumesFromStepZero) {
+  TempDir dir("no_checkpoint");
+  const TrainConfig cfg = clip_config({"steps=4", "checkpoint_every=4"});
+  train(cfg, dir / "straight", quiet());
+  TrainOptions o = quiet();
+  o.stop_after = 2;  // as if killed at step 2: a config.json, metrics of steps 1–2, no checkpoint
+  train(cfg, dir / "run", o);
+  ASSERT_TRUE(list_checkpoints(dir / "run/checkpoints").empty());
+  std::ostringstream log;
+  o.stop_after = -1;
+  o.out = &log;
+  EXPECT_EQ(resume_training(dir / "run", o).first_step, 0);
+  EXPECT_NE(log.str().find("no checkpoint yet"), std::string::npos) << log.str();
+  EXPECT_EQ(losses(dir / "run"), losses(dir / "straight"));  // each step once, bit for bit
+  EXPECT_EQ(read(dir / "run/model.safetensors"), read(dir / "straight/model.safetensors"));
+}
+
 TEST(Trainer, NonFiniteLossStopsNamingTheStepAndTheLastCheckpoint) {
   TempDir dir("nan");
   // An absurd learning rate blows the weights up within a few steps.
