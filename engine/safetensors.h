@@ -116,6 +116,10 @@ namespace sparo {
 // Tensors by name, in a stable order (state dicts, checkpoints).
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
+// save_safetensors records the CRC-32 of the data under this metadata key; load_safetensors
+// verifies it where present (files written elsewhere have none).
+inline constexpr const char* kDataChecksumKey = "sparo_data_crc32";
+
 // Writes f32 tensors as F32 and i32 tensors as I32 (copied to the host), atomically.
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "engine/ops.h"
 #include "engine/safetensors.h"
@@ -111,6 +112,28 @@ TEST(Tensor, SafetensorsRoundTrip) {
   EXPECT_EQ(metadata["format"], "pt");
   std::filesystem::remove(path);
   expect_error([&] { load_safetensors(path); }, {path});
+}
+
+TEST(Tensor, SafetensorsChecksumCatchesAFlippedByte) {
+  const std::string path = ::testing::TempDir() + "/sparo_checksum.safetensors";
+  Generator gen(6);
+  save_safetensors(path, {{"w", Tensor::randn({64}, gen)}});
+  std::map<std::string, std::string> metadata;
+  load_safetensors(path, Device::cpu(), &metadata);
+  EXPECT_EQ(metadata[kDataChecksumKey].size(), 8u);
+  {  // flip one bit of the last value, as a bad disk or a partial copy would
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-1, std::ios::end);
+    const char c = static_cast<char>(f.get() ^ 0x01);
+    f.seekp(-1, std::ios::end);
+    f.put(c);
+  }
+  expect_error([&] { load_safetensors(path); }, {path, "corrupt", "CRC-32"});
+  // Files written elsewhere carry no checksum and still load.
+  const std::vector<float> v = {1.0f, 2.0f};
+  safetensors::write_file(path, {safetensors::from_f32("v", {2}, v.data())});
+  EXPECT_EQ(load_safetensors(path).at(0).second.to_float_vector(), v);
+  std::filesystem::remove(path);
 }
 
 TEST(Threads, SetNumThreadsLimitsTheEngine) {
