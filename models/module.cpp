@@ -1,5 +1,7 @@
 #include "models/module.h"
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 namespace sparo {
@@ -60,6 +62,20 @@ void load_state_dict(const Module& module, const NamedTensors& state, const Stat
     list("unexpected keys", unexpected);
     list("wrong shape or dtype", wrong_shape);
     list("duplicate keys", duplicates);
+    throw Error(msg);
+  }
+  // Weights with NaN or infinity (a diverged run) would give NaN outputs without a word.
+  std::vector<std::string> non_finite;
+  for (const auto& [name, p] : params) {
+    const Tensor& t = given.at(name);
+    if (t.dtype() != DType::f32) continue;
+    const std::vector<float> values = t.to_float_vector();
+    const auto bad = std::count_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+    if (bad > 0) non_finite.push_back(name + " (" + std::to_string(bad) + " of " + std::to_string(values.size()) + ")");
+  }
+  if (!non_finite.empty()) {
+    std::string msg = source + ": " + std::to_string(non_finite.size()) + " tensor(s) hold NaN or infinite values:";
+    for (const std::string& n : non_finite) msg += "\n    " + n;
     throw Error(msg);
   }
   for (const auto& [alias, target] : aliases) {

@@ -4,6 +4,7 @@
 // outputs within 1e-4 relative, gradients within 1e-3, losses within 1e-4.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "training/optimizer.h"
 #if defined(SPARO_HAVE_VULKAN)
 #include "engine/vulkan/context.h"
+#include "tests/expect_error.h"
 #include "tests/vulkan_env.h"
 #endif
 
@@ -227,6 +229,21 @@ TEST(StrictLoading, ListsMissingUnexpectedAndWronglyShapedKeys) {
     EXPECT_NE(msg.find("visual.sparo.q_emb: [1, 2, 2, 1, 12] f32 in the file, the model needs [1, 4, 1, 1, 12]"),
               std::string::npos) << msg;
   }
+}
+
+TEST(StrictLoading, RefusesWeightsWithNaNOrInfinity) {
+  const Fixture f = load_fixture("sparo_const");
+  Clip model(ClipConfig::from_json(f.metadata.at("config"), f.name));
+  NamedTensors state = f.weights();
+  for (auto& [name, t] : state) {
+    if (name != "visual.ln_post.bias") continue;
+    std::vector<float> v = t.to_float_vector();
+    v[0] = std::nanf("");
+    v[1] = INFINITY;
+    t = Tensor::from_vector(v, t.shape());
+  }
+  expect_error([&] { load_state_dict(model, state, model.aliases(), "diverged.safetensors"); },
+               {"diverged.safetensors", "NaN or infinite", "visual.ln_post.bias (2 of "});
 }
 
 TEST(StrictLoading, SharedKeyValueAliasMustEqualTheKeys) {
