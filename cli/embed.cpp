@@ -68,8 +68,12 @@ void run(const EmbedOptions& o) {
     std::vector<std::string> texts;
     std::ifstream in(o.texts_file);
     if (!in) throw Error("embed: " + o.texts_file + ": cannot be opened");
-    for (std::string line; std::getline(in, line);)
-      if (!line.empty()) texts.push_back(line);
+    // Row i of text_embeds is line i of the file, blank lines included (embedded as the empty
+    // text), so the output lines up with the input; only a final newline ends no row.
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF files
+      texts.push_back(line);
+    }
     if (texts.empty()) throw Error("embed: " + o.texts_file + " holds no text (one caption per line)");
     const int ctx = static_cast<int>(cfg.text.context_length);
     auto [embeds, attention] = in_batches(static_cast<int64_t>(texts.size()), o.batch, o.attention, [&](int64_t b, int64_t e) {

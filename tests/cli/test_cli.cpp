@@ -2,6 +2,8 @@
 // and a saved tiny SPARO-CLIP), and its errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -120,6 +122,36 @@ TEST_F(EmbedCli, WritesNormalisedEmbeddingsThatMatchTheLibrary) {
   const CliRun listing = sparo_cli("inspect " + dir + "/out.safetensors");
   EXPECT_EQ(listing.code, 0);
   EXPECT_NE(listing.output.find("image_embeds  F32  [2, 768]"), std::string::npos) << listing.output;
+}
+
+TEST_F(EmbedCli, OneRowPerLineBlankLinesIncluded) {
+  std::ofstream(dir + "/gaps.txt") << "a red sneaker\n\na blue bag\r\n";
+  const CliRun r = sparo_cli("embed --config " + cfg_path + " --checkpoint " + dir + "/model.safetensors --vocab " + dir +
+                             "/merges.txt --texts-file " + dir + "/gaps.txt --out " + dir + "/out.safetensors");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const NamedTensors out = load_safetensors(dir + "/out.safetensors");
+  ASSERT_EQ(out.at(0).second.shape(), (Shape{3, 768}));  // row 1 is the blank line's
+  // CRLF is one line end: row 2 is "a blue bag" as from a Unix file.
+  std::ofstream(dir + "/unix.txt") << "a blue bag\n";
+  ASSERT_EQ(sparo_cli("embed --config " + cfg_path + " --checkpoint " + dir + "/model.safetensors --vocab " + dir +
+                      "/merges.txt --texts-file " + dir + "/unix.txt --out " + dir + "/unix.safetensors").code, 0);
+  const std::vector<float> crlf = out.at(0).second.to_float_vector();
+  const std::vector<float> unix = load_safetensors(dir + "/unix.safetensors").at(0).second.to_float_vector();
+  EXPECT_EQ(std::vector<float>(crlf.begin() + 2 * 768, crlf.end()), unix);
+}
+
+TEST_F(EmbedCli, NaNWeightsAreAnErrorNotNaNEmbeddings) {
+  NamedTensors state = load_safetensors(dir + "/model.safetensors");
+  std::vector<float> w = state.at(0).second.to_float_vector();
+  w[0] = std::nanf("");
+  state.at(0).second = Tensor::from_vector(w, state.at(0).second.shape());
+  save_safetensors(dir + "/nan.safetensors", state);
+  const CliRun r = sparo_cli("embed --config " + cfg_path + " --checkpoint " + dir + "/nan.safetensors --images " + dir +
+                             "/img0.png --out " + dir + "/out.safetensors");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("NaN or infinite"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(state.at(0).first), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out.safetensors"));
 }
 
 TEST_F(EmbedCli, WrongCheckpointListsTheMismatchedKeys) {
