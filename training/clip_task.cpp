@@ -93,7 +93,7 @@ class ClipTask : public TrainTask {
         model_(mcfg_, cfg.seed),
         generator_(cfg.seed),
         data_(cfg),
-        order_(data_.count(), cfg.seed),
+        order_(distinct_pairs(data_, cfg.batch_size), cfg.seed),
         tokenizer_(make_tokenizer(run_dir, resuming)),
         prefetch_([this](int64_t k) { return make_batch(k); }) {
     to_device(model_, device_);
@@ -136,6 +136,16 @@ class ClipTask : public TrainTask {
   }
 
  private:
+  // A batch larger than the data holds pairs twice, each copy the other's negative: the loss
+  // then pushes a caption away from its own image. Refused rather than trained on quietly.
+  static int64_t distinct_pairs(const CaptionedImages& data, int64_t batch_size) {
+    if (data.count() < batch_size)
+      throw Error("clip: " + data.description() + " holds " + std::to_string(data.count()) +
+                  " pairs, fewer than batch_size " + std::to_string(batch_size) +
+                  ": a contrastive batch needs distinct pairs (raise train_size or lower batch_size)");
+    return data.count();
+  }
+
   Tokenizer make_tokenizer(const std::string& run_dir, bool resuming) const {
     const std::string path = (fs::path(run_dir) / "tokenizer.txt").string();
     if (!resuming) {

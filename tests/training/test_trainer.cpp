@@ -322,6 +322,13 @@ TEST(Trainer, DinoMonitorRisesAboveItsStepZeroValue) {
 #endif
 }
 
+TEST(Trainer, ClipRefusesABatchLargerThanItsData) {
+  TempDir dir("small_data");
+  // 20 scenes in batches of 32 would put pairs in a batch twice, each the other's negative.
+  expect_error([&] { train(clip_config({"train_size=20"}), dir / "run", quiet()); },
+               {"20 pairs", "fewer than batch_size 32"});
+}
+
 TEST(Trainer, NonFiniteLossStopsNamingTheStepAndTheLastCheckpoint) {
   TempDir dir("nan");
   // An absurd learning rate blows the weights up within a few steps.
