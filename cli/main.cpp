@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "engine/tensor.h"
+#include "training/trainer.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -37,6 +38,8 @@ int main(int argc, char** argv) {
     }
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const sparo::Interrupted& e) {
+    return 128 + e.signal;  // as a shell reports a process the signal stopped; the message is logged
   } catch (const std::exception& e) {
     std::cerr << "sparo: error: " << e.what() << "\n";
     return 1;

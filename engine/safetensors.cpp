@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string_view>
@@ -838,6 +839,9 @@ void write_file(const std::string& path, const std::vector<TensorRecord>& tensor
       write_all(f.fd, prefix, sizeof prefix, path, tmp);
       write_all(f.fd, header.data(), header.size(), path, tmp);
       for (const auto& t : tensors) write_all(f.fd, t.bytes.data(), t.bytes.size(), path, tmp);
+      // On the disk before the rename: otherwise a power loss can leave the new name on
+      // unwritten data, and the caller may already have deleted the older file.
+      if (::fsync(f.fd) != 0) fail(path, "cannot flush temporary file " + quote(tmp) + ": " + errno_text(errno));
       const int fd = f.fd;
       f.fd = -1;
       if (::close(fd) != 0) fail(path, "cannot close temporary file " + quote(tmp) + ": " + errno_text(errno));
@@ -851,6 +855,8 @@ void write_file(const std::string& path, const std::vector<TensorRecord>& tensor
     ::unlink(tmp.c_str());
     fail(path, "cannot rename " + quote(tmp) + " over the file: " + errno_text(err));
   }
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  sync_directory(dir.empty() ? "." : dir);
 }
 
 std::vector<float> to_f32(const TensorRecord& r) {
@@ -950,3 +956,15 @@ TensorRecord from_i32(std::string name, std::vector<int64_t> shape, const int32_
 }
 
 }  // namespace sparo::safetensors
+
+namespace sparo {
+
+void sync_directory(const std::string& dir) {
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw Error("cannot open directory " + dir + " to flush it: " + std::strerror(errno));
+  const int rc = ::fsync(fd), err = errno;
+  ::close(fd);
+  if (rc != 0) throw Error("cannot flush directory " + dir + ": " + std::strerror(err));
+}
+
+}  // namespace sparo

@@ -116,6 +116,9 @@ namespace sparo {
 // Tensors by name, in a stable order (state dicts, checkpoints).
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
+// Flushes a directory's entries to the disk, so a file renamed into it survives a power loss.
+void sync_directory(const std::string& dir);
+
 // save_safetensors records the CRC-32 of the data under this metadata key; load_safetensors
 // verifies it where present (files written elsewhere have none).
 inline constexpr const char* kDataChecksumKey = "sparo_data_crc32";

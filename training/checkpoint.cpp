@@ -1,6 +1,11 @@
 #include "training/checkpoint.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <regex>
@@ -77,6 +82,38 @@ Checkpoint load_checkpoint(const std::string& path) {
       throw Error("checkpoint " + path + ": unexpected tensor \"" + name + "\" (expected model.*, optimizer.* or extra.*)");
   }
   return c;
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  const auto fail = [&](const std::string& what) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    throw Error("cannot write " + path + ": " + what + ": " + std::strerror(err));
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot create " + tmp);
+  for (size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      errno = err;
+      fail("writing " + tmp);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    fail("flushing " + tmp);
+  }
+  if (::close(fd) != 0) fail("closing " + tmp);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("renaming " + tmp + " over it");
+  const std::string dir = fs::path(path).parent_path().string();
+  sync_directory(dir.empty() ? "." : dir);
 }
 
 std::string checkpoint_path(const std::string& dir, int64_t step) {

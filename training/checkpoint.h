@@ -34,6 +34,11 @@ Checkpoint load_checkpoint(const std::string& path);
 void save_safetensors_atomic(const std::string& path, const NamedTensors& tensors,
                              const std::map<std::string, std::string>& metadata = {});
 
+// Writes text through "<path>.tmp", flushed to the disk before it replaces path, so a crash or
+// power loss leaves the old text or the new one; a failure removes the temporary file and
+// says why.
+void write_text_atomic(const std::string& path, const std::string& text);
+
 // "<dir>/step-00001200.safetensors" and the steps of those present in dir, ascending.
 std::string checkpoint_path(const std::string& dir, int64_t step);
 std::vector<int64_t> list_checkpoints(const std::string& dir);

@@ -4,9 +4,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -41,14 +44,37 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw Error("cannot write " + tmp.string());
+// SIGINT (Ctrl-C) and SIGTERM while a run is under way: noted here, acted on at the end of
+// the step. The handler resets itself, so a second signal stops the process at once.
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void note_stop_signal(int signal_number) { g_stop_signal = signal_number; }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction action {};
+    action.sa_handler = note_stop_signal;
+    action.sa_flags = SA_RESETHAND;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
   }
-  fs::rename(tmp, path);
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  int received() const { return g_stop_signal; }
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+// Metrics and log lines must not vanish quietly (a full disk): a failed write stops the run.
+void check_written(const std::ostream& out, const fs::path& path) {
+  if (!out) throw Error("cannot write " + path.string() + ": " + std::strerror(errno));
 }
 
 // Keeps the metrics lines of steps <= last_step: after a crash the file may hold lines of
@@ -69,7 +95,8 @@ void truncate_metrics(const fs::path& path, int64_t last_step) {
 
 class Progress {
  public:
-  Progress(std::ostream& out, bool live, std::ofstream& log) : out_(out), live_(live), log_(log) {}
+  Progress(std::ostream& out, bool live, std::ofstream& log, fs::path log_path)
+      : out_(out), live_(live), log_(log), log_path_(std::move(log_path)) {}
   void line(const std::string& text, bool final_line) {
     if (live_) {
       out_ << "\r" << text << "\x1b[K";
@@ -78,18 +105,23 @@ class Progress {
     } else if (final_line) {
       out_ << text << "\n";
     }
-    if (final_line) log_ << text << "\n" << std::flush;
+    if (final_line) write_log(text);
   }
   void message(const std::string& text) {
     if (live_) out_ << "\r\x1b[K";
     out_ << text << "\n" << std::flush;
-    log_ << text << "\n" << std::flush;
+    write_log(text);
   }
 
  private:
+  void write_log(const std::string& text) {
+    log_ << text << "\n" << std::flush;
+    check_written(log_, log_path_);
+  }
   std::ostream& out_;
   bool live_;
   std::ofstream& log_;
+  fs::path log_path_;
 };
 
 // resuming: continue from the latest loadable checkpoint, or from step 0 where the run stopped
@@ -103,7 +135,8 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   std::ostream& out = options.out ? *options.out : std::cerr;
   const bool live = options.progress >= 0 ? options.progress == 1 : (options.out == nullptr && isatty(STDERR_FILENO));
   std::ofstream log(dir / "log.txt", std::ios::app);
-  Progress progress(out, live, log);
+  if (!log) throw Error("cannot open " + (dir / "log.txt").string() + " for writing: " + std::strerror(errno));
+  Progress progress(out, live, log, dir / "log.txt");
 
   if (resuming && list_checkpoints(ckpt_dir.string()).empty()) {
     // Stopped (killed, disk full) before its first checkpoint: nothing was kept, so the run
@@ -179,9 +212,25 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       text += item;
     }
     metrics << m.dump() << "\n" << std::flush;
+    check_written(metrics, dir / "metrics.jsonl");
     progress.message(text);
   };
   if (start == 0 && cfg.eval_every > 0) monitor(0);
+  const auto save_checkpoint_at = [&](int64_t done) {
+    Checkpoint c;
+    c.step = done;
+    c.generator_seed = task->generator().seed();
+    c.generator_offset = task->generator().offset();
+    c.model = task->model().named_parameters();
+    c.optimizer = optimizer.state();
+    c.extra = task->extra_state();
+    last_checkpoint = checkpoint_path(ckpt_dir.string(), done);
+    save_checkpoint(last_checkpoint, c);  // on the disk before the older ones go
+    const std::vector<int64_t> kept = list_checkpoints(ckpt_dir.string());
+    for (size_t i = 0; i + static_cast<size_t>(cfg.keep_checkpoints) < kept.size(); ++i)
+      fs::remove(checkpoint_path(ckpt_dir.string(), kept[i]));
+  };
+  const StopSignals stop_signals;
   Backend& backend = backend_for(Device::parse(cfg.device));
   backend.reset_peak_memory();  // the report at the end is about this run
   TrainResult result{start, start, 0.0};
@@ -230,6 +279,7 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       if (grad_norm.defined()) m["grad_norm"] = grad_norm.item();
       for (const auto& [k, v] : task->metrics(step)) m[k] = v;
       metrics << m.dump() << "\n" << std::flush;
+      check_written(metrics, dir / "metrics.jsonl");
       char text[256];
       std::snprintf(text, sizeof text, "[%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f samples/s  ETA %s", cfg.task.c_str(),
                     static_cast<long long>(done), static_cast<long long>(cfg.steps), loss_value, lr_at(step),
@@ -239,19 +289,16 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       interval_steps = 0;
     }
     if (cfg.eval_every > 0 && (done % cfg.eval_every == 0 || done == cfg.steps)) monitor(done);
-    if (done % cfg.checkpoint_every == 0 || done == cfg.steps) {
-      Checkpoint c;
-      c.step = done;
-      c.generator_seed = task->generator().seed();
-      c.generator_offset = task->generator().offset();
-      c.model = task->model().named_parameters();
-      c.optimizer = optimizer.state();
-      c.extra = task->extra_state();
-      last_checkpoint = checkpoint_path(ckpt_dir.string(), done);
-      save_checkpoint(last_checkpoint, c);
-      const std::vector<int64_t> kept = list_checkpoints(ckpt_dir.string());
-      for (size_t i = 0; i + static_cast<size_t>(cfg.keep_checkpoints) < kept.size(); ++i)
-        fs::remove(checkpoint_path(ckpt_dir.string(), kept[i]));
+    const bool checkpoint_due = done % cfg.checkpoint_every == 0 || done == cfg.steps;
+    if (checkpoint_due) save_checkpoint_at(done);
+    if (const int signal_number = stop_signals.received(); signal_number != 0 && done < cfg.steps) {
+      // The step is complete, so a checkpoint here resumes exactly like any other.
+      if (!checkpoint_due) save_checkpoint_at(done);
+      const std::string message = std::string("interrupted by ") + (signal_number == SIGINT ? "SIGINT" : "SIGTERM") +
+                                  " after step " + std::to_string(done) + " of " + std::to_string(cfg.steps) +
+                                  "; saved " + last_checkpoint + ". Continue with: sparo train " + cfg.task + " --resume " + dir.string();
+      progress.message(message);
+      throw Interrupted(message, signal_number);
     }
     if (options.stop_after >= 0 && done >= options.stop_after && done < cfg.steps) return result;
   }

@@ -66,6 +66,13 @@ struct TrainOptions {
   std::ostream* out = nullptr; // progress output (default std::cerr)
 };
 
+// Thrown when SIGINT or SIGTERM stopped a run: it stops at the end of the step under way, saves
+// a checkpoint there and logs how to continue (the command exits with 128 + signal).
+struct Interrupted : Error {
+  Interrupted(const std::string& message, int signal_number) : Error(message), signal(signal_number) {}
+  int signal;
+};
+
 struct TrainResult {
   int64_t first_step = 0, last_step = 0;  // steps done in this call: [first_step, last_step)
   double last_loss = 0.0;

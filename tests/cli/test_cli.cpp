@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <numeric>
+#include <regex>
 #include <unistd.h>
 
 #include "models/clip.h"
@@ -283,6 +286,53 @@ TEST_F(TrainCli, BadConfigCorruptIdxAndCorruptImageGiveClearMessages) {
   EXPECT_NE(csv.output.find("4 of 5 images usable"), std::string::npos) << csv.output;
   EXPECT_NE(csv.output.find("1 image"), std::string::npos) << csv.output;
   EXPECT_NE(csv.output.find("broken.png"), std::string::npos) << csv.output;
+}
+
+// Ctrl-C during training: the run stops at the end of the step under way, saves a checkpoint
+// there, logs how to continue, exits 130 like a shell's interrupted command, and --resume
+// finishes it with every step in metrics.jsonl once.
+TEST_F(TrainCli, CtrlCSavesACheckpointAtTheStepAndTheRunResumes) {
+  std::ofstream(dir + "/model.json") << R"({"model": "dino", "image_size": 16, "patch_size": 4, "width": 32,
+    "depth": 1, "heads": 2, "head_hidden": 32, "head_bottleneck": 16, "head_out": 32})";
+  std::ofstream(dir + "/train.json") << R"({"task": "dino", "model": "model.json", "steps": 60, "batch_size": 8,
+    "warmup_steps": 0, "local_crops": 0, "log_every": 1, "checkpoint_every": 1000})";
+  // Interrupt once step 3 is logged (far from both ends of the run and from any checkpoint).
+  const std::string run = dir + "/run";
+  const std::string script = std::string(SPARO_BIN) + " --threads 1 train dino --config " + dir + "/train.json --out " +
+                             run + " > " + dir + "/out.txt 2>&1 & pid=$!; "
+                             "while ! grep -q '\"step\":3,' " + run + "/metrics.jsonl 2>/dev/null; do sleep 0.01; done; "
+                             "kill -INT $pid; wait $pid; echo $?";
+  FILE* pipe = popen(("sh -c \"" + std::regex_replace(script, std::regex("[\"$]"), "\\$&") + "\"").c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  char buf[64] = {};
+  const std::string rc = fgets(buf, sizeof buf, pipe) ? buf : "";
+  pclose(pipe);
+  EXPECT_EQ(rc, "130\n");
+  std::ifstream log_file(run + "/log.txt");
+  const std::string log((std::istreambuf_iterator<char>(log_file)), {});
+  const std::smatch m = [&] {
+    std::smatch found;
+    std::regex_search(log, found, std::regex("interrupted by SIGINT after step (\\d+) of 60; saved (\\S+)\\. Continue with: "
+                                             "sparo train dino --resume " + run));
+    return found;
+  }();
+  ASSERT_FALSE(m.empty()) << log;
+  const int stopped = std::stoi(m[1].str());
+  EXPECT_GE(stopped, 3);
+  EXPECT_LT(stopped, 60);
+  EXPECT_TRUE(std::filesystem::exists(m[2].str())) << m[2].str();
+  EXPECT_FALSE(std::filesystem::exists(run + "/model.safetensors"));
+
+  const CliRun resumed = sparo_cli("--threads 1 train dino --resume " + run);
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("at step " + std::to_string(stopped)), std::string::npos) << resumed.output;
+  std::ifstream metrics(run + "/metrics.jsonl");
+  std::vector<int> steps;
+  for (std::string line; std::getline(metrics, line);)
+    if (line.find("\"loss\"") != std::string::npos) steps.push_back(nlohmann::json::parse(line).at("step").get<int>());
+  std::vector<int> expected(60);
+  std::iota(expected.begin(), expected.end(), 1);
+  EXPECT_EQ(steps, expected);
 }
 
 }  // namespace train_cli

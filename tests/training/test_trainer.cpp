@@ -529,6 +529,27 @@ TEST(Checkpoint, RoundTripsAndRejectsForeignFiles) {
   expect_error([&] { load_checkpoint(dir / "plain.safetensors"); }, {"plain.safetensors", "not a sparo training checkpoint"});
 }
 
+TEST(Trainer, AFullDiskStopsTheRunNamingTheFile) {
+  TempDir dir("full_disk");
+  for (const char* file : {"metrics.jsonl", "log.txt"}) {
+    const fs::path run = dir / file;
+    fs::create_directories(run);
+    fs::create_symlink("/dev/full", run / file);  // every write fails with ENOSPC
+    expect_error([&] { train(dino_config({"steps=3"}), run, quiet()); }, {(run / file).string(), "No space left"});
+  }
+}
+
+TEST(Checkpoint, AFailedAtomicWriteSaysWhyAndLeavesNoTemporaryFile) {
+  TempDir dir("atomic_write");
+  write_text_atomic(dir / "a.txt", "one");
+  write_text_atomic(dir / "a.txt", "two");
+  EXPECT_EQ(read(dir / "a.txt"), "two");
+  // A directory in the way: the rename fails.
+  fs::create_directories(dir / "taken/inside");
+  expect_error([&] { write_text_atomic(dir / "taken", "text"); }, {dir / "taken", "renaming", "directory"});
+  EXPECT_FALSE(fs::exists(dir / "taken.tmp"));
+}
+
 TEST(SampleOrder, EachEpochIsAPermutationDrawnFromTheSeed) {
   SampleOrder a(10, 1), b(10, 1), c(10, 2);
   std::vector<int64_t> first, second, other;
