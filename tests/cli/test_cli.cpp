@@ -52,6 +52,19 @@ TEST(Cli, BenchOpsPrintsEveryOpFamily) {
   EXPECT_NE(sparo_cli("bench ops --reps 500").code, 0);
 }
 
+// Sizes whose byte counts overflow are errors naming the shape. --size 2147483648 crashed (the
+// byte count wrapped to 0: no buffer) and 3000000000 hung (rounding its wrapped count up to a
+// power of two never ended), so `timeout` bounds each run.
+TEST(Cli, BenchOpsRefusesSizesWhoseByteCountsOverflow) {
+  for (const std::string size : {"2147483648", "3000000000"}) {
+    const CliRun r = sparo_cli("bench ops --reps 1 --windows 1 --size " + size, "timeout 60");
+    EXPECT_EQ(r.code, 1) << r.output;
+    for (const std::string& fragment :
+         std::vector<std::string>{"sparo: error: ", "[" + size + ", " + size + "]", "overflows 64-bit arithmetic"})
+      EXPECT_NE(r.output.find(fragment), std::string::npos) << fragment << "\n" << r.output;
+  }
+}
+
 TEST(Cli, UnknownCommandAndMissingArgumentsFailClearly) {
   CliRun r = sparo_cli("frobnicate");
   EXPECT_NE(r.code, 0);

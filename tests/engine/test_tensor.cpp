@@ -94,6 +94,25 @@ TEST(Tensor, ErrorsNameTheOpAndTheShapes) {
   expect_error([&] { sum(Tensor()); }, {"sum", "undefined"});
 }
 
+// Shape products and byte counts are checked: a product that wrapped sized a buffer too small
+// for the tensor (2^31 x 2^31 floats: 2^64 bytes, 0 after the wrap, a null buffer that the
+// first kernel wrote through; `sparo bench ops --size 2147483648` crashed so).
+TEST(Tensor, SizesThatOverflowAreErrorsNamingTheShape) {
+  const int64_t big = int64_t{1} << 32;
+  expect_error([&] { numel({big, big}); }, {"[4294967296, 4294967296]", "element count overflows int64"});
+  expect_error([&] { Tensor::empty({big, big}); }, {"[4294967296, 4294967296]", "overflows int64"});
+  expect_error([] { Tensor::empty({int64_t{1} << 31, int64_t{1} << 31}); },
+               {"empty", "f32", "[2147483648, 2147483648]", "4611686018427387904 x 4 bytes", "overflows 64-bit"});
+  expect_error([] { Tensor::empty({int64_t{1} << 61, 2}, DType::i32); }, {"i32", "[2305843009213693952, 2]", "x 4 bytes"});
+  // Broadcasting makes a shape larger than either operand's.
+  expect_error([&] { add(Tensor::zeros({big, 1, 0}), Tensor::zeros({1, big, 0})); }, {"[4294967296, 4294967296, 0]", "overflows"});
+  // An empty tensor reshaped to a shape whose product wrapped to 0 "fitted".
+  expect_error([&] { reshape(Tensor::zeros({0}), {big, big, 0}); }, {"reshape", "[4294967296, 4294967296, 0]", "overflows int64"});
+  expect_error([] { Tensor::arange(0, 1e30); }, {"arange", "more than int64 can count"});
+  EXPECT_EQ(numel({0, big}), 0);  // a zero dimension with the rest in range: an empty tensor
+  EXPECT_EQ(Tensor::zeros({0, big}).numel(), 0);
+}
+
 TEST(Tensor, SafetensorsRoundTrip) {
   const std::string path = ::testing::TempDir() + "/sparo_tensor_io.safetensors";
   Generator gen(5);
