@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "engine/backend.h"
 #include "engine/ops.h"
 #include "engine/safetensors.h"
 
@@ -111,6 +112,22 @@ TEST(Tensor, SizesThatOverflowAreErrorsNamingTheShape) {
   expect_error([] { Tensor::arange(0, 1e30); }, {"arange", "more than int64 can count"});
   EXPECT_EQ(numel({0, big}), 0);  // a zero dimension with the rest in range: an empty tensor
   EXPECT_EQ(Tensor::zeros({0, big}).numel(), 0);
+}
+
+// An allocation larger than the machine's memory is an error before anything is allocated
+// (the OS may grant it lazily and kill the process when its pages are touched). One past 2^63
+// bytes used to spin forever rounding up to a power of two, which wrapped to 0: that call runs
+// where an alarm can end it.
+TEST(Tensor, AbsurdAllocationsAreErrorsNotHangsOrCrashes) {
+  Backend& cpu = backend_for(Device::cpu());
+  expect_error([&] { cpu.allocate(size_t{1} << 62); }, {"cpu: cannot allocate 4611686018427387904 bytes", "more than this machine's memory"});
+  expect_error_within(20, [&] { cpu.allocate(SIZE_MAX); }, "cpu: cannot allocate 18446744073709551615 bytes");
+  // Storage ranges are checked without adding offset and size, which could wrap and pass.
+  Tensor t = Tensor::zeros({4});
+  const char byte = 0;
+  expect_error([&] { cpu.upload(t.storage(), SIZE_MAX, &byte, 2); }, {"cpu upload", "past the end"});
+  char out[2];
+  expect_error([&] { cpu.download(t.storage(), SIZE_MAX, out, 2); }, {"cpu download", "past the end"});
 }
 
 TEST(Tensor, SafetensorsRoundTrip) {
