@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "engine/tensor.h"
 
@@ -22,13 +23,9 @@ std::string read_text(const std::string& path) {
 }
 
 json parse(const std::string& text, const std::string& source) {
-  try {
-    json j = json::parse(text);
-    if (!j.is_object()) throw Error(source + ": expected a JSON object at the top level");
-    return j;
-  } catch (const json::parse_error& e) {
-    throw Error(source + ": not valid JSON: " + e.what());
-  }
+  json j = parse_json_config(text, source);
+  if (!j.is_object()) throw Error(source + ": expected a JSON object at the top level");
+  return j;
 }
 
 // Reads optional fields of one JSON object, rejecting keys it was not asked about.
@@ -108,6 +105,42 @@ void positive(const std::string& source, const char* name, int64_t v) {
 }
 
 }  // namespace
+
+nlohmann::json parse_json_config(const std::string& text, const std::string& source) {
+  // The objects being read, outermost first: where each is, its keys so far and the last one
+  // (the key of the value being parsed, named when that value is out of range).
+  struct Object {
+    std::string where;
+    std::set<std::string> keys;
+    std::string last;
+  };
+  std::vector<Object> open;
+  const auto path = [&](const std::string& key) {
+    return open.empty() || open.back().where.empty() ? key : open.back().where + "." + key;
+  };
+  const json::parser_callback_t check_keys = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      open.push_back({open.empty() ? "" : path(open.back().last), {}, ""});
+    } else if (event == json::parse_event_t::object_end) {
+      open.pop_back();
+    } else if (event == json::parse_event_t::key) {
+      const std::string key = parsed.get<std::string>();
+      if (!open.back().keys.insert(key).second)
+        throw Error(source + ": key \"" + path(key) + "\" appears twice; each key may be given once");
+      open.back().last = key;
+    }
+    return true;
+  };
+  try {
+    return json::parse(text, check_keys);
+  } catch (const json::parse_error& e) {
+    throw Error(source + ": not valid JSON: " + e.what());
+  } catch (const json::out_of_range& e) {  // a number beyond a double's range, e.g. 1e400
+    const std::string key = open.empty() ? "" : path(open.back().last);
+    throw Error(source + (key.empty() ? "" : "." + key) + ": " + e.what() +
+                " (expected a finite number, at most about 1.8e308 in magnitude)");
+  }
+}
 
 ClipConfig ClipConfig::from_json(const std::string& text, const std::string& source) {
   const json j = parse(text, source);

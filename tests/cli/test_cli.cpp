@@ -232,6 +232,11 @@ TEST_F(TrainCli, BadConfigCorruptIdxAndCorruptImageGiveClearMessages) {
   const CliRun typo = sparo_cli("train clip --config " + dir + "/clip.json --set stpes=3 --out " + dir + "/a");
   EXPECT_NE(typo.code, 0);
   EXPECT_NE(typo.output.find("unknown key \"stpes\""), std::string::npos) << typo.output;
+  // A number out of a double's range named neither the key nor the value.
+  const CliRun huge = sparo_cli("train clip --config " + dir + "/clip.json --set lr=1e400 --out " + dir + "/a");
+  EXPECT_EQ(huge.code, 1);
+  for (const char* fragment : {"--set lr=1e400", "value 1e400 of \"lr\" is out of range", "expected a finite number"})
+    EXPECT_NE(huge.output.find(fragment), std::string::npos) << fragment << "\n" << huge.output;
   const CliRun wrong_task = sparo_cli("train dino --config " + dir + "/clip.json --out " + dir + "/b");
   EXPECT_NE(wrong_task.code, 0);
   EXPECT_NE(wrong_task.output.find("is a \"clip\" config"), std::string::npos) << wrong_task.output;

@@ -6,6 +6,7 @@
 
 #include "models/clip.h"
 #include "models/dino.h"
+#include "tests/expect_error.h"
 
 namespace sparo {
 namespace {
@@ -70,6 +71,16 @@ TEST(Presets, BadConfigsGiveClearErrors) {
   EXPECT_THROW(ClipConfig::from_json("[1, 2]"), Error);
   EXPECT_THROW(ClipConfig::load("/nonexistent.json"), Error);
   EXPECT_THROW(DinoConfig::from_json("{\"readout\": \"mean\"}"), Error);
+}
+
+// A key given twice silently kept the last value; a number no double holds threw json's own error.
+TEST(Presets, DuplicateKeysAndOutOfRangeNumbersAreErrorsNamingTheKey) {
+  expect_error([] { ClipConfig::from_json(R"({"embed_dim": 8, "embed_dim": 16})", "c.json"); },
+               {"c.json: key \"embed_dim\" appears twice"});
+  expect_error([] { ClipConfig::from_json(R"({"text_cfg": {"heads": 2, "width": 64, "heads": 4}})", "c.json"); },
+               {"c.json: key \"text_cfg.heads\" appears twice"});
+  expect_error([] { DinoConfig::from_json(R"({"width": 64, "norm_eps": -1e400})", "d.json"); },
+               {"d.json.norm_eps:", "1e400", "expected a finite number"});
 }
 
 // The experiment compares each SPARO preset with its baseline at (nearly) equal parameter

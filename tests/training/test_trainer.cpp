@@ -268,6 +268,20 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
                {"cfg.json.model", "nowhere.json"});
   expect_error([] { TrainConfig::from_json("{\"steps\": 3,", "cfg.json"); }, {"cfg.json", "not valid JSON"});
   expect_error([] { clip_config({"model={\"embed_dim\": 8, \"vison_cfg\": {}}"}); }, {"vison_cfg"});
+  // A number no double holds was a bare json::out_of_range that named neither key nor value.
+  expect_error([] { clip_config({"lr=1e400"}); },
+               {"--set lr=1e400", "value 1e400 of \"lr\" is out of range", "expected a finite number"});
+  expect_error([] { TrainConfig::from_json(R"({"task": "clip", "lr": 1e400})", "cfg.json"); },
+               {"cfg.json.lr:", "1e400", "expected a finite number"});
+  // A key given twice kept the last value silently; now it is an error, in the model object too.
+  expect_error([] { TrainConfig::from_json(R"({"steps": 3, "task": "clip", "steps": 5})", "cfg.json"); },
+               {"cfg.json", "key \"steps\" appears twice"});
+  expect_error([] { TrainConfig::from_json(R"({"model": {"vision_cfg": {"width": 64, "width": 32}}})", "cfg.json"); },
+               {"cfg.json", "key \"model.vision_cfg.width\" appears twice"});
+  expect_error([] { clip_config({"model.text_cfg={\"width\": 64, \"width\": 32}"}); },
+               {"--set text_cfg", "key \"width\" appears twice"});
+  // The same key in two objects is no duplicate (kClipModel has "width" in both towers).
+  EXPECT_NO_THROW(clip_config());
 }
 
 TEST(TrainConfig, PresetsLoad) {
