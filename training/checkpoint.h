@@ -34,7 +34,8 @@ Checkpoint load_checkpoint(const std::string& path);
 void save_safetensors_atomic(const std::string& path, const NamedTensors& tensors,
                              const std::map<std::string, std::string>& metadata = {});
 
-// "<dir>/step-00001200.safetensors" and the steps of those present in dir, ascending.
+// "<dir>/step-00001200.safetensors" and the steps of those present in dir, ascending (a
+// step-N file whose N is past int64 is an error naming it).
 std::string checkpoint_path(const std::string& dir, int64_t step);
 std::vector<int64_t> list_checkpoints(const std::string& dir);
 

@@ -453,6 +453,11 @@ TEST(Checkpoint, RoundTripsAndRejectsForeignFiles) {
   ASSERT_EQ(back.model.size(), 1u);
   EXPECT_EQ(back.model[0].second.to_float_vector(), (std::vector<float>{1, 2, 3}));
   EXPECT_EQ(list_checkpoints(dir.path()), std::vector<int64_t>{12});
+  // A step number past int64 threw std::stoll's bare std::out_of_range ("stoll").
+  std::ofstream(dir / "step-99999999999999999999.safetensors").put('x');
+  expect_error([&] { list_checkpoints(dir.path()); },
+               {dir.path(), "step-99999999999999999999.safetensors", "larger than int64", "9223372036854775807"});
+  fs::remove(dir / "step-99999999999999999999.safetensors");
   save_safetensors(dir / "plain.safetensors", c.model);
   expect_error([&] { load_checkpoint(dir / "plain.safetensors"); }, {"plain.safetensors", "not a sparo training checkpoint"});
 }
