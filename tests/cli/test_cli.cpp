@@ -65,6 +65,26 @@ TEST(Cli, BenchOpsRefusesSizesWhoseByteCountsOverflow) {
   }
 }
 
+// Names and metadata are the file's data: their control characters (an ESC would start a
+// terminal escape sequence) are printed escaped, never raw.
+TEST(Cli, InspectEscapesControlCharactersFromTheFile) {
+  const std::string path = ::testing::TempDir() + "/sparo_inspect_" + std::to_string(getpid()) + ".safetensors";
+  save_safetensors(path, {{"w\x1b[2J", Tensor::zeros({2})}},
+                   {{"note\a", "red \x1b[31mtext\x1b[0m, C1 \xc2\x9b" "31m, a \\ and a tab\t"},
+                    {"long", std::string(76, '.') + "\xc3\xa9\x1b[0m"}});  // é across the cut at 77 bytes
+  const CliRun r = sparo_cli("inspect " + path);
+  std::filesystem::remove(path);
+  EXPECT_EQ(r.code, 0) << r.output;
+  for (const std::string raw : {"\x1b", "\a", "\t", "\xc2\x9b", "\xc3"})
+    EXPECT_EQ(r.output.find(raw), std::string::npos)
+        << "raw byte " << int(static_cast<unsigned char>(raw[0])) << " in\n" << r.output;
+  for (const std::string& shown : std::vector<std::string>{
+           "w\\x1b[2J  F32  [2]",
+           "metadata note\\x07 = red \\x1b[31mtext\\x1b[0m, C1 \\u009b31m, a \\\\ and a tab\\x09",
+           "metadata long = " + std::string(76, '.') + "...\n"})
+    EXPECT_NE(r.output.find(shown), std::string::npos) << shown << "\n" << r.output;
+}
+
 TEST(Cli, UnknownCommandAndMissingArgumentsFailClearly) {
   CliRun r = sparo_cli("frobnicate");
   EXPECT_NE(r.code, 0);
