@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <iomanip>
+#include <limits>
 #include <mutex>
 #include <ostream>
 #include <sstream>
@@ -57,9 +58,18 @@ std::string Device::str() const {
 }
 
 int64_t numel(const Shape& shape) {
+  // Checked: a product that wraps would size a buffer far smaller than the tensor (or of 0
+  // bytes: no buffer at all) that every kernel then writes past. As in the safetensors
+  // reader, the non-zero dimensions must multiply within int64, so that strides fit too.
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
+  bool zero = false;
+  for (int64_t d : shape) {
+    if (d == 0) zero = true;
+    else if (__builtin_mul_overflow(n, d, &n))
+      throw Error("shape " + shape_str(shape) + ": the element count overflows int64 (at most " +
+                  std::to_string(std::numeric_limits<int64_t>::max()) + ")");
+  }
+  return zero ? 0 : n;
 }
 
 std::string shape_str(const Shape& shape) {
@@ -76,10 +86,19 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   if (shape.size() > static_cast<size_t>(kMaxDims))
     throw Error("empty: shape " + shape_str(shape) + " has more than " +
                 std::to_string(kMaxDims) + " dimensions");
+  // Checked like numel: a byte count that wrapped (2^31 x 2^31 floats: 2^64 bytes, 0 after
+  // the wrap) allocated nothing, and the first kernel stored through a null pointer.
+  const int64_t n = sparo::numel(shape);
+  int64_t bytes;
+  if (__builtin_mul_overflow(n, static_cast<int64_t>(dtype_size(dtype)), &bytes))
+    throw Error("empty: a " + std::string(dtype_name(dtype)) + " tensor of shape " + shape_str(shape) + " needs " +
+                std::to_string(n) + " x " + std::to_string(dtype_size(dtype)) +
+                " bytes, which overflows 64-bit arithmetic (at most " +
+                std::to_string(std::numeric_limits<int64_t>::max()) + " bytes)");
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape;
   impl->dtype = dtype;
-  impl->storage = backend_for(device).allocate(static_cast<size_t>(sparo::numel(shape)) * dtype_size(dtype));
+  impl->storage = backend_for(device).allocate(static_cast<size_t>(bytes));
   return Tensor(std::move(impl));
 }
 
@@ -96,6 +115,10 @@ Tensor Tensor::arange(double start, double end, double step, DType dtype, Device
   if (step == 0 || !std::isfinite(start) || !std::isfinite(end) || !std::isfinite(step))
     throw Error("arange: start, end and step must be finite and step non-zero");
   const double count = std::ceil((end - start) / step);
+  // 2^63 as a double: the first count that does not convert to int64 (undefined behaviour).
+  if (!(count < std::ldexp(1.0, 63)))
+    throw Error("arange: [" + std::to_string(start) + ", " + std::to_string(end) + ") in steps of " +
+                std::to_string(step) + " has " + std::to_string(count) + " elements, more than int64 can count");
   Tensor t = empty({count > 0 ? static_cast<int64_t>(count) : 0}, dtype, device);
   backend_for(device).arange(t, start, step);
   return t;

@@ -1,9 +1,11 @@
 #include "models/config.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "engine/tensor.h"
 
@@ -22,13 +24,15 @@ std::string read_text(const std::string& path) {
 }
 
 json parse(const std::string& text, const std::string& source) {
-  try {
-    json j = json::parse(text);
-    if (!j.is_object()) throw Error(source + ": expected a JSON object at the top level");
-    return j;
-  } catch (const json::parse_error& e) {
-    throw Error(source + ": not valid JSON: " + e.what());
-  }
+  json j = parse_json_config(text, source);
+  if (!j.is_object()) throw Error(source + ": expected a JSON object at the top level");
+  return j;
+}
+
+std::string number(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
 }
 
 // Reads optional fields of one JSON object, rejecting keys it was not asked about.
@@ -91,9 +95,34 @@ void write_sparo(json& j, const SparoConfig& s) {
   j["sparo_type"] = s.type;
 }
 
+void positive(const std::string& source, const char* name, int64_t v) {
+  if (v <= 0) throw Error(source + ": " + name + " must be positive, got " + std::to_string(v));
+}
+
+// For sizes where 0 (or null) picks a default.
+void positive_or_default(const std::string& source, const char* name, int64_t v, const char* default_is) {
+  if (v < 0)
+    throw Error(source + ": " + name + " must be positive (or 0 / null: " + default_is + "), got " + std::to_string(v));
+}
+
+// The MLP has static_cast<int64_t>(width * mlp_ratio) hidden units (layers.cpp): at least one,
+// and few enough that the conversion is defined.
+void check_mlp_ratio(const std::string& source, const char* name, float ratio, int64_t width) {
+  if (!(ratio > 0.0f) || !std::isfinite(ratio))
+    throw Error(source + ": " + name + " must be a positive finite number, got " + number(ratio));
+  const float units = static_cast<float>(width) * ratio;
+  if (!(units >= 1.0f && units < std::ldexp(1.0f, 63)))
+    throw Error(source + ": " + name + " " + number(ratio) + " with width " + std::to_string(width) + " gives " +
+                number(units) + " MLP units; expected at least 1 (and fewer than 2^63)");
+}
+
 void validate_sparo(const SparoConfig& s, const std::string& source) {
   if (!s.enabled) return;
-  if (s.L <= 0 || s.V <= 0) throw Error(source + ": L and V must be positive");
+  positive(source, "L", s.L);
+  positive(source, "V", s.V);
+  positive_or_default(source, "sparo_attn_dim", s.attn_dim, "the encoder's head width");
+  positive_or_default(source, "sparo_value_dim", s.value_dim, "sparo_attn_dim");
+  positive_or_default(source, "sparo_heads", s.heads, "L");
   const int64_t heads = s.heads ? s.heads : s.L;
   if (heads <= 0 || s.L % heads != 0)
     throw Error(source + ": sparo_heads " + std::to_string(heads) + " must divide L " + std::to_string(s.L));
@@ -103,11 +132,43 @@ void validate_sparo(const SparoConfig& s, const std::string& source) {
     throw Error(source + ": share_kv needs sparo_value_dim == sparo_attn_dim");
 }
 
-void positive(const std::string& source, const char* name, int64_t v) {
-  if (v <= 0) throw Error(source + ": " + name + " must be positive, got " + std::to_string(v));
-}
-
 }  // namespace
+
+nlohmann::json parse_json_config(const std::string& text, const std::string& source) {
+  // The objects being read, outermost first: where each is, its keys so far and the last one
+  // (the key of the value being parsed, named when that value is out of range).
+  struct Object {
+    std::string where;
+    std::set<std::string> keys;
+    std::string last;
+  };
+  std::vector<Object> open;
+  const auto path = [&](const std::string& key) {
+    return open.empty() || open.back().where.empty() ? key : open.back().where + "." + key;
+  };
+  const json::parser_callback_t check_keys = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      open.push_back({open.empty() ? "" : path(open.back().last), {}, ""});
+    } else if (event == json::parse_event_t::object_end) {
+      open.pop_back();
+    } else if (event == json::parse_event_t::key) {
+      const std::string key = parsed.get<std::string>();
+      if (!open.back().keys.insert(key).second)
+        throw Error(source + ": key \"" + path(key) + "\" appears twice; each key may be given once");
+      open.back().last = key;
+    }
+    return true;
+  };
+  try {
+    return json::parse(text, check_keys);
+  } catch (const json::parse_error& e) {
+    throw Error(source + ": not valid JSON: " + e.what());
+  } catch (const json::out_of_range& e) {  // a number beyond a double's range, e.g. 1e400
+    const std::string key = open.empty() ? "" : path(open.back().last);
+    throw Error(source + (key.empty() ? "" : "." + key) + ": " + e.what() +
+                " (expected a finite number, at most about 1.8e308 in magnitude)");
+  }
+}
 
 ClipConfig ClipConfig::from_json(const std::string& text, const std::string& source) {
   const json j = parse(text, source);
@@ -143,12 +204,18 @@ ClipConfig ClipConfig::load(const std::string& path) { return from_json(read_tex
 
 void ClipConfig::validate(const std::string& source) const {
   positive(source, "embed_dim", embed_dim);
+  positive(source, "vision_cfg.image_size", vision.image_size);
   positive(source, "vision_cfg.patch_size", vision.patch_size);
   positive(source, "vision_cfg.width", vision.width);
+  positive(source, "vision_cfg.layers", vision.layers);
   positive(source, "vision_cfg.head_width", vision.head_width);
+  check_mlp_ratio(source, "vision_cfg.mlp_ratio", vision.mlp_ratio, vision.width);
   positive(source, "text_cfg.context_length", text.context_length);
   positive(source, "text_cfg.vocab_size", text.vocab_size);
+  positive(source, "text_cfg.width", text.width);
   positive(source, "text_cfg.heads", text.heads);
+  positive(source, "text_cfg.layers", text.layers);
+  positive_or_default(source, "bottleneck_dim", bottleneck_dim, "no bottleneck");
   if (vision.image_size % vision.patch_size != 0)
     throw Error(source + ": vision_cfg.image_size " + std::to_string(vision.image_size) +
                 " is not a multiple of patch_size " + std::to_string(vision.patch_size));
@@ -207,10 +274,17 @@ DinoConfig DinoConfig::from_json(const std::string& text, const std::string& sou
 DinoConfig DinoConfig::load(const std::string& path) { return from_json(read_text(path), path); }
 
 void DinoConfig::validate(const std::string& source) const {
+  positive(source, "image_size", image_size);
   positive(source, "patch_size", patch_size);
   positive(source, "width", width);
   positive(source, "depth", depth);
   positive(source, "heads", heads);
+  check_mlp_ratio(source, "mlp_ratio", mlp_ratio, width);
+  if (!(drop_path_rate >= 0.0f && drop_path_rate <= 1.0f))
+    throw Error(source + ": drop_path_rate must be in [0, 1], got " + number(drop_path_rate));
+  positive(source, "head_hidden", head_hidden);
+  positive(source, "head_bottleneck", head_bottleneck);
+  positive(source, "head_out", head_out);
   if (image_size % patch_size != 0) throw Error(source + ": image_size is not a multiple of patch_size");
   if (width % heads != 0) throw Error(source + ": width must be a multiple of heads");
   if (!qkv_bias) throw Error(source + ": qkv_bias false is not supported");

@@ -3,10 +3,18 @@
 // train the wrong model.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <string>
 
 namespace sparo {
+
+// Parses the text of a JSON config (model or training); errors name `source`. Stricter than
+// json::parse: a key given twice in one object is an error, not the last value silently
+// kept (a stale line would quietly override the one being edited), and a number out of a
+// double's range names its key.
+nlohmann::json parse_json_config(const std::string& text, const std::string& source);
 
 struct SparoConfig {
   bool enabled = false;        // use_sparo

@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <initializer_list>
 #include <string>
 
@@ -20,6 +24,27 @@ void expect_error(F fn, std::initializer_list<std::string> fragments) {
     for (const std::string& f : fragments)
       EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << "message: " << e.what() << "\nmissing: " << f;
   }
+}
+
+// Asserts that `fn` throws sparo::Error matching `regex` within `seconds`, for code whose
+// failure mode was a hang: it runs in a child process that an alarm ends, so a regression
+// fails the test (the child dies of SIGALRM) instead of hanging the suite.
+template <typename F>
+void expect_error_within(int seconds, F fn, const std::string& regex) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // the engine's thread pool may already run
+  EXPECT_EXIT(
+      {
+        alarm(static_cast<unsigned>(seconds));
+        try {
+          fn();
+          std::fprintf(stderr, "no error was thrown\n");
+        } catch (const Error& e) {
+          std::fprintf(stderr, "%s\n", e.what());
+          std::_Exit(0);
+        }
+        std::_Exit(1);
+      },
+      ::testing::ExitedWithCode(0), regex);
 }
 
 }  // namespace sparo

@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <regex>
 
 namespace sparo {
@@ -130,7 +132,16 @@ std::vector<int64_t> list_checkpoints(const std::string& dir) {
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     std::smatch m;
     const std::string name = entry.path().filename().string();
-    if (std::regex_match(name, m, pattern)) steps.push_back(std::stoll(m[1].str()));
+    if (!std::regex_match(name, m, pattern)) continue;
+    // \d{8,} has no upper bound: a step past int64 is no checkpoint sparo wrote, and an
+    // error naming the file beats std::stoll's bare "stoll" (std::out_of_range).
+    const std::string digits = m[1].str();
+    int64_t step = 0;
+    if (std::from_chars(digits.data(), digits.data() + digits.size(), step).ec != std::errc())
+      throw Error("checkpoints " + dir + ": the step number of " + name + " is larger than int64 allows (at most " +
+                  std::to_string(std::numeric_limits<int64_t>::max()) +
+                  "); it is not a sparo checkpoint: rename or remove it");
+    steps.push_back(step);
   }
   std::sort(steps.begin(), steps.end());
   return steps;

@@ -39,7 +39,8 @@ void save_safetensors_atomic(const std::string& path, const NamedTensors& tensor
 // says why.
 void write_text_atomic(const std::string& path, const std::string& text);
 
-// "<dir>/step-00001200.safetensors" and the steps of those present in dir, ascending.
+// "<dir>/step-00001200.safetensors" and the steps of those present in dir, ascending (a
+// step-N file whose N is past int64 is an error naming it).
 std::string checkpoint_path(const std::string& dir, int64_t step);
 std::vector<int64_t> list_checkpoints(const std::string& dir);
 

@@ -84,7 +84,12 @@ void apply_override(json& j, const std::string& item) {
     value = json::parse(text);
   } catch (const json::parse_error&) {
     value = text;
+  } catch (const json::out_of_range&) {  // JSON, but a number no double holds: not a bare string either
+    throw Error("--set " + item + ": the value " + text + " of \"" + key +
+                "\" is out of range (expected a finite number, at most about 1.8e308 in magnitude)");
   }
+  // An object value gets a config file's checks too (no key given twice).
+  if (value.is_structured()) value = parse_json_config(text, "--set " + key);
   j[key] = value;
 }
 
@@ -102,12 +107,7 @@ std::string resolve_model(const json& m, const std::string& source, const std::s
 
 TrainConfig TrainConfig::from_json(const std::string& text, const std::string& source,
                                    const std::vector<std::string>& overrides, const std::string& base_dir) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw Error(source + ": not valid JSON: " + e.what());
-  }
+  json j = parse_json_config(text, source);
   if (!j.is_object()) throw Error(source + ": expected a JSON object at the top level");
   // "model.key=value" sets a key of the model config (applied once the model is resolved).
   json model_overrides = json::object();

@@ -1,6 +1,7 @@
 // CPU memory, creation kernels, copies and the backend registry.
 #include "engine/cpu/cpu_backend.h"
 
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -31,9 +32,10 @@ namespace {
 class BlockCache {
  public:
   BlockCache() {
-#if !defined(__SANITIZE_ADDRESS__)
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    limit_ = pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) / 4 : (size_t{1} << 30);
+    if (pages > 0 && page > 0) physical_ = static_cast<size_t>(pages) * static_cast<size_t>(page);
+#if !defined(__SANITIZE_ADDRESS__)
+    limit_ = physical_ != kUnknown ? physical_ / 4 : (size_t{1} << 30);
     if (const char* mb = std::getenv("SPARO_CPU_CACHE_MB")) limit_ = static_cast<size_t>(std::atoll(mb)) << 20;
 #endif
   }
@@ -43,10 +45,22 @@ class BlockCache {
   // most ~3 % rounding waste (an eighth wasted up to 15 % of every activation's memory).
   static size_t bucket(size_t bytes) {
     if (bytes <= 4096) return (bytes + 63) / 64 * 64;
-    size_t pow2 = 1;
-    while (pow2 < bytes) pow2 <<= 1;
-    const size_t step = pow2 / 64;
+    // Past 2^63 there is no power of two to round to: a doubling loop wrapped to 0 there and
+    // spun forever. capacity_for() keeps such requests away; this guards the arithmetic.
+    if (bytes > kLargestPow2) throw Error("cpu: cannot round an allocation of " + std::to_string(bytes) + " bytes up to a bucket");
+    const size_t step = std::bit_ceil(bytes) / 64;
     return (bytes + step - 1) / step * step;
+  }
+
+  // The block size for a storage of `bytes`. A single tensor larger than the machine's
+  // memory is a size error (a shape mixed up, an overflowed dimension) rather than a request
+  // to honour: the OS may grant it lazily and kill the process once the pages are touched.
+  size_t capacity_for(size_t bytes) const {
+    if (bytes > physical_)
+      throw Error("cpu: cannot allocate " + std::to_string(bytes) + " bytes (" + std::to_string(bytes >> 30) +
+                  " GiB) for one tensor: more than this machine's memory (" + std::to_string(physical_ >> 30) +
+                  " GiB)");
+    return bucket(bytes);
   }
 
   void* get(size_t size) {
@@ -105,6 +119,9 @@ class BlockCache {
     cached_ = 0;
   }
 
+  static constexpr size_t kUnknown = std::numeric_limits<size_t>::max();
+  static constexpr size_t kLargestPow2 = kUnknown / 2 + 1;
+  size_t physical_ = kUnknown;  // bytes of RAM; when sysconf cannot say, no cap but the arithmetic's
   std::mutex mutex_;
   std::unordered_map<size_t, std::vector<void*>> free_;
   size_t limit_ = 0, cached_ = 0, in_use_ = 0, peak_ = 0;
@@ -117,7 +134,7 @@ BlockCache& block_cache() {
 
 }  // namespace
 
-CpuStorage::CpuStorage(size_t bytes) : Storage(Device::cpu(), bytes), capacity_(bytes ? BlockCache::bucket(bytes) : 0) {
+CpuStorage::CpuStorage(size_t bytes) : Storage(Device::cpu(), bytes), capacity_(bytes ? block_cache().capacity_for(bytes) : 0) {
   data_ = capacity_ ? block_cache().get(capacity_) : nullptr;
 }
 CpuStorage::~CpuStorage() {
@@ -133,13 +150,14 @@ double CpuBackend::end_timing_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - timing_start_).count();
 }
 
+// The range checks subtract rather than add: offset + bytes could wrap and pass.
 void CpuBackend::upload(Storage& dst, size_t offset, const void* src, size_t bytes) {
-  if (offset + bytes > dst.bytes()) throw Error("cpu upload: range past the end of the storage");
+  if (bytes > dst.bytes() || offset > dst.bytes() - bytes) throw Error("cpu upload: range past the end of the storage");
   if (bytes) std::memcpy(static_cast<char*>(static_cast<CpuStorage&>(dst).data()) + offset, src, bytes);
 }
 
 void CpuBackend::download(const Storage& src, size_t offset, void* dst, size_t bytes) {
-  if (offset + bytes > src.bytes()) throw Error("cpu download: range past the end of the storage");
+  if (bytes > src.bytes() || offset > src.bytes() - bytes) throw Error("cpu download: range past the end of the storage");
   if (bytes)
     std::memcpy(dst, static_cast<const char*>(static_cast<const CpuStorage&>(src).data()) + offset, bytes);
 }

@@ -49,7 +49,10 @@ Shape contiguous_strides(const Shape& shape) {
   int64_t s = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = s;
-    s *= shape[i];
+    // Checked: ops call this before creating the output (broadcasting can make a shape
+    // larger than any operand's), and a wrapped stride would address out of bounds.
+    if (__builtin_mul_overflow(s, shape[i], &s))
+      throw Error("shape " + shape_str(shape) + ": the element count overflows int64");
   }
   return strides;
 }

@@ -18,8 +18,8 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
       inferred = static_cast<int64_t>(i);
     } else if (shape[i] < 0) {
       throw Error("reshape: negative dimension in target shape " + shape_str(shape));
-    } else {
-      known *= shape[i];
+    } else if (__builtin_mul_overflow(known, shape[i], &known)) {  // a wrapped product could "fit" x
+      throw Error("reshape: the element count of target shape " + shape_str(shape) + " overflows int64");
     }
   }
   if (inferred >= 0) {

@@ -76,6 +76,7 @@
 #include <bit>
 #include <cctype>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -105,9 +106,11 @@ constexpr VkPipelineStageFlags kWorkStages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BI
 // size is its own vkAllocateMemory and drivers cap the number of allocations.
 size_t bucket(size_t bytes) {
   if (bytes <= 256) return 256;
-  size_t pow2 = 1;
-  while (pow2 < bytes) pow2 <<= 1;
-  const size_t step = pow2 / 8;
+  // Past 2^63 there is no power of two to round to: a doubling loop wrapped to 0 there and
+  // spun forever. allocate() checks the device's limit first; this guards the arithmetic.
+  if (bytes > SIZE_MAX / 2 + 1)
+    throw Error("vulkan: cannot round an allocation of " + std::to_string(bytes) + " bytes up to a bucket");
+  const size_t step = std::bit_ceil(bytes) / 8;
   return (bytes + step - 1) / step * step;
 }
 
@@ -279,10 +282,14 @@ void VulkanBackend::destroy_block(const Block& block) const {
 
 std::shared_ptr<Storage> VulkanBackend::allocate(size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
+  const uint64_t range = context_->info().max_storage_buffer_range;
+  const auto too_large = [&] {
+    return Error("vulkan: a tensor of " + std::to_string(bytes) + " bytes exceeds the device's maxStorageBufferRange (" +
+                 std::to_string(range) + " bytes)");
+  };
+  if (bytes > range) throw too_large();  // before the rounding, which an absurd size would overflow
   const size_t size = bucket(bytes);
-  if (size > context_->info().max_storage_buffer_range)
-    throw Error("vulkan: a tensor of " + std::to_string(bytes) + " bytes exceeds the device's maxStorageBufferRange (" +
-                std::to_string(context_->info().max_storage_buffer_range) + " bytes)");
+  if (size > range) throw too_large();
   Block block;
   auto it = free_.find(size);
   if (it != free_.end() && !it->second.empty()) {
@@ -365,7 +372,7 @@ size_t VulkanBackend::reserve_staging(size_t wanted, size_t* got) {
 
 void VulkanBackend::upload(Storage& dst, size_t offset, const void* src, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  if (offset + bytes > dst.bytes())
+  if (bytes > dst.bytes() || offset > dst.bytes() - bytes)  // not offset + bytes, which could wrap and pass
     throw Error("vulkan upload: bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
                 ") run past the end of a " + std::to_string(dst.bytes()) + "-byte storage");
   if (!bytes) return;
@@ -396,7 +403,7 @@ uint64_t VulkanBackend::host_reads() const {
 void VulkanBackend::download(const Storage& src, size_t offset, void* dst, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
   ++host_reads_;
-  if (offset + bytes > src.bytes())
+  if (bytes > src.bytes() || offset > src.bytes() - bytes)  // not offset + bytes, which could wrap and pass
     throw Error("vulkan download: bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
                 ") run past the end of a " + std::to_string(src.bytes()) + "-byte storage");
   if (!bytes) return;

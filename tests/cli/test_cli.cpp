@@ -57,6 +57,39 @@ TEST(Cli, BenchOpsPrintsEveryOpFamily) {
   EXPECT_NE(sparo_cli("bench ops --reps 500").code, 0);
 }
 
+// Sizes whose byte counts overflow are errors naming the shape. --size 2147483648 crashed (the
+// byte count wrapped to 0: no buffer) and 3000000000 hung (rounding its wrapped count up to a
+// power of two never ended), so `timeout` bounds each run.
+TEST(Cli, BenchOpsRefusesSizesWhoseByteCountsOverflow) {
+  for (const std::string size : {"2147483648", "3000000000"}) {
+    const CliRun r = sparo_cli("bench ops --reps 1 --windows 1 --size " + size, "timeout 60");
+    EXPECT_EQ(r.code, 1) << r.output;
+    for (const std::string& fragment :
+         std::vector<std::string>{"sparo: error: ", "[" + size + ", " + size + "]", "overflows 64-bit arithmetic"})
+      EXPECT_NE(r.output.find(fragment), std::string::npos) << fragment << "\n" << r.output;
+  }
+}
+
+// Names and metadata are the file's data: their control characters (an ESC would start a
+// terminal escape sequence) are printed escaped, never raw.
+TEST(Cli, InspectEscapesControlCharactersFromTheFile) {
+  const std::string path = ::testing::TempDir() + "/sparo_inspect_" + std::to_string(getpid()) + ".safetensors";
+  save_safetensors(path, {{"w\x1b[2J", Tensor::zeros({2})}},
+                   {{"note\a", "red \x1b[31mtext\x1b[0m, C1 \xc2\x9b" "31m, a \\ and a tab\t"},
+                    {"long", std::string(76, '.') + "\xc3\xa9\x1b[0m"}});  // é across the cut at 77 bytes
+  const CliRun r = sparo_cli("inspect " + path);
+  std::filesystem::remove(path);
+  EXPECT_EQ(r.code, 0) << r.output;
+  for (const std::string raw : {"\x1b", "\a", "\t", "\xc2\x9b", "\xc3"})
+    EXPECT_EQ(r.output.find(raw), std::string::npos)
+        << "raw byte " << int(static_cast<unsigned char>(raw[0])) << " in\n" << r.output;
+  for (const std::string& shown : std::vector<std::string>{
+           "w\\x1b[2J  F32  [2]",
+           "metadata note\\x07 = red \\x1b[31mtext\\x1b[0m, C1 \\u009b31m, a \\\\ and a tab\\x09",
+           "metadata long = " + std::string(76, '.') + "...\n"})
+    EXPECT_NE(r.output.find(shown), std::string::npos) << shown << "\n" << r.output;
+}
+
 TEST(Cli, UnknownCommandAndMissingArgumentsFailClearly) {
   CliRun r = sparo_cli("frobnicate");
   EXPECT_NE(r.code, 0);
@@ -254,6 +287,11 @@ TEST_F(TrainCli, BadConfigCorruptIdxAndCorruptImageGiveClearMessages) {
   const CliRun typo = sparo_cli("train clip --config " + dir + "/clip.json --set stpes=3 --out " + dir + "/a");
   EXPECT_NE(typo.code, 0);
   EXPECT_NE(typo.output.find("unknown key \"stpes\""), std::string::npos) << typo.output;
+  // A number out of a double's range named neither the key nor the value.
+  const CliRun huge = sparo_cli("train clip --config " + dir + "/clip.json --set lr=1e400 --out " + dir + "/a");
+  EXPECT_EQ(huge.code, 1);
+  for (const char* fragment : {"--set lr=1e400", "value 1e400 of \"lr\" is out of range", "expected a finite number"})
+    EXPECT_NE(huge.output.find(fragment), std::string::npos) << fragment << "\n" << huge.output;
   const CliRun wrong_task = sparo_cli("train dino --config " + dir + "/clip.json --out " + dir + "/b");
   EXPECT_NE(wrong_task.code, 0);
   EXPECT_NE(wrong_task.output.find("is a \"clip\" config"), std::string::npos) << wrong_task.output;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/backend.h"
 #include "engine/ops.h"
 #include "engine/safetensors.h"
 
@@ -93,6 +94,41 @@ TEST(Tensor, ErrorsNameTheOpAndTheShapes) {
   expect_error([&] { Tensor::zeros({2}, DType::f32, Device::vulkan(0)); }, {"vulkan:0", "no Vulkan backend"});
 #endif
   expect_error([&] { sum(Tensor()); }, {"sum", "undefined"});
+}
+
+// Shape products and byte counts are checked: a product that wrapped sized a buffer too small
+// for the tensor (2^31 x 2^31 floats: 2^64 bytes, 0 after the wrap, a null buffer that the
+// first kernel wrote through; `sparo bench ops --size 2147483648` crashed so).
+TEST(Tensor, SizesThatOverflowAreErrorsNamingTheShape) {
+  const int64_t big = int64_t{1} << 32;
+  expect_error([&] { numel({big, big}); }, {"[4294967296, 4294967296]", "element count overflows int64"});
+  expect_error([&] { Tensor::empty({big, big}); }, {"[4294967296, 4294967296]", "overflows int64"});
+  expect_error([] { Tensor::empty({int64_t{1} << 31, int64_t{1} << 31}); },
+               {"empty", "f32", "[2147483648, 2147483648]", "4611686018427387904 x 4 bytes", "overflows 64-bit"});
+  expect_error([] { Tensor::empty({int64_t{1} << 61, 2}, DType::i32); }, {"i32", "[2305843009213693952, 2]", "x 4 bytes"});
+  // Broadcasting makes a shape larger than either operand's.
+  expect_error([&] { add(Tensor::zeros({big, 1, 0}), Tensor::zeros({1, big, 0})); }, {"[4294967296, 4294967296, 0]", "overflows"});
+  // An empty tensor reshaped to a shape whose product wrapped to 0 "fitted".
+  expect_error([&] { reshape(Tensor::zeros({0}), {big, big, 0}); }, {"reshape", "[4294967296, 4294967296, 0]", "overflows int64"});
+  expect_error([] { Tensor::arange(0, 1e30); }, {"arange", "more than int64 can count"});
+  EXPECT_EQ(numel({0, big}), 0);  // a zero dimension with the rest in range: an empty tensor
+  EXPECT_EQ(Tensor::zeros({0, big}).numel(), 0);
+}
+
+// An allocation larger than the machine's memory is an error before anything is allocated
+// (the OS may grant it lazily and kill the process when its pages are touched). One past 2^63
+// bytes used to spin forever rounding up to a power of two, which wrapped to 0: that call runs
+// where an alarm can end it.
+TEST(Tensor, AbsurdAllocationsAreErrorsNotHangsOrCrashes) {
+  Backend& cpu = backend_for(Device::cpu());
+  expect_error([&] { cpu.allocate(size_t{1} << 62); }, {"cpu: cannot allocate 4611686018427387904 bytes", "more than this machine's memory"});
+  expect_error_within(20, [&] { cpu.allocate(SIZE_MAX); }, "cpu: cannot allocate 18446744073709551615 bytes");
+  // Storage ranges are checked without adding offset and size, which could wrap and pass.
+  Tensor t = Tensor::zeros({4});
+  const char byte = 0;
+  expect_error([&] { cpu.upload(t.storage(), SIZE_MAX, &byte, 2); }, {"cpu upload", "past the end"});
+  char out[2];
+  expect_error([&] { cpu.download(t.storage(), SIZE_MAX, out, 2); }, {"cpu download", "past the end"});
 }
 
 TEST(Tensor, SafetensorsRoundTrip) {

@@ -6,6 +6,7 @@
 #if defined(SPARO_HAVE_VULKAN)
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -13,6 +14,7 @@
 #include "engine/ops.h"
 #include "engine/vulkan/context.h"
 #include "engine/vulkan/vulkan_backend.h"
+#include "tests/expect_error.h"
 #include "tests/vulkan_env.h"
 
 namespace sparo {
@@ -162,6 +164,18 @@ TEST_F(VulkanStaging, OutOfRangeTransfersAreClearErrors) {
         << e.what();
   }
   EXPECT_THROW(backend().upload(t.storage(), 40, buf, 1), Error);
+  // offset + bytes wraps to 1 here: the check must not add them.
+  EXPECT_THROW(backend().upload(t.storage(), SIZE_MAX, buf, 2), Error);
+  EXPECT_THROW(backend().download(t.storage(), SIZE_MAX, buf, 2), Error);
+}
+
+// An allocation beyond the device's limit is an error before the size is rounded to a bucket:
+// one past 2^63 bytes used to spin forever there (the power of two wrapped to 0), so that
+// call runs where an alarm can end it.
+TEST_F(VulkanStaging, AbsurdAllocationsAreErrorsNotHangs) {
+  expect_error([&] { backend().allocate(size_t{1} << 62); }, {"4611686018427387904 bytes", "maxStorageBufferRange"});
+  expect_error_within(20, [&] { backend().allocate(SIZE_MAX); },
+                      "a tensor of 18446744073709551615 bytes exceeds the device's maxStorageBufferRange");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "models/clip.h"
 #include "models/dino.h"
+#include "tests/expect_error.h"
 
 namespace sparo {
 namespace {
@@ -70,6 +71,50 @@ TEST(Presets, BadConfigsGiveClearErrors) {
   EXPECT_THROW(ClipConfig::from_json("[1, 2]"), Error);
   EXPECT_THROW(ClipConfig::load("/nonexistent.json"), Error);
   EXPECT_THROW(DinoConfig::from_json("{\"readout\": \"mean\"}"), Error);
+}
+
+// Every size is checked when the config is read, naming the file and the field: these passed
+// the old checks (0 is a multiple of everything) and failed later inside a reshape, or not at all.
+TEST(Presets, NonPositiveSizesAreErrorsNamingTheField) {
+  const auto clip = [](const std::string& fields, std::initializer_list<std::string> fragments) {
+    expect_error([&] { ClipConfig::from_json("{" + fields + "}", "c.json"); }, fragments);
+  };
+  clip(R"("vision_cfg": {"image_size": 0})", {"c.json: vision_cfg.image_size must be positive, got 0"});
+  clip(R"("vision_cfg": {"layers": 0})", {"c.json: vision_cfg.layers must be positive, got 0"});
+  clip(R"("vision_cfg": {"mlp_ratio": 0})", {"c.json: vision_cfg.mlp_ratio must be a positive finite number, got 0"});
+  clip(R"("vision_cfg": {"mlp_ratio": -2})", {"vision_cfg.mlp_ratio", "got -2"});
+  clip(R"("vision_cfg": {"width": 64, "head_width": 32, "mlp_ratio": 0.01})",
+       {"vision_cfg.mlp_ratio 0.01 with width 64 gives 0.64 MLP units; expected at least 1"});
+  clip(R"("text_cfg": {"width": 0})", {"c.json: text_cfg.width must be positive, got 0"});
+  clip(R"("text_cfg": {"width": -8})", {"text_cfg.width", "got -8"});
+  clip(R"("text_cfg": {"layers": 0})", {"text_cfg.layers must be positive"});
+  clip(R"("bottleneck_dim": -1)", {"c.json: bottleneck_dim must be positive (or 0 / null: no bottleneck), got -1"});
+  clip(R"("use_sparo": true, "sparo_attn_dim": -4)",
+       {"c.json: sparo_attn_dim must be positive (or 0 / null: the encoder's head width), got -4"});
+  clip(R"("use_sparo": true, "share_kv": false, "sparo_value_dim": -1)", {"sparo_value_dim", "got -1"});
+  clip(R"("use_sparo": true, "V": 0)", {"c.json: V must be positive, got 0"});
+  const auto dino = [](const std::string& fields, std::initializer_list<std::string> fragments) {
+    expect_error([&] { DinoConfig::from_json("{" + fields + "}", "d.json"); }, fragments);
+  };
+  dino(R"("image_size": 0)", {"d.json: image_size must be positive, got 0"});
+  dino(R"("mlp_ratio": 0)", {"d.json: mlp_ratio must be a positive finite number"});
+  dino(R"("head_out": 0)", {"d.json: head_out must be positive, got 0"});
+  dino(R"("head_hidden": -1)", {"head_hidden", "got -1"});
+  dino(R"("head_bottleneck": 0)", {"head_bottleneck"});
+  dino(R"("drop_path_rate": 1.5)", {"d.json: drop_path_rate must be in [0, 1], got 1.5"});
+  dino(R"("readout": "sparo", "sparo_heads": -2)", {"sparo_heads", "got -2"});
+  // 0 (or null) keeps meaning "the default" where it did.
+  EXPECT_NO_THROW(ClipConfig::from_json(R"({"use_sparo": true, "sparo_attn_dim": 0, "bottleneck_dim": null})"));
+}
+
+// A key given twice silently kept the last value; a number no double holds threw json's own error.
+TEST(Presets, DuplicateKeysAndOutOfRangeNumbersAreErrorsNamingTheKey) {
+  expect_error([] { ClipConfig::from_json(R"({"embed_dim": 8, "embed_dim": 16})", "c.json"); },
+               {"c.json: key \"embed_dim\" appears twice"});
+  expect_error([] { ClipConfig::from_json(R"({"text_cfg": {"heads": 2, "width": 64, "heads": 4}})", "c.json"); },
+               {"c.json: key \"text_cfg.heads\" appears twice"});
+  expect_error([] { DinoConfig::from_json(R"({"width": 64, "norm_eps": -1e400})", "d.json"); },
+               {"d.json.norm_eps:", "1e400", "expected a finite number"});
 }
 
 // The experiment compares each SPARO preset with its baseline at (nearly) equal parameter

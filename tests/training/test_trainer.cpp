@@ -354,6 +354,20 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
                {"cfg.json.model", "nowhere.json"});
   expect_error([] { TrainConfig::from_json("{\"steps\": 3,", "cfg.json"); }, {"cfg.json", "not valid JSON"});
   expect_error([] { clip_config({"model={\"embed_dim\": 8, \"vison_cfg\": {}}"}); }, {"vison_cfg"});
+  // A number no double holds was a bare json::out_of_range that named neither key nor value.
+  expect_error([] { clip_config({"lr=1e400"}); },
+               {"--set lr=1e400", "value 1e400 of \"lr\" is out of range", "expected a finite number"});
+  expect_error([] { TrainConfig::from_json(R"({"task": "clip", "lr": 1e400})", "cfg.json"); },
+               {"cfg.json.lr:", "1e400", "expected a finite number"});
+  // A key given twice kept the last value silently; now it is an error, in the model object too.
+  expect_error([] { TrainConfig::from_json(R"({"steps": 3, "task": "clip", "steps": 5})", "cfg.json"); },
+               {"cfg.json", "key \"steps\" appears twice"});
+  expect_error([] { TrainConfig::from_json(R"({"model": {"vision_cfg": {"width": 64, "width": 32}}})", "cfg.json"); },
+               {"cfg.json", "key \"model.vision_cfg.width\" appears twice"});
+  expect_error([] { clip_config({"model.text_cfg={\"width\": 64, \"width\": 32}"}); },
+               {"--set text_cfg", "key \"width\" appears twice"});
+  // The same key in two objects is no duplicate (kClipModel has "width" in both towers).
+  EXPECT_NO_THROW(clip_config());
 }
 
 TEST(TrainConfig, PresetsLoad) {
@@ -525,6 +539,11 @@ TEST(Checkpoint, RoundTripsAndRejectsForeignFiles) {
   ASSERT_EQ(back.model.size(), 1u);
   EXPECT_EQ(back.model[0].second.to_float_vector(), (std::vector<float>{1, 2, 3}));
   EXPECT_EQ(list_checkpoints(dir.path()), std::vector<int64_t>{12});
+  // A step number past int64 threw std::stoll's bare std::out_of_range ("stoll").
+  std::ofstream(dir / "step-99999999999999999999.safetensors").put('x');
+  expect_error([&] { list_checkpoints(dir.path()); },
+               {dir.path(), "step-99999999999999999999.safetensors", "larger than int64", "9223372036854775807"});
+  fs::remove(dir / "step-99999999999999999999.safetensors");
   save_safetensors(dir / "plain.safetensors", c.model);
   expect_error([&] { load_checkpoint(dir / "plain.safetensors"); }, {"plain.safetensors", "not a sparo training checkpoint"});
 }
