@@ -138,6 +138,13 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   if (!log) throw Error("cannot open " + (dir / "log.txt").string() + " for writing: " + std::strerror(errno));
   Progress progress(out, live, log, dir / "log.txt");
 
+  // A process killed while writing leaves its temporary files (name.tmp, name.tmp.tmp);
+  // the finished files never depend on them.
+  for (const fs::path& folder : {dir, ckpt_dir}) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(folder, ec))
+      if (entry.is_regular_file(ec) && entry.path().extension() == ".tmp") fs::remove(entry.path(), ec);
+  }
   if (resuming && list_checkpoints(ckpt_dir.string()).empty()) {
     // Stopped (killed, disk full) before its first checkpoint: nothing was kept, so the run
     // starts again from step 0, which gives exactly what an uninterrupted run would have.
