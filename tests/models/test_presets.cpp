@@ -44,11 +44,11 @@ TEST(Presets, TinyModelsRun) {
     EXPECT_NEAR(sum(square(out.text_embeds)).item(), 2.0f, 1e-4) << name << ": unit-norm embeddings";
     std::cout << "[ preset ] " << name << ": " << model.parameter_count() << " parameters\n";
   }
-  for (const char* name : {"tiny-dino.json", "tiny-dino-sparo.json"}) {
+  for (const char* name : {"tiny-dino.json", "tiny-dino-sparo.json", "micro-dino.json", "micro-dino-sparo.json"}) {
     const Dino model(DinoConfig::load(kConfigs + name));
     const int64_t S = model.cfg.image_size;  // Fashion-MNIST's own 28 pixels
     const Tensor head = model.head.forward(model.backbone.forward(Tensor::randn({2, 3, S, S}, gen)).embedding);
-    EXPECT_EQ(head.shape(), (Shape{2, 1024})) << name;
+    EXPECT_EQ(head.shape(), (Shape{2, model.cfg.head_out})) << name;
     std::cout << "[ preset ] " << name << ": " << model.parameter_count() << " parameters\n";
   }
 }
@@ -126,6 +126,10 @@ TEST(Presets, SparoPresetsMatchTheirBaselinesInParameters) {
   const double dino_sparo = static_cast<double>(Dino(DinoConfig::load(kConfigs + "tiny-dino-sparo.json")).parameter_count());
   EXPECT_LT(std::abs(clip_sparo / clip - 1.0), 0.01);
   EXPECT_LT(std::abs(dino_sparo / dino - 1.0), 0.05);
+  // The main job's DINO pair: the CLS baseline is 4 units wider instead of a block deeper.
+  const double micro = static_cast<double>(Dino(DinoConfig::load(kConfigs + "micro-dino.json")).parameter_count());
+  const double micro_sparo = static_cast<double>(Dino(DinoConfig::load(kConfigs + "micro-dino-sparo.json")).parameter_count());
+  EXPECT_LT(std::abs(micro_sparo / micro - 1.0), 0.05);
 }
 
 }  // namespace
