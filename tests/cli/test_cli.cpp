@@ -108,6 +108,17 @@ TEST(Cli, InspectListsAHugeFileWithoutReadingItsData) {
   EXPECT_NE(r.output.find("big  U8  [65536, 65536]\n1 tensors, 4294967296 values"), std::string::npos) << r.output;
 }
 
+// /dev/zero given as a training config is refused at the config cap (16 MiB), naming it, where
+// it was read until std::bad_alloc. The address space is capped so that a reader without the
+// cap fails quickly rather than taking the machine's memory.
+TEST(Cli, TrainRefusesAnEndlessConfigFileAtTheCap) {
+  const std::string out = ::testing::TempDir() + "/sparo_devzero_" + std::to_string(getpid());
+  const CliRun r = sparo_cli("train clip --config /dev/zero --out " + out, "ulimit -v 2097152; timeout 60");
+  std::filesystem::remove_all(out);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("train config /dev/zero: more than 16 MiB"), std::string::npos) << r.output;
+}
+
 TEST(Cli, UnknownCommandAndMissingArgumentsFailClearly) {
   CliRun r = sparo_cli("frobnicate");
   EXPECT_NE(r.code, 0);
