@@ -176,6 +176,16 @@ TEST_F(CaptionTableTest, BadImagesAreSkippedAndCounted) {
   EXPECT_NE(summary.find("absent.png"), std::string::npos) << summary;
 }
 
+// A table file past kMaxCaptionTableBytes (1 GiB) is refused from its size, naming it and the
+// cap, before any of it is read (the file is sparse: it takes no disk and reading it would
+// take gigabytes of memory).
+TEST_F(CaptionTableTest, ATableLargerThanTheCapIsRefusedBeforeReading) {
+  write_file(dir_ / "huge.tsv", "filepath\ttitle\na.png\tcat\n");
+  fs::resize_file(dir_ / "huge.tsv", kMaxCaptionTableBytes + 1);
+  expect_error([&] { load_caption_table(path("huge.tsv")); },
+               {"caption table " + path("huge.tsv") + ": 1073741825 bytes, more than the 1 GiB limit"});
+}
+
 TEST_F(CaptionTableTest, DecodeStatsAreThreadSafe) {
   write_file(dir_ / "bad.png", "\x89PNG\r\n\x1a\n garbage");
   DecodeStats stats;

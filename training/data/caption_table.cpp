@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string_view>
 
 namespace sparo {
@@ -13,16 +12,32 @@ namespace {
 
 std::string separator_name(char separator) { return separator == '\t' ? "tab" : "comma"; }
 
+// The whole file, refused past kMaxCaptionTableBytes: from its size before reading, and
+// again while reading in case it grows meanwhile.
 std::string read_table_file(const std::string& path) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(status)) throw Error("caption table " + path + ": file not found");
   if (!std::filesystem::is_regular_file(status)) throw Error("caption table " + path + ": not a regular file");
+  const auto too_large = [&](uint64_t size) {
+    static_assert(kMaxCaptionTableBytes % (1ull << 30) == 0, "the message gives the cap in GiB");
+    return Error("caption table " + path + ": " + std::to_string(size) + " bytes, more than the " +
+                 std::to_string(kMaxCaptionTableBytes >> 30) +
+                 " GiB limit for a caption table (it is held in memory whole); split the table");
+  };
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxCaptionTableBytes) throw too_large(size);
   std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
   if (!in) throw Error("caption table " + path + ": cannot be read");
-  return text.str();
+  std::string text;
+  if (!ec) text.reserve(static_cast<size_t>(size));
+  std::vector<char> buf(1 << 16);
+  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+    text.append(buf.data(), static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxCaptionTableBytes) throw too_large(text.size());
+  }
+  if (in.bad()) throw Error("caption table " + path + ": cannot be read");
+  return text;
 }
 
 // Splits delimited text into records, one call per record (pandas' C parser with its

@@ -26,6 +26,11 @@
 
 namespace sparo {
 
+// The largest table file read: 1 GiB, about 10 million rows of a path and a caption. A larger
+// file is refused, naming it and the cap, before it is read: it is held in memory whole, and
+// about twice over while it is parsed into rows.
+inline constexpr uint64_t kMaxCaptionTableBytes = 1ull << 30;
+
 struct CaptionTableOptions {
   std::string image_key = "filepath";  // OpenCLIP's --csv-img-key default
   std::string caption_key = "title";   // OpenCLIP's --csv-caption-key default
@@ -40,9 +45,10 @@ struct CaptionTable {
 };
 
 // Reads the table. Errors (sparo::Error) name the file and say what is wrong: the file is
-// missing or unreadable, a requested column is missing (the message lists the columns that
-// exist) or appears twice, a row has the wrong number of fields or an empty image path (the
-// row's line number), a quoted field is not closed, or the table has no rows.
+// missing, unreadable or larger than kMaxCaptionTableBytes, a requested column is missing
+// (the message lists the columns that exist) or appears twice, a row has the wrong number of
+// fields or an empty image path (the row's line number), a quoted field is not closed, or the
+// table has no rows.
 CaptionTable load_caption_table(const std::string& path, const CaptionTableOptions& options = {});
 
 // Thread-safe record of the images that could not be decoded.
