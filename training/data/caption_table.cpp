@@ -168,6 +168,7 @@ CaptionTable load_caption_table(const std::string& path, const CaptionTableOptio
     const std::filesystem::path image_path(image);
     table.paths.push_back(image_path.is_absolute() ? image : (root / image_path).string());
     table.captions.push_back(std::move(fields[caption_column]));
+    table.lines.push_back(reader.record_line());
   }
   if (table.paths.empty()) throw Error("caption table " + path + ": no rows after the header");
   return table;
@@ -193,10 +194,20 @@ std::optional<Image> try_load_image(const std::string& path, DecodeStats* stats)
   }
 }
 
-std::vector<int64_t> decodable_rows(const CaptionTable& table, DecodeStats* stats) {
+bool try_read_image_header(const std::string& path, DecodeStats* stats) {
+  try {
+    read_image_size(path);
+    return true;
+  } catch (const std::exception& e) {
+    if (stats) stats->record_failure(e.what());
+    return false;
+  }
+}
+
+std::vector<int64_t> readable_rows(const CaptionTable& table, DecodeStats* stats) {
   std::vector<char> good(table.paths.size(), 0);
   tbb::parallel_for(size_t{0}, table.paths.size(),
-                    [&](size_t i) { good[i] = try_load_image(table.paths[i], stats).has_value(); });
+                    [&](size_t i) { good[i] = try_read_image_header(table.paths[i], stats); });
   std::vector<int64_t> rows;
   for (size_t i = 0; i < good.size(); ++i)
     if (good[i]) rows.push_back(static_cast<int64_t>(i));
@@ -216,7 +227,7 @@ std::string summarize(const DecodeStats& stats) {
 
 UsableCaptionTable::UsableCaptionTable(const std::string& path, const CaptionTableOptions& options)
     : table_(load_caption_table(path, options)) {
-  usable_ = decodable_rows(table_, &stats_);
+  usable_ = readable_rows(table_, &stats_);
 }
 
 std::string UsableCaptionTable::description() const {
@@ -226,10 +237,13 @@ std::string UsableCaptionTable::description() const {
 std::string UsableCaptionTable::skipped_summary() const { return summarize(stats_); }
 
 Image UsableCaptionTable::image(int64_t i) const {
-  const std::string& path = table_.paths[static_cast<size_t>(usable_.at(static_cast<size_t>(i)))];
-  std::optional<Image> img = try_load_image(path, nullptr);
-  if (!img) throw Error(path + ": could be read at the start of the run but not any more");
-  return std::move(*img);
+  const auto row = static_cast<size_t>(usable_.at(static_cast<size_t>(i)));
+  try {
+    return load_image(table_.paths[row]);
+  } catch (const std::exception& e) {  // sparo::Error from stb, or bad_alloc for absurd dimensions
+    throw Error("caption table " + table_.source + " line " + std::to_string(table_.lines[row]) + ": " + e.what() +
+                "; its header read at the start of the run, so the row was kept (fix or remove the file, then resume)");
+  }
 }
 
 const std::string& UsableCaptionTable::caption(int64_t i) const {
