@@ -1,4 +1,5 @@
-// `sparo inspect FILE.safetensors`: the tensors of a checkpoint, validated by the strict reader.
+// `sparo inspect FILE.safetensors`: the tensors of a checkpoint, validated by the strict reader
+// (header only: the tensor data is never read).
 #include <cstdio>
 #include <iostream>
 #include <string_view>
@@ -51,9 +52,11 @@ void add_inspect_command(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   cmd->add_option("file", *path, "The .safetensors file")->required();
   cmd->callback([path] {
-    const safetensors::Contents c = safetensors::read_file(*path);
+    // The header alone: listing needs no tensor data, and reading it all made a sparse or
+    // many-gigabyte file cost its full size in memory. The offsets are still checked.
+    const safetensors::HeaderInfo c = safetensors::read_header(*path);
     int64_t values = 0;
-    for (const safetensors::TensorRecord& t : c.tensors) {
+    for (const safetensors::TensorInfo& t : c.tensors) {
       values += numel(t.shape);
       std::cout << printable(t.name) << "  " << t.dtype << "  " << shape_str(t.shape) << "\n";
     }

@@ -2,11 +2,11 @@
 // checkpoints and the trained weights; --resume continues an interrupted run.
 #include <nlohmann/json.hpp>
 
-#include <fstream>
 #include <iostream>
 #include <memory>
 
 #include "cli/commands.h"
+#include "models/config.h"
 #include "training/trainer.h"
 
 namespace sparo::cli {
@@ -32,8 +32,8 @@ void run(const std::string& task, const TrainCommandOptions& o) {
   if (o.config.empty()) throw Error("train " + task + ": --config is required (presets: training/configs/*.json)");
   if (o.out.empty()) throw Error("train " + task + ": --out RUN_DIR is required");
   // A config without "task" takes the subcommand's; one with another task is an error below.
-  std::ifstream in(o.config);
-  const nlohmann::json file = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json file =
+      nlohmann::json::parse(read_config_file(o.config, "train config"), nullptr, /*allow_exceptions=*/false);
   if (file.is_object() && !file.contains("task")) overrides.insert(overrides.begin(), "task=" + task);
   const TrainConfig cfg = TrainConfig::load(o.config, overrides);
   if (cfg.task != task)

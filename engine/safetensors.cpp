@@ -777,33 +777,55 @@ Contents parse(const uint8_t* data, size_t size, const std::string& source_name,
   return c;
 }
 
-Contents read_file(const std::string& path, const Limits& limits) {
-  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (f.fd < 0) fail(path, "cannot open file: " + errno_text(errno));
-  struct stat st {};
-  if (::fstat(f.fd, &st) != 0) fail(path, "cannot stat file: " + errno_text(errno));
-  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
-  const auto size = static_cast<uint64_t>(st.st_size);
-  check_file_size(size, path, limits);
-  uint8_t prefix[8];
-  read_exact(f.fd, 0, prefix, 8, path, "the header length");
-  const uint64_t n = check_header_length(prefix, size, path, limits);
-  std::string header(static_cast<size_t>(n), '\0');
-  read_exact(f.fd, 8, header.data(), header.size(), path, "the header");
-  Header h = parse_header(header.data(), header.size(), size - 8 - n, path, limits);
-  header.clear();
-  header.shrink_to_fit();
+namespace {
 
+// Opens `path` and reads and validates its header; tensor data is left unread.
+struct OpenedFile {
+  Fd f;
+  uint64_t data_start = 0;  // 8 + header length: where the data buffer begins
+  Header header;
+  explicit OpenedFile(const std::string& path, const Limits& limits)
+      : f(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    if (f.fd < 0) fail(path, "cannot open file: " + errno_text(errno));
+    struct stat st {};
+    if (::fstat(f.fd, &st) != 0) fail(path, "cannot stat file: " + errno_text(errno));
+    if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
+    const auto size = static_cast<uint64_t>(st.st_size);
+    check_file_size(size, path, limits);
+    uint8_t prefix[8];
+    read_exact(f.fd, 0, prefix, 8, path, "the header length");
+    const uint64_t n = check_header_length(prefix, size, path, limits);
+    std::string text(static_cast<size_t>(n), '\0');
+    read_exact(f.fd, 8, text.data(), text.size(), path, "the header");
+    header = parse_header(text.data(), text.size(), size - 8 - n, path, limits);
+    data_start = 8 + n;
+  }
+};
+
+}  // namespace
+
+HeaderInfo read_header(const std::string& path, const Limits& limits) {
+  OpenedFile file(path, limits);
+  HeaderInfo info;
+  info.metadata = std::move(file.header.metadata);
+  info.tensors.reserve(file.header.entries.size());
+  for (auto& e : file.header.entries)
+    info.tensors.push_back({std::move(e.name), std::move(e.dtype), std::move(e.shape), e.offsets[0], e.offsets[1]});
+  return info;
+}
+
+Contents read_file(const std::string& path, const Limits& limits) {
+  OpenedFile file(path, limits);
   Contents c;
-  c.metadata = std::move(h.metadata);
-  c.tensors.reserve(h.entries.size());
-  for (auto& e : h.entries) {
+  c.metadata = std::move(file.header.metadata);
+  c.tensors.reserve(file.header.entries.size());
+  for (auto& e : file.header.entries) {
     TensorRecord r;
     r.name = std::move(e.name);
     r.dtype = std::move(e.dtype);
     r.shape = std::move(e.shape);
     r.bytes.resize(static_cast<size_t>(e.nbytes));
-    read_exact(f.fd, 8 + n + e.offsets[0], r.bytes.data(), r.bytes.size(), path,
+    read_exact(file.f.fd, file.data_start + e.offsets[0], r.bytes.data(), r.bytes.size(), path,
                ("the data of " + tensor_ctx(r.name)).c_str());
     c.tensors.push_back(std::move(r));
   }

@@ -68,6 +68,19 @@ struct Contents {
   const TensorRecord* find(const std::string& name) const;   // nullptr if absent
 };
 
+// A tensor's entry in the header, without its data (what read_header returns).
+struct TensorInfo {
+  std::string name;
+  std::string dtype;
+  std::vector<int64_t> shape;
+  uint64_t data_begin = 0, data_end = 0;  // data_offsets, relative to the first byte after the header
+};
+
+struct HeaderInfo {
+  std::vector<TensorInfo> tensors;                // in file order of data offsets
+  std::map<std::string, std::string> metadata;
+};
+
 struct Limits {
   uint64_t max_header_bytes = 100ull << 20;   // 100 MiB
   uint64_t max_file_bytes = 64ull << 30;
@@ -78,6 +91,12 @@ struct Limits {
 // Reads and validates a whole file. The header is parsed before any tensor data
 // is read, and each tensor is read straight into its record.
 Contents read_file(const std::string& path, const Limits& limits = {});
+
+// Reads and validates only the header: the same checks as read_file, the data offsets
+// included (against the file's size), but no tensor data is read. Memory stays bounded by
+// the header (Limits::max_header_bytes) whatever the size of the tensors, so listing a
+// many-gigabyte checkpoint costs what its header costs.
+HeaderInfo read_header(const std::string& path, const Limits& limits = {});
 
 // Parses and validates an in-memory file. source_name is used in messages.
 Contents parse(const uint8_t* data, size_t size, const std::string& source_name,

@@ -15,14 +15,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error("config " + path + ": cannot be opened");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 json parse(const std::string& text, const std::string& source) {
   json j = parse_json_config(text, source);
   if (!j.is_object()) throw Error(source + ": expected a JSON object at the top level");
@@ -134,6 +126,23 @@ void validate_sparo(const SparoConfig& s, const std::string& source) {
 
 }  // namespace
 
+std::string read_config_file(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(what + " " + path + ": cannot be opened");
+  std::string text;
+  std::vector<char> buf(1 << 16);
+  // In chunks, checking the cap after each, so a file without end (/dev/zero) stops there.
+  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+    text.append(buf.data(), static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxConfigBytes)
+      throw Error(what + " " + path + ": more than " + std::to_string(kMaxConfigBytes >> 20) + " MiB (" +
+                  std::to_string(kMaxConfigBytes) +
+                  " bytes), the limit for a config file; a config is a few KiB of JSON (is this the right file?)");
+  }
+  if (in.bad()) throw Error(what + " " + path + ": cannot be read");
+  return text;
+}
+
 nlohmann::json parse_json_config(const std::string& text, const std::string& source) {
   // The objects being read, outermost first: where each is, its keys so far and the last one
   // (the key of the value being parsed, named when that value is out of range).
@@ -200,7 +209,7 @@ ClipConfig ClipConfig::from_json(const std::string& text, const std::string& sou
   return c;
 }
 
-ClipConfig ClipConfig::load(const std::string& path) { return from_json(read_text(path), path); }
+ClipConfig ClipConfig::load(const std::string& path) { return from_json(read_config_file(path, "config"), path); }
 
 void ClipConfig::validate(const std::string& source) const {
   positive(source, "embed_dim", embed_dim);
@@ -271,7 +280,7 @@ DinoConfig DinoConfig::from_json(const std::string& text, const std::string& sou
   return c;
 }
 
-DinoConfig DinoConfig::load(const std::string& path) { return from_json(read_text(path), path); }
+DinoConfig DinoConfig::load(const std::string& path) { return from_json(read_config_file(path, "config"), path); }
 
 void DinoConfig::validate(const std::string& source) const {
   positive(source, "image_size", image_size);

@@ -16,6 +16,14 @@ namespace sparo {
 // double's range names its key.
 nlohmann::json parse_json_config(const std::string& text, const std::string& source);
 
+// A config is a few KiB of JSON. Reading stops past this cap, so /dev/zero or a
+// multi-gigabyte file given by mistake is refused at once instead of filling memory.
+inline constexpr uint64_t kMaxConfigBytes = 16ull << 20;  // 16 MiB
+
+// The text of a JSON config file. Errors start with `what` and the path ("train config
+// PATH: ..."): the file cannot be opened or read, or it holds more than kMaxConfigBytes.
+std::string read_config_file(const std::string& path, const std::string& what);
+
 struct SparoConfig {
   bool enabled = false;        // use_sparo
   int64_t L = 64, V = 64;

@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
@@ -45,6 +47,14 @@ void expect_error_within(int seconds, F fn, const std::string& regex) {
         std::_Exit(1);
       },
       ::testing::ExitedWithCode(0), regex);
+}
+
+// Caps this process's address space, for code run in expect_error_within's child: a reader
+// that has regressed to reading without bound then fails there at once (bad_alloc) instead of
+// taking the machine's memory before the alarm ends it.
+inline void limit_address_space(uint64_t bytes) {
+  const rlimit limit{bytes, bytes};
+  ::setrlimit(RLIMIT_AS, &limit);
 }
 
 }  // namespace sparo

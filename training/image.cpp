@@ -20,6 +20,14 @@ Image load_image(const std::string& path) {
   return img;
 }
 
+ImageSize read_image_size(const std::string& path) {
+  ImageSize size;
+  int channels = 0;
+  if (!stbi_info(path.c_str(), &size.width, &size.height, &channels))
+    throw Error("image " + path + ": cannot be read (" + stbi_failure_reason() + ")");
+  return size;
+}
+
 void save_png(const std::string& path, const Image& image) {
   if (!stbi_write_png(path.c_str(), image.width, image.height, 3, image.rgb.data(), image.width * 3))
     throw Error("image " + path + ": cannot be written");

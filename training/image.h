@@ -17,6 +17,15 @@ struct Image {
 
 // Decodes any format stb_image reads, converted to RGB. Errors name the file and the reason.
 Image load_image(const std::string& path);
+
+// The size a file declares, read from its header alone (stb_image's info call: a few bytes
+// are read, no pixel is decoded), for checking many images cheaply. Errors name the file and
+// the reason. A file whose header reads may still fail to decode (a corrupt or cut body).
+struct ImageSize {
+  int width = 0, height = 0;
+};
+ImageSize read_image_size(const std::string& path);
+
 void save_png(const std::string& path, const Image& image);
 
 // Bicubic (a = -0.5) resampling with the filter widened by the scale when shrinking

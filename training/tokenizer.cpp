@@ -892,8 +892,17 @@ const ByteUnicode& byte_unicode() {
 
 std::string errno_text() { return std::strerror(errno); }
 
-// Whole file through zlib: gzip is decompressed, anything else is read as is.
-std::string read_maybe_gzip(const std::string& path, const std::string& what) {
+// "1 GiB", "64 MiB", or the byte count when it is not a whole number of MiB.
+std::string size_text(uint64_t bytes) {
+  if (bytes % (1ull << 30) == 0) return std::to_string(bytes >> 30) + " GiB";
+  if (bytes % (1ull << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
+  return std::to_string(bytes) + " bytes";
+}
+
+// Whole file through zlib: gzip is decompressed, anything else is read as is. At most
+// max_bytes are kept, counted after decompression: a few KiB of gzip can expand to gigabytes,
+// and /dev/zero never ends, so the cap is checked as the data arrives, not from the file's size.
+std::string read_maybe_gzip(const std::string& path, const std::string& what, uint64_t max_bytes) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw Error(what + " '" + path + "' not found");
   if (std::filesystem::is_directory(path, ec)) throw Error(what + " '" + path + "' is a directory");
@@ -912,6 +921,11 @@ std::string read_maybe_gzip(const std::string& path, const std::string& what) {
     }
     if (got == 0) break;
     data.append(buf.data(), static_cast<size_t>(got));
+    if (data.size() > max_bytes) {
+      gzclose(f);
+      throw Error(what + " '" + path + "' holds more than " + size_text(max_bytes) +
+                  " (counted after gzip decompression), the limit for a " + what + "; is this the right file?");
+    }
   }
   const int rc = gzclose(f);
   if (rc == Z_BUF_ERROR) throw Error(what + " '" + path + "' is corrupt (gzip: truncated stream)");
@@ -1043,7 +1057,7 @@ std::vector<int32_t> Tokenizer::Impl::encode(const std::string& text) const {
 }
 
 Tokenizer Tokenizer::load(const std::string& merges_path) {
-  const std::string data = read_maybe_gzip(merges_path, "vocabulary file");
+  const std::string data = read_maybe_gzip(merges_path, "vocabulary file", kMaxVocabBytes);
   const std::string bad = "bad vocabulary file '" + merges_path + "': ";
   if (data.empty()) throw Error(bad + "the file is empty");
   {
@@ -1199,8 +1213,8 @@ std::vector<std::string> pretokenize(const std::string& cleaned_text) {
   return out;
 }
 
-std::vector<std::string> read_captions(const std::string& path) {
-  const std::string data = read_maybe_gzip(path, "caption file");
+std::vector<std::string> read_captions(const std::string& path, uint64_t max_bytes) {
+  const std::string data = read_maybe_gzip(path, "caption file", max_bytes);
   std::vector<std::string> captions;
   for (size_t pos = 0; pos < data.size();) {
     size_t nl = data.find('\n', pos);

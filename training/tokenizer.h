@@ -45,11 +45,17 @@
 
 namespace sparo {
 
+// Caps on the text the readers below hold, counted after gzip decompression: past them
+// reading stops with an error naming the file and the cap, so /dev/zero or a gzip bomb given
+// by mistake fails in seconds instead of exhausting memory.
+inline constexpr uint64_t kMaxVocabBytes = 64ull << 20;        // bpe_simple_vocab_16e6: 3.2 MB
+inline constexpr uint64_t kMaxCaptionFileBytes = 1ull << 30;   // about 10 million captions
+
 class Tokenizer {
  public:
   // Reads a merges file: gzip (.gz) or plain text, UTF-8. Throws sparo::Error naming the
-  // path when the file is missing, unreadable, not valid gzip/UTF-8, or a merge line does
-  // not hold two known tokens.
+  // path when the file is missing, unreadable, not valid gzip/UTF-8, holds more than
+  // kMaxVocabBytes, or a merge line does not hold two known tokens.
   static Tokenizer load(const std::string& merges_path);
 
   // BPE ids of the cleaned text, without <start_of_text> / <end_of_text>. A literal
@@ -92,8 +98,8 @@ std::vector<std::string> pretokenize(const std::string& cleaned_text);
 
 // A caption file: one caption per line, plain text or gzip; '\r' before '\n' is dropped and
 // blank lines are skipped. Throws sparo::Error naming the path when the file is missing,
-// unreadable, corrupt, or holds no caption.
-std::vector<std::string> read_captions(const std::string& path);
+// unreadable, corrupt, holds more than max_bytes (decompressed) or holds no caption.
+std::vector<std::string> read_captions(const std::string& path, uint64_t max_bytes = kMaxCaptionFileBytes);
 
 struct BpeTrainOptions {
   // A pair seen fewer times than this (summed over the corpus) is never merged; training

@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <tuple>
 
 #include "engine/tensor.h"
@@ -19,14 +17,6 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_text(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(what + " " + path + ": cannot be opened");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Binds each key to its field once, so reading, writing and the list of known keys agree.
 template <typename Config>
@@ -98,7 +88,7 @@ std::string resolve_model(const json& m, const std::string& source, const std::s
   if (!m.is_string()) throw Error(source + ".model: expected a path to a model config or the config object");
   const std::string name = m.get<std::string>();
   for (const fs::path& candidate : {fs::path(name), fs::path(base_dir) / name})
-    if (fs::is_regular_file(candidate)) return read_text(candidate.string(), "model config");
+    if (fs::is_regular_file(candidate)) return read_config_file(candidate.string(), "model config");
   throw Error(source + ".model: no model config at \"" + name + "\" (looked relative to the current directory and to " +
               base_dir + ")");
 }
@@ -155,7 +145,7 @@ TrainConfig TrainConfig::from_json(const std::string& text, const std::string& s
 
 TrainConfig TrainConfig::load(const std::string& path, const std::vector<std::string>& overrides) {
   const std::string base = fs::path(path).parent_path().string();
-  return from_json(read_text(path, "train config"), path, overrides, base.empty() ? "." : base);
+  return from_json(read_config_file(path, "train config"), path, overrides, base.empty() ? "." : base);
 }
 
 std::string TrainConfig::to_json() const {

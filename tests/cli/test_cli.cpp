@@ -90,6 +90,35 @@ TEST(Cli, InspectEscapesControlCharactersFromTheFile) {
     EXPECT_NE(r.output.find(shown), std::string::npos) << shown << "\n" << r.output;
 }
 
+// inspect reads the header only: a 4 GiB tensor in a sparse file is listed by a process whose
+// address space is capped at 1 GiB (reading the data, as inspect did, cannot fit).
+TEST(Cli, InspectListsAHugeFileWithoutReadingItsData) {
+  const std::string path = ::testing::TempDir() + "/sparo_inspect_sparse_" + std::to_string(getpid()) + ".safetensors";
+  const uint64_t nbytes = 4ull << 30;
+  std::string header = R"({"big":{"dtype":"U8","shape":[65536,65536],"data_offsets":[0,)" + std::to_string(nbytes) + "]}}";
+  {
+    std::ofstream out(path, std::ios::binary);
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>(static_cast<uint64_t>(header.size()) >> (8 * i)));
+    out << header;
+  }
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(8 + header.size() + nbytes)), 0) << path;
+  const CliRun r = sparo_cli("inspect " + path, "ulimit -v 1048576;");
+  std::filesystem::remove(path);
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("big  U8  [65536, 65536]\n1 tensors, 4294967296 values"), std::string::npos) << r.output;
+}
+
+// /dev/zero given as a training config is refused at the config cap (16 MiB), naming it, where
+// it was read until std::bad_alloc. The address space is capped so that a reader without the
+// cap fails quickly rather than taking the machine's memory.
+TEST(Cli, TrainRefusesAnEndlessConfigFileAtTheCap) {
+  const std::string out = ::testing::TempDir() + "/sparo_devzero_" + std::to_string(getpid());
+  const CliRun r = sparo_cli("train clip --config /dev/zero --out " + out, "ulimit -v 2097152; timeout 60");
+  std::filesystem::remove_all(out);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("train config /dev/zero: more than 16 MiB"), std::string::npos) << r.output;
+}
+
 TEST(Cli, UnknownCommandAndMissingArgumentsFailClearly) {
   CliRun r = sparo_cli("frobnicate");
   EXPECT_NE(r.code, 0);

@@ -2,6 +2,7 @@
 #include "engine/safetensors.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -201,6 +202,59 @@ TEST(Safetensors, RoundTripSeveralDtypesAndMetadata) {
   ASSERT_EQ(m.tensors.size(), c.tensors.size());
   for (size_t k = 0; k < ts.size(); ++k) EXPECT_EQ(m.tensors[k].bytes, c.tensors[k].bytes);
   std::remove(path.c_str());
+}
+
+// read_header lists what read_file reads, in the same order, with the data offsets.
+TEST(Safetensors, ReadHeaderListsTheTensorsWithoutTheirData) {
+  const Bytes file = sample_file();
+  const std::string path = temp_path("header.safetensors");
+  write_bytes(path, file);
+  const st::Contents full = st::read_file(path);
+  const st::HeaderInfo h = st::read_header(path);
+  std::remove(path.c_str());
+  EXPECT_EQ(h.metadata, full.metadata);
+  ASSERT_EQ(h.tensors.size(), full.tensors.size());
+  uint64_t offset = 0;
+  for (size_t k = 0; k < h.tensors.size(); ++k) {
+    EXPECT_EQ(h.tensors[k].name, full.tensors[k].name);
+    EXPECT_EQ(h.tensors[k].dtype, full.tensors[k].dtype);
+    EXPECT_EQ(h.tensors[k].shape, full.tensors[k].shape);
+    EXPECT_EQ(h.tensors[k].data_begin, offset) << h.tensors[k].name;
+    offset += full.tensors[k].bytes.size();
+    EXPECT_EQ(h.tensors[k].data_end, offset) << h.tensors[k].name;
+  }
+}
+
+// An 8 GiB tensor in a sparse file (no disk blocks behind its data): read_header validates and
+// lists it while the process's peak memory grows by far less than the tensor, where read_file
+// would need all 8 GiB.
+TEST(Safetensors, ReadHeaderOfAHugeSparseFileStaysSmall) {
+  const uint64_t nbytes = 8ull << 30;
+  const Bytes head = make_file(R"({"big":{"dtype":"F32","shape":[1024,2097152],"data_offsets":[0,)" +
+                               std::to_string(nbytes) + "]}}");
+  const std::string path = temp_path("sparse.safetensors");
+  write_bytes(path, head);
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(head.size() + nbytes)), 0) << path;
+  struct rusage before {};
+  ::getrusage(RUSAGE_SELF, &before);
+  const st::HeaderInfo h = st::read_header(path);
+  struct rusage after {};
+  ::getrusage(RUSAGE_SELF, &after);
+  // One byte short: the offsets are checked against the file's size as read_file checks them.
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(head.size() + nbytes - 1)), 0) << path;
+  try {
+    st::read_header(path);
+    ADD_FAILURE() << "a truncated file was accepted";
+  } catch (const st::SafetensorsError& e) {
+    expect_words(e.what(), {path.c_str(), "tensor \"big\"", "past the end"});
+  }
+  std::remove(path.c_str());
+  ASSERT_EQ(h.tensors.size(), 1u);
+  EXPECT_EQ(h.tensors[0].name, "big");
+  EXPECT_EQ(h.tensors[0].shape, (std::vector<int64_t>{1024, 2097152}));
+  EXPECT_EQ(h.tensors[0].data_end, nbytes);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 64 * 1024) << "peak RSS grew by " << after.ru_maxrss - before.ru_maxrss
+                                                           << " KiB";
 }
 
 TEST(Safetensors, WriteOverwritesAtomicallyAndEmptyFile) {
@@ -715,6 +769,8 @@ TEST(SafetensorsRobust, EveryTruncationIsRejected) {
     EXPECT_THROW(st::parse(prefix.data(), prefix.size(), "trunc"), st::SafetensorsError) << "prefix " << n;
     write_bytes(path, prefix);
     EXPECT_THROW(st::read_file(path), st::SafetensorsError) << "file prefix " << n;
+    // The header-only reader checks the offsets against the file's size just the same.
+    EXPECT_THROW(st::read_header(path), st::SafetensorsError) << "file prefix " << n << " (read_header)";
   }
   std::remove(path.c_str());
 }

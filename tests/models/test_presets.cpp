@@ -73,6 +73,16 @@ TEST(Presets, BadConfigsGiveClearErrors) {
   EXPECT_THROW(DinoConfig::from_json("{\"readout\": \"mean\"}"), Error);
 }
 
+// A config file is read up to kMaxConfigBytes (16 MiB): /dev/zero given as a config is refused
+// naming it and the cap, where the reader ran until std::bad_alloc. (In a child process with
+// 4 GiB of address space, so that a reader without the cap fails quickly there.)
+TEST(Presets, ConfigFilesAreCappedInSize) {
+  expect_error_within(20, [] { limit_address_space(4ull << 30); ClipConfig::load("/dev/zero"); },
+                      "config /dev/zero: more than 16 MiB \\(16777216 bytes\\), the limit for a config file");
+  expect_error_within(20, [] { limit_address_space(4ull << 30); DinoConfig::load("/dev/zero"); },
+                      "config /dev/zero: more than 16 MiB");
+}
+
 // Every size is checked when the config is read, naming the file and the field: these passed
 // the old checks (0 is a multiple of everything) and failed later inside a reshape, or not at all.
 TEST(Presets, NonPositiveSizesAreErrorsNamingTheField) {

@@ -176,6 +176,50 @@ TEST_F(CaptionTableTest, BadImagesAreSkippedAndCounted) {
   EXPECT_NE(summary.find("absent.png"), std::string::npos) << summary;
 }
 
+// Start-up reads each image's header only, so it costs the table, not the pixels: an image
+// whose header reads but whose body is cut short passes start-up (it was decoded and skipped
+// there before) and fails when its sample is drawn, naming the table, the line and the file.
+// Images whose header does not read are still skipped and counted at the start.
+TEST_F(CaptionTableTest, StartUpReadsOnlyHeadersAndImagesDecodeWhenDrawn) {
+  const Image good = pattern_image(6, 6, 4);
+  save_png(path("good.png"), good);
+  std::ifstream in(path("good.png"), std::ios::binary);
+  const std::string png_bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(png_bytes.size(), 60u);
+  write_file(dir_ / "cut.png", png_bytes.substr(0, png_bytes.size() - 20));  // the header (IHDR) is whole
+  write_file(dir_ / "no_header.png", "\x89PNG\r\n\x1a\n garbage");
+  write_file(dir_ / "t.tsv", "filepath\ttitle\n"
+                             "good.png\ta good one\n"
+                             "no_header.png\tbroken at the start\n"
+                             "absent.png\tmissing\n"
+                             "cut.png\tbroken in the body\n");
+
+  const UsableCaptionTable table(path("t.tsv"), {});
+  EXPECT_EQ(table.size(), 2);
+  EXPECT_EQ(table.description(), path("t.tsv") + " (2 of 4 images usable)");
+  const std::string skipped = table.skipped_summary();
+  EXPECT_EQ(skipped.rfind("2 images skipped", 0), 0u) << skipped;
+  EXPECT_NE(skipped.find("no_header.png"), std::string::npos) << skipped;
+  EXPECT_NE(skipped.find("absent.png"), std::string::npos) << skipped;
+
+  EXPECT_EQ(table.image(0).rgb, good.rgb);
+  EXPECT_EQ(table.caption(0), "a good one");
+  EXPECT_EQ(table.caption(1), "broken in the body");
+  expect_error([&] { table.image(1); },
+               {"caption table " + path("t.tsv") + " line 5: image " + path("cut.png") + ": cannot be decoded",
+                "fix or remove the file"});
+}
+
+// A table file past kMaxCaptionTableBytes (1 GiB) is refused from its size, naming it and the
+// cap, before any of it is read (the file is sparse: it takes no disk and reading it would
+// take gigabytes of memory).
+TEST_F(CaptionTableTest, ATableLargerThanTheCapIsRefusedBeforeReading) {
+  write_file(dir_ / "huge.tsv", "filepath\ttitle\na.png\tcat\n");
+  fs::resize_file(dir_ / "huge.tsv", kMaxCaptionTableBytes + 1);
+  expect_error([&] { load_caption_table(path("huge.tsv")); },
+               {"caption table " + path("huge.tsv") + ": 1073741825 bytes, more than the 1 GiB limit"});
+}
+
 TEST_F(CaptionTableTest, DecodeStatsAreThreadSafe) {
   write_file(dir_ / "bad.png", "\x89PNG\r\n\x1a\n garbage");
   DecodeStats stats;

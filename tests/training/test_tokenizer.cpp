@@ -405,6 +405,44 @@ TEST(TokenizerFiles, MissingOrCorruptVocabularyFilesAreClearErrors) {
   EXPECT_EQ(t.eot_token(), 515);
 }
 
+// `bytes` zero bytes, gzip-compressed into `path` (about a thousandth of their size).
+void write_gzip_zeros(const std::string& path, uint64_t bytes) {
+  gzFile f = gzopen(path.c_str(), "wb9");
+  ASSERT_NE(f, nullptr) << path;
+  const std::string zeros(1 << 20, '\0');
+  for (uint64_t done = 0; done < bytes;) {
+    const auto n = static_cast<unsigned>(std::min<uint64_t>(zeros.size(), bytes - done));
+    ASSERT_EQ(gzwrite(f, zeros.data(), n), static_cast<int>(n)) << path;
+    done += n;
+  }
+  ASSERT_EQ(gzclose(f), Z_OK) << path;
+}
+
+// Vocabulary and caption files are read whole, counted after decompression and stopped at a
+// cap: /dev/zero, which never ends, and a gzip bomb (kilobytes that inflate past the cap) are
+// refused naming the file and the cap, where the reader ran until std::bad_alloc. Each read
+// runs in a child process with 4 GiB of address space and an alarm, so that a reader without
+// a cap fails there quickly instead of taking the machine's memory.
+TEST(TokenizerFiles, VocabularyAndCaptionFilesAreCappedAfterDecompression) {
+  constexpr uint64_t kAddressSpace = 4ull << 30;
+  expect_error_within(20, [] { limit_address_space(kAddressSpace); Tokenizer::load("/dev/zero"); },
+                      "vocabulary file '/dev/zero' holds more than 64 MiB \\(counted after gzip decompression\\)");
+  const std::string bomb = tmp() / "bomb.txt.gz";
+  write_gzip_zeros(bomb, kMaxVocabBytes + 1);
+  EXPECT_LT(fs::file_size(bomb), 1u << 20);
+  expect_error_within(20, [&] { limit_address_space(kAddressSpace); Tokenizer::load(bomb); },
+                      "vocabulary file '.*/bomb.txt.gz' holds more than 64 MiB");
+
+  // Caption files are capped at kMaxCaptionFileBytes (1 GiB); a lower cap keeps the test small.
+  expect_error_within(20, [] { limit_address_space(kAddressSpace); read_captions("/dev/zero", 1 << 20); },
+                      "caption file '/dev/zero' holds more than 1 MiB");
+  const std::string captions = tmp() / "captions_bomb.txt.gz";
+  write_gzip_zeros(captions, (2 << 20) + 1);
+  expect_error_within(20, [&] { limit_address_space(kAddressSpace); read_captions(captions, 2 << 20); },
+                      "caption file '.*/captions_bomb.txt.gz' holds more than 2 MiB");
+  EXPECT_EQ(read_captions(captions, 3 << 20).size(), 1u);  // under the cap it is read (one line of NULs)
+}
+
 TEST(TokenizerFiles, CaptionFiles) {
   const std::string path = tmp() / "captions.txt";
   write_file(path, "a photo of a cat\r\n\n   \nA DOG\n");

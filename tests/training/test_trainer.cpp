@@ -370,6 +370,21 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
   EXPECT_NO_THROW(clip_config());
 }
 
+// Train configs and the model configs they name are read up to kMaxConfigBytes (16 MiB): past
+// it they are refused naming the file and the cap, where /dev/zero was read until std::bad_alloc.
+// (The /dev/zero read runs in a child process with 4 GiB of address space, so that a reader
+// without the cap fails quickly there.)
+TEST(TrainConfig, ConfigFilesAreCappedInSize) {
+  expect_error_within(20, [] { limit_address_space(4ull << 30); TrainConfig::load("/dev/zero"); },
+                      "train config /dev/zero: more than 16 MiB \\(16777216 bytes\\), the limit for a config file");
+  const TempDir dir("train_config_cap");
+  const std::string model = dir / "model.json";
+  std::ofstream(model) << "{}";
+  ASSERT_EQ(::truncate(model.c_str(), static_cast<off_t>(kMaxConfigBytes + 1)), 0) << model;  // sparse: no disk used
+  expect_error([&] { TrainConfig::from_json(R"({"task": "dino", "model": ")" + model + "\"}", "cfg.json"); },
+               {"model config " + model + ": more than 16 MiB"});
+}
+
 TEST(TrainConfig, PresetsLoad) {
   for (const char* name : {"clip-tiny", "clip-tiny-sparo", "dino-tiny", "dino-tiny-sparo"}) {
     const TrainConfig c = TrainConfig::load(std::string(SPARO_SOURCE_DIR) + "/training/configs/" + name + ".json");

@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string_view>
 
 namespace sparo {
@@ -13,16 +12,32 @@ namespace {
 
 std::string separator_name(char separator) { return separator == '\t' ? "tab" : "comma"; }
 
+// The whole file, refused past kMaxCaptionTableBytes: from its size before reading, and
+// again while reading in case it grows meanwhile.
 std::string read_table_file(const std::string& path) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(status)) throw Error("caption table " + path + ": file not found");
   if (!std::filesystem::is_regular_file(status)) throw Error("caption table " + path + ": not a regular file");
+  const auto too_large = [&](uint64_t size) {
+    static_assert(kMaxCaptionTableBytes % (1ull << 30) == 0, "the message gives the cap in GiB");
+    return Error("caption table " + path + ": " + std::to_string(size) + " bytes, more than the " +
+                 std::to_string(kMaxCaptionTableBytes >> 30) +
+                 " GiB limit for a caption table (it is held in memory whole); split the table");
+  };
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxCaptionTableBytes) throw too_large(size);
   std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
   if (!in) throw Error("caption table " + path + ": cannot be read");
-  return text.str();
+  std::string text;
+  if (!ec) text.reserve(static_cast<size_t>(size));
+  std::vector<char> buf(1 << 16);
+  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+    text.append(buf.data(), static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxCaptionTableBytes) throw too_large(text.size());
+  }
+  if (in.bad()) throw Error("caption table " + path + ": cannot be read");
+  return text;
 }
 
 // Splits delimited text into records, one call per record (pandas' C parser with its
@@ -153,6 +168,7 @@ CaptionTable load_caption_table(const std::string& path, const CaptionTableOptio
     const std::filesystem::path image_path(image);
     table.paths.push_back(image_path.is_absolute() ? image : (root / image_path).string());
     table.captions.push_back(std::move(fields[caption_column]));
+    table.lines.push_back(reader.record_line());
   }
   if (table.paths.empty()) throw Error("caption table " + path + ": no rows after the header");
   return table;
@@ -178,10 +194,20 @@ std::optional<Image> try_load_image(const std::string& path, DecodeStats* stats)
   }
 }
 
-std::vector<int64_t> decodable_rows(const CaptionTable& table, DecodeStats* stats) {
+bool try_read_image_header(const std::string& path, DecodeStats* stats) {
+  try {
+    read_image_size(path);
+    return true;
+  } catch (const std::exception& e) {
+    if (stats) stats->record_failure(e.what());
+    return false;
+  }
+}
+
+std::vector<int64_t> readable_rows(const CaptionTable& table, DecodeStats* stats) {
   std::vector<char> good(table.paths.size(), 0);
   tbb::parallel_for(size_t{0}, table.paths.size(),
-                    [&](size_t i) { good[i] = try_load_image(table.paths[i], stats).has_value(); });
+                    [&](size_t i) { good[i] = try_read_image_header(table.paths[i], stats); });
   std::vector<int64_t> rows;
   for (size_t i = 0; i < good.size(); ++i)
     if (good[i]) rows.push_back(static_cast<int64_t>(i));
@@ -201,7 +227,7 @@ std::string summarize(const DecodeStats& stats) {
 
 UsableCaptionTable::UsableCaptionTable(const std::string& path, const CaptionTableOptions& options)
     : table_(load_caption_table(path, options)) {
-  usable_ = decodable_rows(table_, &stats_);
+  usable_ = readable_rows(table_, &stats_);
 }
 
 std::string UsableCaptionTable::description() const {
@@ -211,10 +237,13 @@ std::string UsableCaptionTable::description() const {
 std::string UsableCaptionTable::skipped_summary() const { return summarize(stats_); }
 
 Image UsableCaptionTable::image(int64_t i) const {
-  const std::string& path = table_.paths[static_cast<size_t>(usable_.at(static_cast<size_t>(i)))];
-  std::optional<Image> img = try_load_image(path, nullptr);
-  if (!img) throw Error(path + ": could be read at the start of the run but not any more");
-  return std::move(*img);
+  const auto row = static_cast<size_t>(usable_.at(static_cast<size_t>(i)));
+  try {
+    return load_image(table_.paths[row]);
+  } catch (const std::exception& e) {  // sparo::Error from stb, or bad_alloc for absurd dimensions
+    throw Error("caption table " + table_.source + " line " + std::to_string(table_.lines[row]) + ": " + e.what() +
+                "; its header read at the start of the run, so the row was kept (fix or remove the file, then resume)");
+  }
 }
 
 const std::string& UsableCaptionTable::caption(int64_t i) const {
