@@ -12,6 +12,13 @@ Image load_image(const std::string& path) {
   int w = 0, h = 0, channels = 0;
   stbi_uc* pixels = stbi_load(path.c_str(), &w, &h, &channels, 3);
   if (!pixels) throw Error("image " + path + ": cannot be decoded (" + stbi_failure_reason() + ")");
+  if (w <= 0 || h <= 0) {
+    // stb_image decodes a header's zero size (a PNM "3 0") to an image of no pixels, which the
+    // resizing and cropping after it would divide by.
+    stbi_image_free(pixels);
+    throw Error("image " + path + ": cannot be decoded (it is " + std::to_string(w) + "x" + std::to_string(h) +
+                " pixels)");
+  }
   Image img;
   img.width = w;
   img.height = h;

@@ -68,6 +68,20 @@ TEST(Image, CorruptOrMissingFilesNameThePath) {
   EXPECT_THROW(load_image("/nonexistent/image.png"), Error);
 }
 
+TEST(Image, AnImageWithoutPixelsIsAnError) {
+  // stb_image decodes a PNM header of height 0 to an image of no pixels, which clip_preprocess
+  // then divided by (found by fuzz/fuzz_image.cpp).
+  const std::string path = ::testing::TempDir() + "/sparo_empty.pgm";
+  std::ofstream(path, std::ios::binary) << "P5 3 0 255 ";
+  try {
+    load_image(path);
+    ADD_FAILURE() << "an image of 3x0 pixels was decoded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": cannot be decoded (it is 3x0 pixels)"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+}
+
 TEST(Image, PngRoundTrip) {
   const Image input = load_image(kDir + "input.png");
   const std::string path = ::testing::TempDir() + "/sparo_roundtrip.png";
