@@ -79,6 +79,15 @@ void apply_override(json& j, const std::string& item) {
   const size_t eq = item.find('=');
   if (eq == std::string::npos || eq == 0) throw Error("--set " + item + ": expected key=value");
   const std::string key = item.substr(0, eq), text = item.substr(eq + 1);
+  // A key or bare value that is not UTF-8 would pass here and fail later, as a bare
+  // json::type_error naming neither, when the resolved config is written (JSON holds UTF-8).
+  for (const std::string* part : {&key, &text}) {
+    try {
+      (void)json(*part).dump();
+    } catch (const json::type_error&) {
+      throw Error("--set " + item + ": the " + (part == &key ? "key" : "value") + " is not valid UTF-8");
+    }
+  }
   json value;
   try {
     value = json::parse(text);

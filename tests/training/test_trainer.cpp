@@ -366,6 +366,10 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
                {"cfg.json", "key \"model.vision_cfg.width\" appears twice"});
   expect_error([] { clip_config({"model.text_cfg={\"width\": 64, \"width\": 32}"}); },
                {"--set text_cfg", "key \"width\" appears twice"});
+  // A key or value that is not UTF-8 passed and made the resolved config's JSON throw a bare
+  // json::type_error (found by fuzz/fuzz_train_config.cpp).
+  expect_error([] { clip_config({"csv_path=t\xe8.tsv"}).to_json(); }, {"--set csv_path=", "the value is not valid UTF-8"});
+  expect_error([] { clip_config({"model.embed_dim\xe8=96"}); }, {"--set embed_dim", "the key is not valid UTF-8"});
   // The same key in two objects is no duplicate (kClipModel has "width" in both towers).
   EXPECT_NO_THROW(clip_config());
 }
