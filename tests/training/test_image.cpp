@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/expect_error.h"
 #include "training/image.h"
 
 namespace sparo {
@@ -80,6 +81,55 @@ TEST(Image, AnImageWithoutPixelsIsAnError) {
     EXPECT_NE(std::string(e.what()).find(path + ": cannot be decoded (it is 3x0 pixels)"), std::string::npos) << e.what();
   }
   std::filesystem::remove(path);
+}
+
+// An 8x8 grey baseline JPEG: one block whose DC difference and AC run are both the one-bit
+// Huffman code "0" (category 0, end of block). `ac_counts` replaces the AC table's 16 code
+// counts (and its values, all 0), for tables stb_image cannot hold.
+std::string tiny_jpeg(const std::vector<int>& ac_counts = {1}) {
+  std::string dht_ac = {'\x10'};
+  int codes = 0;
+  for (int i = 0; i < 16; ++i) {
+    const int c = i < static_cast<int>(ac_counts.size()) ? ac_counts[static_cast<size_t>(i)] : 0;
+    dht_ac += static_cast<char>(c);
+    codes += c;
+  }
+  dht_ac += std::string(static_cast<size_t>(codes), '\0');
+  const auto segment = [](unsigned char marker, const std::string& body) {
+    const size_t length = body.size() + 2;
+    return std::string{'\xFF', static_cast<char>(marker), static_cast<char>(length >> 8), static_cast<char>(length & 255)} +
+           body;
+  };
+  std::string dht_dc = {'\x00', '\x01'};
+  dht_dc += std::string(15, '\0') + '\0';
+  return std::string("\xFF\xD8") + segment(0xDB, '\0' + std::string(64, '\x01')) +
+         segment(0xC0, std::string("\x08\x00\x08\x00\x08\x01\x01\x11\x00", 9)) + segment(0xC4, dht_dc) +
+         segment(0xC4, dht_ac) + segment(0xDA, std::string("\x01\x01\x00\x00\x3F\x00", 6)) + "\x3F\xFF\xD9";
+}
+
+std::string write_temp(const std::string& name, const std::string& bytes) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+// stb_image 2.27 writes past its Huffman tables (over the decoder's state) when a DHT table
+// declares more than 256 codes; found by fuzz/fuzz_image.cpp, refused before stb reads it.
+TEST(Image, AJpegHuffmanTableOfMoreThan256CodesIsRefused) {
+  const std::string good = write_temp("sparo_tiny.jpg", tiny_jpeg());
+  const Image img = load_image(good);
+  EXPECT_EQ(img.width, 8);
+  EXPECT_EQ(img.height, 8);
+  const std::string bad = write_temp("sparo_bad_dht.jpg", tiny_jpeg({1, 0, 0, 0, 0, 0, 0, 255, 2}));
+  expect_error([&] { load_image(bad); }, {bad, "a JPEG Huffman table declares more than 256 codes"});
+  // Fill bytes before a marker are skipped, by stb as here.
+  std::string filled = tiny_jpeg({1, 0, 0, 0, 0, 0, 0, 255, 2});
+  filled.insert(0, "\xFF\xFF");
+  const std::string bad_filled = write_temp("sparo_bad_dht_filled.jpg", filled);
+  expect_error([&] { load_image(bad_filled); }, {"more than 256 codes"});
+  std::filesystem::remove(good);
+  std::filesystem::remove(bad);
+  std::filesystem::remove(bad_filled);
 }
 
 TEST(Image, PngRoundTrip) {
