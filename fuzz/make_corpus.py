@@ -173,4 +173,11 @@ write("image", "gray_8x8.jpg",
       b"\xff\xc4" + struct.pack(">HB", 20, 0x10) + bytes([1] + [0] * 15) + bytes([0]) +
       b"\xff\xda" + struct.pack(">HB", 8, 1) + bytes([1, 0x00, 0, 63, 0]) +
       bytes([0x3F]) + b"\xff\xd9")
+# Headers claiming far more pixels than the files hold: stb allocated and filled the size a
+# tiny GIF claims, and walked the whole size of a tiny BMP (the fuzzer's first out-of-memory
+# and timeout findings); load_image refuses such sizes from the header.
+write("image", "claims_10000x9000.gif", b"GIF89a" + struct.pack("<HHBBB", 10000, 9000, 0x80, 0, 0) +
+      bytes([255, 255, 255, 0, 0, 0]) + b"," + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + bytes([2, 2, 0x44, 0x01, 0]) + b";")
+write("image", "claims_20000x20000.bmp", b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) +
+      struct.pack("<IiiHHIIiiII", 40, 20000, 20000, 1, 24, 0, 0, 2835, 2835, 0, 0))
 write("image", "png_bad_crc", png(2, 2, 8, 2, [bytes(6), bytes(6)])[:-5] + b"\0\0\0\0\0")

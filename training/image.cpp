@@ -67,19 +67,29 @@ bool jpeg_has_oversized_huffman_table(const std::vector<uint8_t>& d) {
 
 }  // namespace
 
-Image load_image(const std::string& path) {
+Image load_image(const std::string& path, int64_t max_pixels) {
   const std::vector<uint8_t> bytes = read_image_file(path);
   const auto fail = [&](const std::string& why) { throw Error("image " + path + ": cannot be decoded (" + why + ")"); };
   if (bytes.size() > static_cast<size_t>(INT_MAX)) fail("the file is larger than 2 GiB");
   if (jpeg_has_oversized_huffman_table(bytes))
     fail("a JPEG Huffman table declares more than 256 codes, which stb_image 2.27 would overflow");
+  const int size = static_cast<int>(bytes.size());
   int w = 0, h = 0, channels = 0;
-  const std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
-      stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &channels, 3), stbi_image_free);
+  // The size is checked on the header, before stb allocates for it: a file of a few bytes may
+  // claim 65535 x 65535 pixels, for which stb would allocate (and fill) gigabytes. And stb
+  // decodes a header's zero size (a PNM "3 0") to an image that resizing would divide by.
+  const auto check_size = [&] {
+    if (w <= 0 || h <= 0) fail("it is " + std::to_string(w) + "x" + std::to_string(h) + " pixels");
+    if (static_cast<int64_t>(w) * h > max_pixels)
+      fail("it is " + std::to_string(w) + "x" + std::to_string(h) + " pixels, more than the limit of " +
+           std::to_string(max_pixels));
+  };
+  if (!stbi_info_from_memory(bytes.data(), size, &w, &h, &channels)) fail(stbi_failure_reason());
+  check_size();
+  const std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(bytes.data(), size, &w, &h, &channels, 3),
+                                                         stbi_image_free);
   if (!pixels) fail(stbi_failure_reason());
-  // stb_image decodes a header's zero size (a PNM "3 0") to an image of no pixels, which the
-  // resizing and cropping after it would divide by.
-  if (w <= 0 || h <= 0) fail("it is " + std::to_string(w) + "x" + std::to_string(h) + " pixels");
+  check_size();  // as decoded, in case a decoder reads its header differently the second time
   Image img;
   img.width = w;
   img.height = h;

@@ -132,6 +132,29 @@ TEST(Image, AJpegHuffmanTableOfMoreThan256CodesIsRefused) {
   std::filesystem::remove(bad_filled);
 }
 
+// A 35-byte GIF claiming 10000 x 9000 pixels made stb allocate and fill about 1 GB; the
+// size is now checked on the header first (found by fuzz/fuzz_image.cpp, in a BMP too).
+TEST(Image, AnImageLargerThanTheLimitIsRefusedBeforeDecoding) {
+  std::string gif = "GIF89a";
+  const auto le16 = [&](int v) { gif += static_cast<char>(v & 255), gif += static_cast<char>(v >> 8); };
+  le16(10000), le16(9000);
+  gif += std::string("\x80\x00\x00\xFF\xFF\xFF\x00\x00\x00,", 10);
+  le16(0), le16(0), le16(1), le16(1);
+  gif += std::string("\x00\x02\x02\x44\x01\x00;", 7);
+  const std::string path = write_temp("sparo_huge.gif", gif);
+  expect_error([&] { load_image(path); }, {path, "it is 10000x9000 pixels, more than the limit of 89478485"});
+  std::filesystem::remove(path);
+
+  const std::string png = ::testing::TempDir() + "/sparo_2x2.png";
+  Image two;
+  two.width = two.height = 2;
+  two.rgb.assign(12, 7);
+  save_png(png, two);
+  expect_error([&] { load_image(png, 3); }, {"it is 2x2 pixels, more than the limit of 3"});
+  EXPECT_EQ(load_image(png, 4).rgb, two.rgb);
+  std::filesystem::remove(png);
+}
+
 TEST(Image, PngRoundTrip) {
   const Image input = load_image(kDir + "input.png");
   const std::string path = ::testing::TempDir() + "/sparo_roundtrip.png";
