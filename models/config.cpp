@@ -1,10 +1,12 @@
 #include "models/config.h"
 
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <type_traits>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -43,6 +45,13 @@ class Reader {
   void get(const char* key, T& value) {
     seen_.insert(key);
     if (!j_.contains(key) || j_.at(key).is_null()) return;
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      // json converts a float (2.5, 1e300) to an integer by a cast, which truncates, and is
+      // undefined beyond the integer's range; an unsigned beyond it would wrap to negative.
+      const json& v = j_.at(key);
+      if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX}))
+        throw Error(where_ + "." + key + ": expected an integer (at most 2^63 - 1), got " + v.dump());
+    }
     try {
       value = j_.at(key).get<T>();
     } catch (const json::exception&) {

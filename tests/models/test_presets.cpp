@@ -117,6 +117,20 @@ TEST(Presets, DuplicateKeysAndOutOfRangeNumbersAreErrorsNamingTheKey) {
                {"d.json.norm_eps:", "1e400", "expected a finite number"});
 }
 
+// json cast a float given for an integer field to the integer (1e300: undefined behaviour,
+// which UBSan reports in fuzz/fuzz_model_config.cpp; 2.5: silently 2) and wrapped an
+// unsigned past int64 to a negative value.
+TEST(Presets, IntegerFieldsRefuseFloatsAndValuesPast64Bits) {
+  expect_error([] { ClipConfig::from_json(R"({"embed_dim": 1e300})", "c.json"); },
+               {"c.json.embed_dim: expected an integer (at most 2^63 - 1), got 1e+300"});
+  expect_error([] { ClipConfig::from_json(R"({"vision_cfg": {"layers": 18446744073709551615}})", "c.json"); },
+               {"c.json.vision_cfg.layers: expected an integer", "18446744073709551615"});
+  expect_error([] { DinoConfig::from_json(R"({"width": 2.5})", "d.json"); }, {"d.json.width: expected an integer", "2.5"});
+  expect_error([] { DinoConfig::from_json(R"({"readout": "sparo", "L": 4.0})", "d.json"); }, {"d.json.L: expected an integer"});
+  // Integers still do for float fields.
+  EXPECT_EQ(DinoConfig::from_json(R"({"mlp_ratio": 2})").mlp_ratio, 2.0f);
+}
+
 // The experiment compares each SPARO preset with its baseline at (nearly) equal parameter
 // counts: SPARO's read-out is paid for with one block fewer (docs/RESULTS.md).
 TEST(Presets, SparoPresetsMatchTheirBaselinesInParameters) {

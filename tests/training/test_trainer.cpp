@@ -374,6 +374,17 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
   EXPECT_NO_THROW(clip_config());
 }
 
+// An integer past int64 wrapped to a negative value, reported as that; batch_size × accum_steps
+// overflowed in samples_per_step() (undefined behaviour, which UBSan reports in
+// fuzz/fuzz_train_config.cpp).
+TEST(TrainConfig, IntegersAndTheBatchProductStayWithin64Bits) {
+  expect_error([] { clip_config({"steps=18446744073709551615"}); },
+               {".steps: expected an integer (at most 2^63 - 1), got 18446744073709551615"});
+  expect_error([] { clip_config({"batch_size=4611686018427387904", "accum_steps=4"}); },
+               {".accum_steps: batch_size × accum_steps = 4611686018427387904 × 4 is beyond 64-bit integers"});
+  EXPECT_EQ(clip_config({"steps=9223372036854775807", "warmup_steps=0"}).steps, INT64_MAX);
+}
+
 TEST(TrainConfig, PresetsLoad) {
   for (const char* name : {"clip-tiny", "clip-tiny-sparo", "dino-tiny", "dino-tiny-sparo"}) {
     const TrainConfig c = TrainConfig::load(std::string(SPARO_SOURCE_DIR) + "/training/configs/" + name + ".json");
