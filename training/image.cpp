@@ -86,14 +86,24 @@ Image load_image(const std::string& path, int64_t max_pixels) {
   };
   if (!stbi_info_from_memory(bytes.data(), size, &w, &h, &channels)) fail(stbi_failure_reason());
   check_size();
-  const std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(bytes.data(), size, &w, &h, &channels, 3),
+  // Decoded with the file's own channels (0: no conversion asked of stb) and made RGB below as
+  // stb would: stb_image 2.27 converts a 16-bit PGM to RGB as if its samples were 8-bit, then
+  // reads twice the buffer it made (2.28 converts it correctly).
+  const std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(bytes.data(), size, &w, &h, &channels, 0),
                                                          stbi_image_free);
   if (!pixels) fail(stbi_failure_reason());
   check_size();  // as decoded, in case a decoder reads its header differently the second time
+  if (channels < 1 || channels > 4) fail(std::to_string(channels) + " channels");
   Image img;
   img.width = w;
   img.height = h;
-  img.rgb.assign(pixels.get(), pixels.get() + static_cast<size_t>(w) * h * 3);
+  const size_t count = static_cast<size_t>(w) * static_cast<size_t>(h);
+  img.rgb.resize(count * 3);
+  const size_t step = static_cast<size_t>(channels);
+  for (size_t p = 0; p < count; ++p) {
+    const stbi_uc* in = pixels.get() + p * step;  // grey, grey + alpha, RGB or RGBA: alpha is dropped
+    for (size_t c = 0; c < 3; ++c) img.rgb[3 * p + c] = in[channels < 3 ? 0 : c];
+  }
   return img;
 }
 

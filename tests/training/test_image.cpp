@@ -155,6 +155,54 @@ TEST(Image, AnImageLargerThanTheLimitIsRefusedBeforeDecoding) {
   std::filesystem::remove(png);
 }
 
+// stb_image 2.27 converted a 16-bit PGM to RGB as if it had 8-bit samples and then read
+// twice that buffer (found by fuzz/fuzz_image.cpp: a heap-buffer-overflow read). Grey with
+// alpha and RGBA become RGB as before.
+TEST(Image, SixteenBitGreyAndImagesWithAlphaBecomeRgb) {
+  const std::string samples("\x12\x34\xFF\x00\x00\x80", 6);
+  const std::string pgm = write_temp("sparo_16bit.pgm", "P5 3 1 65535 " + samples);
+  const Image grey = load_image(pgm);
+  ASSERT_EQ(grey.rgb.size(), 9u);
+  for (size_t p = 0; p < 3; ++p) {
+    // Each pixel is grey and comes from its own sample. Which byte: stb 2.27 reads the
+    // samples little-endian although PNM stores them big-endian, so either is accepted here.
+    EXPECT_EQ(grey.rgb[3 * p], grey.rgb[3 * p + 1]);
+    EXPECT_EQ(grey.rgb[3 * p], grey.rgb[3 * p + 2]);
+    const uint8_t v = grey.rgb[3 * p];
+    EXPECT_TRUE(v == static_cast<uint8_t>(samples[2 * p]) || v == static_cast<uint8_t>(samples[2 * p + 1])) << p;
+  }
+  std::filesystem::remove(pgm);
+  // A 1x1 PNG, grey + alpha (colour type 4), then the same pixel as RGBA (colour type 6).
+  const auto png = [](char colour_type, const std::string& pixel) {
+    const auto be32 = [](uint32_t v) {
+      return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+    };
+    const auto chunk = [&](const std::string& type, const std::string& body) {
+      const std::string crc_input = type + body;
+      uint32_t crc = 0xFFFFFFFFu;
+      for (unsigned char byte : crc_input) {
+        crc ^= byte;
+        for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+      }
+      return be32(static_cast<uint32_t>(body.size())) + crc_input + be32(~crc);
+    };
+    // zlib: a stored block of the one scanline (filter byte 0, then the pixel), then its Adler-32.
+    const std::string raw = std::string(1, '\0') + pixel;
+    uint32_t a = 1, b = 0;
+    for (unsigned char byte : raw) a = (a + byte) % 65521, b = (b + a) % 65521;
+    const std::string zlib = std::string("\x78\x01\x01", 3) + static_cast<char>(raw.size()) + '\0' +
+                             static_cast<char>(~raw.size()) + '\xFF' + raw + be32(b << 16 | a);
+    return std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", be32(1) + be32(1) + '\x08' + colour_type + std::string(3, '\0')) +
+           chunk("IDAT", zlib) + chunk("IEND", "");
+  };
+  const std::string grey_alpha = write_temp("sparo_ga.png", png('\x04', "\x40\x80"));
+  EXPECT_EQ(load_image(grey_alpha).rgb, std::vector<uint8_t>({0x40, 0x40, 0x40}));
+  const std::string rgba = write_temp("sparo_rgba.png", png('\x06', "\x01\x02\x03\x80"));
+  EXPECT_EQ(load_image(rgba).rgb, std::vector<uint8_t>({1, 2, 3}));
+  std::filesystem::remove(grey_alpha);
+  std::filesystem::remove(rgba);
+}
+
 TEST(Image, PngRoundTrip) {
   const Image input = load_image(kDir + "input.png");
   const std::string path = ::testing::TempDir() + "/sparo_roundtrip.png";
