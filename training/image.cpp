@@ -65,6 +65,26 @@ bool jpeg_has_oversized_huffman_table(const std::vector<uint8_t>& d) {
   return false;
 }
 
+// stb_image 2.27 reads the width, height and maximum of a PNM header (P5, P6) into an int with
+// no bound, which a long enough number overflows (undefined behaviour; 2.28 refuses it). The
+// header is read here as stb reads it: whitespace and '#' comments to the end of the line
+// before each number.
+bool pnm_header_number_overflows(const std::vector<uint8_t>& d) {
+  if (d.size() < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) return false;
+  const auto space = [](uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
+  size_t p = 2;
+  for (int number = 0; number < 3; ++number) {
+    for (;;) {
+      while (p < d.size() && space(d[p])) ++p;
+      if (p == d.size() || d[p] != '#') break;
+      while (p < d.size() && d[p] != '\n' && d[p] != '\r') ++p;
+    }
+    for (int64_t value = 0; p < d.size() && d[p] >= '0' && d[p] <= '9'; ++p)
+      if ((value = value * 10 + (d[p] - '0')) > INT_MAX) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 Image load_image(const std::string& path, int64_t max_pixels) {
@@ -73,6 +93,7 @@ Image load_image(const std::string& path, int64_t max_pixels) {
   if (bytes.size() > static_cast<size_t>(INT_MAX)) fail("the file is larger than 2 GiB");
   if (jpeg_has_oversized_huffman_table(bytes))
     fail("a JPEG Huffman table declares more than 256 codes, which stb_image 2.27 would overflow");
+  if (pnm_header_number_overflows(bytes)) fail("a number in the PNM header is larger than 2^31 - 1");
   const int size = static_cast<int>(bytes.size());
   int w = 0, h = 0, channels = 0;
   // The size is checked on the header, before stb allocates for it: a file of a few bytes may

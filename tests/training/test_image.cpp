@@ -203,6 +203,17 @@ TEST(Image, SixteenBitGreyAndImagesWithAlphaBecomeRgb) {
   std::filesystem::remove(rgba);
 }
 
+// stb_image 2.27 read a PNM header's numbers into an int without a bound: signed overflow
+// (found by fuzz/fuzz_image.cpp, UBSan). Comments and whitespace are skipped as stb does.
+TEST(Image, APnmHeaderNumberPastIntIsRefused) {
+  const std::string pgm = write_temp("sparo_long.pgm", "P5\n# a comment 99999999999\n3 11111111111 255\n" + std::string(3, 'x'));
+  expect_error([&] { load_image(pgm); }, {pgm, "a number in the PNM header is larger than 2^31 - 1"});
+  const std::string ok = write_temp("sparo_ok.pgm", "P5\n# a comment 99999999999\n3 1 255\n" + std::string(3, 'x'));
+  EXPECT_EQ(load_image(ok).width, 3);
+  std::filesystem::remove(pgm);
+  std::filesystem::remove(ok);
+}
+
 TEST(Image, PngRoundTrip) {
   const Image input = load_image(kDir + "input.png");
   const std::string path = ::testing::TempDir() + "/sparo_roundtrip.png";
