@@ -155,7 +155,12 @@ nlohmann::json parse_json_config(const std::string& text, const std::string& sou
   const auto path = [&](const std::string& key) {
     return open.empty() || open.back().where.empty() ? key : open.back().where + "." + key;
   };
-  const json::parser_callback_t check_keys = [&](int, json::parse_event_t event, json& parsed) {
+  const json::parser_callback_t check_keys = [&](int depth, json::parse_event_t event, json& parsed) {
+    // json parses any depth, but dumps (the model's text, error messages quoting a value)
+    // recurse: 200000 nested arrays overflowed the stack. Configs nest 3 levels deep.
+    constexpr int kMaxDepth = 64;
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) && depth >= kMaxDepth)
+      throw Error(source + ": nested more than " + std::to_string(kMaxDepth) + " levels deep");
     if (event == json::parse_event_t::object_start) {
       open.push_back({open.empty() ? "" : path(open.back().last), {}, ""});
     } else if (event == json::parse_event_t::object_end) {

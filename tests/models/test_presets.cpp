@@ -131,6 +131,19 @@ TEST(Presets, IntegerFieldsRefuseFloatsAndValuesPast64Bits) {
   EXPECT_EQ(DinoConfig::from_json(R"({"mlp_ratio": 2})").mlp_ratio, 2.0f);
 }
 
+// json dumps recursively: a model config nested 200000 levels deep overflowed the stack in
+// the error message quoting it (and in a train config's model text); found with the config
+// harnesses of fuzz/, which the fuzzer's 4 KB inputs do not reach.
+TEST(Presets, DeeplyNestedJsonIsAnError) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  expect_error_within(60, [&] { ClipConfig::from_json("{\"embed_dim\": " + deep + "}", "c.json"); },
+                      "c.json: nested more than 64 levels deep");
+  expect_error_within(60, [&] { DinoConfig::from_json("{\"readout\": " + deep + "}", "d.json"); },
+                      "d.json: nested more than 64 levels deep");
+  const std::string ok = std::string(60, '[') + std::string(60, ']');
+  expect_error([&] { ClipConfig::from_json("{\"embed_dim\": " + ok + "}", "c.json"); }, {"c.json.embed_dim: expected an integer"});
+}
+
 // The experiment compares each SPARO preset with its baseline at (nearly) equal parameter
 // counts: SPARO's read-out is paid for with one block fewer (docs/RESULTS.md).
 TEST(Presets, SparoPresetsMatchTheirBaselinesInParameters) {
