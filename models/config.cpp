@@ -1,10 +1,12 @@
 #include "models/config.h"
 
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <type_traits>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -35,6 +37,13 @@ class Reader {
   void get(const char* key, T& value) {
     seen_.insert(key);
     if (!j_.contains(key) || j_.at(key).is_null()) return;
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      // json converts a float (2.5, 1e300) to an integer by a cast, which truncates, and is
+      // undefined beyond the integer's range; an unsigned beyond it would wrap to negative.
+      const json& v = j_.at(key);
+      if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX}))
+        throw Error(where_ + "." + key + ": expected an integer (at most 2^63 - 1), got " + v.dump());
+    }
     try {
       value = j_.at(key).get<T>();
     } catch (const json::exception&) {
@@ -155,7 +164,12 @@ nlohmann::json parse_json_config(const std::string& text, const std::string& sou
   const auto path = [&](const std::string& key) {
     return open.empty() || open.back().where.empty() ? key : open.back().where + "." + key;
   };
-  const json::parser_callback_t check_keys = [&](int, json::parse_event_t event, json& parsed) {
+  const json::parser_callback_t check_keys = [&](int depth, json::parse_event_t event, json& parsed) {
+    // json parses any depth, but dumps (the model's text, error messages quoting a value)
+    // recurse: 200000 nested arrays overflowed the stack. Configs nest 3 levels deep.
+    constexpr int kMaxDepth = 64;
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) && depth >= kMaxDepth)
+      throw Error(source + ": nested more than " + std::to_string(kMaxDepth) + " levels deep");
     if (event == json::parse_event_t::object_start) {
       open.push_back({open.empty() ? "" : path(open.back().last), {}, ""});
     } else if (event == json::parse_event_t::object_end) {

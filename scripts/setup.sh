@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages sparo needs. Run as root (or with sudo available).
 #   scripts/setup.sh             everything: compiler, CMake, Eigen, oneTBB, ..., the Vulkan
-#                                toolchain, and PyTorch + OpenBLAS (the checkpoint converter and
-#                                its test, the side-by-side benchmarks, the golden scripts)
+#                                toolchain, clang with libFuzzer and lld (scripts/fuzz.sh), and
+#                                PyTorch + OpenBLAS (the checkpoint converter and its test, the
+#                                side-by-side benchmarks, the golden scripts)
 #   scripts/setup.sh --no-torch  the same without PyTorch (about 500 MB less; the converter's
 #                                test is then skipped and the benchmarks run without PyTorch)
 set -euo pipefail
@@ -12,6 +13,7 @@ packages=(
   libeigen3-dev libtbb-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libstb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
+  clang libclang-rt-14-dev lld
   dataset-fashion-mnist
 )
 if [[ "${1:-}" != "--no-torch" ]]; then

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds sparo twice (Release, and Debug with ASan + UBSan) and runs every test in both.
+# Builds sparo twice (Release, and Debug with ASan + UBSan) and runs every test in both, then
+# runs each fuzzer of fuzz/ for 20 seconds (scripts/fuzz.sh; about 6 minutes on 2 cores, the
+# build included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SPARO_TEST_DATA="${SPARO_TEST_DATA:-$(cd .. && pwd)/shared/data}"
@@ -12,3 +14,5 @@ for flavour in release sanitize; do
   LSAN_OPTIONS=suppressions="$PWD/tests/lsan_suppressions.txt" \
     ctest --test-dir "$dir" --output-on-failure -j "$(nproc)"
 done
+echo "=== fuzzing ==="
+scripts/fuzz.sh 20

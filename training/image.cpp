@@ -4,19 +4,127 @@
 #include <stb_image_write.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
 
 namespace sparo {
 
-Image load_image(const std::string& path) {
+namespace {
+
+std::vector<uint8_t> read_image_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("image " + path + ": cannot be opened (" + std::strerror(errno) + ")");
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw Error("image " + path + ": cannot be read (" + std::strerror(errno) + ")");
+  return bytes;
+}
+
+// stb_image 2.27 (Debian 12's libstb) writes past its Huffman tables, over the decoder's own
+// state, when a JPEG's DHT segment declares more than 256 codes in one table; 2.28 refuses such
+// a table. Until then such a file is refused here, before stb sees it. The segments are found as
+// stb finds them (a marker is FF, any fill FFs, a code; a segment starts with its length; scan
+// data runs to the next marker other than FF 00 and restarts), and each table is read as stb
+// reads it, bytes past the end counting as 0. Where stb would stop at an error this keeps
+// looking, so it checks every table stb could build.
+bool jpeg_has_oversized_huffman_table(const std::vector<uint8_t>& d) {
+  const size_t n = d.size();
+  const auto at = [&](size_t i) -> size_t { return i < n ? d[i] : 0; };
+  size_t p = 0;
+  while (p < n && d[p] == 0xFF) ++p;
+  if (p == 0 || at(p) != 0xD8) return false;  // no start-of-image marker: stb does not read it as a JPEG
+  ++p;
+  while (p < n) {
+    if (d[p] != 0xFF) {  // scan data, or bytes between segments that stb skips as well
+      ++p;
+      continue;
+    }
+    while (p < n && d[p] == 0xFF) ++p;
+    if (p == n) break;
+    const size_t code = d[p++];
+    if (code == 0x00 || (code >= 0xD0 && code <= 0xD7)) continue;  // a stuffed FF or a restart, in scan data
+    if (code == 0xD9) break;                                       // end of image: stb reads no further
+    const size_t length = at(p) << 8 | at(p + 1);
+    if (code == 0xC4) {  // DHT: tables of a class/id byte, 16 code counts, the codes' values
+      size_t q = p + 2;
+      for (int64_t left = static_cast<int64_t>(length) - 2; left > 0;) {
+        if ((at(q) >> 4) > 1 || (at(q) & 15) > 3) break;  // stb refuses the table before building it
+        size_t codes = 0;
+        for (size_t i = 1; i <= 16; ++i) codes += at(q + i);
+        if (codes > 256) return true;
+        q += 17 + codes;
+        left -= static_cast<int64_t>(17 + codes);
+      }
+    }
+    p += length;
+  }
+  return false;
+}
+
+// stb_image 2.27 reads the width, height and maximum of a PNM header (P5, P6) into an int with
+// no bound, which a long enough number overflows (undefined behaviour; 2.28 refuses it). The
+// header is read here as stb reads it: whitespace and '#' comments to the end of the line
+// before each number.
+bool pnm_header_number_overflows(const std::vector<uint8_t>& d) {
+  if (d.size() < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) return false;
+  const auto space = [](uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; };
+  size_t p = 2;
+  for (int number = 0; number < 3; ++number) {
+    for (;;) {
+      while (p < d.size() && space(d[p])) ++p;
+      if (p == d.size() || d[p] != '#') break;
+      while (p < d.size() && d[p] != '\n' && d[p] != '\r') ++p;
+    }
+    for (int64_t value = 0; p < d.size() && d[p] >= '0' && d[p] <= '9'; ++p)
+      if ((value = value * 10 + (d[p] - '0')) > INT_MAX) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Image load_image(const std::string& path, int64_t max_pixels) {
+  const std::vector<uint8_t> bytes = read_image_file(path);
+  const auto fail = [&](const std::string& why) { throw Error("image " + path + ": cannot be decoded (" + why + ")"); };
+  if (bytes.size() > static_cast<size_t>(INT_MAX)) fail("the file is larger than 2 GiB");
+  if (jpeg_has_oversized_huffman_table(bytes))
+    fail("a JPEG Huffman table declares more than 256 codes, which stb_image 2.27 would overflow");
+  if (pnm_header_number_overflows(bytes)) fail("a number in the PNM header is larger than 2^31 - 1");
+  const int size = static_cast<int>(bytes.size());
   int w = 0, h = 0, channels = 0;
-  stbi_uc* pixels = stbi_load(path.c_str(), &w, &h, &channels, 3);
-  if (!pixels) throw Error("image " + path + ": cannot be decoded (" + stbi_failure_reason() + ")");
+  // The size is checked on the header, before stb allocates for it: a file of a few bytes may
+  // claim 65535 x 65535 pixels, for which stb would allocate (and fill) gigabytes. And stb
+  // decodes a header's zero size (a PNM "3 0") to an image that resizing would divide by.
+  const auto check_size = [&] {
+    if (w <= 0 || h <= 0) fail("it is " + std::to_string(w) + "x" + std::to_string(h) + " pixels");
+    if (static_cast<int64_t>(w) * h > max_pixels)
+      fail("it is " + std::to_string(w) + "x" + std::to_string(h) + " pixels, more than the limit of " +
+           std::to_string(max_pixels));
+  };
+  if (!stbi_info_from_memory(bytes.data(), size, &w, &h, &channels)) fail(stbi_failure_reason());
+  check_size();
+  // Decoded with the file's own channels (0: no conversion asked of stb) and made RGB below as
+  // stb would: stb_image 2.27 converts a 16-bit PGM to RGB as if its samples were 8-bit, then
+  // reads twice the buffer it made (2.28 converts it correctly).
+  const std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(bytes.data(), size, &w, &h, &channels, 0),
+                                                         stbi_image_free);
+  if (!pixels) fail(stbi_failure_reason());
+  check_size();  // as decoded, in case a decoder reads its header differently the second time
+  if (channels < 1 || channels > 4) fail(std::to_string(channels) + " channels");
   Image img;
   img.width = w;
   img.height = h;
-  img.rgb.assign(pixels, pixels + static_cast<size_t>(w) * h * 3);
-  stbi_image_free(pixels);
+  const size_t count = static_cast<size_t>(w) * static_cast<size_t>(h);
+  img.rgb.resize(count * 3);
+  const size_t step = static_cast<size_t>(channels);
+  for (size_t p = 0; p < count; ++p) {
+    const stbi_uc* in = pixels.get() + p * step;  // grey, grey + alpha, RGB or RGBA: alpha is dropped
+    for (size_t c = 0; c < 3; ++c) img.rgb[3 * p + c] = in[channels < 3 ? 0 : c];
+  }
   return img;
 }
 

@@ -15,8 +15,13 @@ struct Image {
   std::vector<uint8_t> rgb;  // height × width × 3, row-major
 };
 
-// Decodes any format stb_image reads, converted to RGB. Errors name the file and the reason.
-Image load_image(const std::string& path);
+// PIL's Image.MAX_IMAGE_PIXELS (OpenCLIP decodes with PIL): above it PIL warns of a possible
+// decompression bomb, about 0.25 GiB of RGB.
+constexpr int64_t kMaxImagePixels = 89478485;
+
+// Decodes any format stb_image reads, converted to RGB. Errors name the file and the reason;
+// an image of more than max_pixels pixels (by its header, before anything is allocated) is one.
+Image load_image(const std::string& path, int64_t max_pixels = kMaxImagePixels);
 
 // The size a file declares, read from its header alone (stb_image's info call: a few bytes
 // are read, no pixel is decoded), for checking many images cheaply. Errors name the file and

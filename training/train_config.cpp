@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <tuple>
@@ -69,6 +70,15 @@ void apply_override(json& j, const std::string& item) {
   const size_t eq = item.find('=');
   if (eq == std::string::npos || eq == 0) throw Error("--set " + item + ": expected key=value");
   const std::string key = item.substr(0, eq), text = item.substr(eq + 1);
+  // A key or bare value that is not UTF-8 would pass here and fail later, as a bare
+  // json::type_error naming neither, when the resolved config is written (JSON holds UTF-8).
+  for (const std::string* part : {&key, &text}) {
+    try {
+      (void)json(*part).dump();
+    } catch (const json::type_error&) {
+      throw Error("--set " + item + ": the " + (part == &key ? "key" : "value") + " is not valid UTF-8");
+    }
+  }
   json value;
   try {
     value = json::parse(text);
@@ -119,7 +129,9 @@ TrainConfig TrainConfig::from_json(const std::string& text, const std::string& s
       if (!v.is_string()) throw Error(where + ": expected a string, got " + v.dump());
       *s->second = v.get<std::string>();
     } else if (auto i = f.ints.find(key); i != f.ints.end()) {
-      if (!v.is_number_integer()) throw Error(where + ": expected an integer, got " + v.dump());
+      // An unsigned beyond int64 would wrap to a negative value and be reported as one.
+      if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX}))
+        throw Error(where + ": expected an integer (at most 2^63 - 1), got " + v.dump());
       *i->second = v.get<int64_t>();
     } else if (auto d = f.doubles.find(key); d != f.doubles.end()) {
       if (!v.is_number()) throw Error(where + ": expected a number, got " + v.dump());
@@ -189,6 +201,10 @@ void TrainConfig::validate(const std::string& source) const {
   positive("steps", steps);
   positive("batch_size", batch_size);
   positive("accum_steps", accum_steps);
+  // samples_per_step() multiplies them; the trainer logs and schedules with the product.
+  if (int64_t product = 0; __builtin_mul_overflow(batch_size, accum_steps, &product))
+    fail("accum_steps", "batch_size × accum_steps = " + std::to_string(batch_size) + " × " + std::to_string(accum_steps) +
+                            " is beyond 64-bit integers");
   positive("train_size", train_size);
   positive("log_every", log_every);
   positive("checkpoint_every", checkpoint_every);

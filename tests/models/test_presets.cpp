@@ -127,6 +127,33 @@ TEST(Presets, DuplicateKeysAndOutOfRangeNumbersAreErrorsNamingTheKey) {
                {"d.json.norm_eps:", "1e400", "expected a finite number"});
 }
 
+// json cast a float given for an integer field to the integer (1e300: undefined behaviour,
+// which UBSan reports in fuzz/fuzz_model_config.cpp; 2.5: silently 2) and wrapped an
+// unsigned past int64 to a negative value.
+TEST(Presets, IntegerFieldsRefuseFloatsAndValuesPast64Bits) {
+  expect_error([] { ClipConfig::from_json(R"({"embed_dim": 1e300})", "c.json"); },
+               {"c.json.embed_dim: expected an integer (at most 2^63 - 1), got 1e+300"});
+  expect_error([] { ClipConfig::from_json(R"({"vision_cfg": {"layers": 18446744073709551615}})", "c.json"); },
+               {"c.json.vision_cfg.layers: expected an integer", "18446744073709551615"});
+  expect_error([] { DinoConfig::from_json(R"({"width": 2.5})", "d.json"); }, {"d.json.width: expected an integer", "2.5"});
+  expect_error([] { DinoConfig::from_json(R"({"readout": "sparo", "L": 4.0})", "d.json"); }, {"d.json.L: expected an integer"});
+  // Integers still do for float fields.
+  EXPECT_EQ(DinoConfig::from_json(R"({"mlp_ratio": 2})").mlp_ratio, 2.0f);
+}
+
+// json dumps recursively: a model config nested 200000 levels deep overflowed the stack in
+// the error message quoting it (and in a train config's model text); found with the config
+// harnesses of fuzz/, which the fuzzer's 4 KB inputs do not reach.
+TEST(Presets, DeeplyNestedJsonIsAnError) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  expect_error_within(60, [&] { ClipConfig::from_json("{\"embed_dim\": " + deep + "}", "c.json"); },
+                      "c.json: nested more than 64 levels deep");
+  expect_error_within(60, [&] { DinoConfig::from_json("{\"readout\": " + deep + "}", "d.json"); },
+                      "d.json: nested more than 64 levels deep");
+  const std::string ok = std::string(60, '[') + std::string(60, ']');
+  expect_error([&] { ClipConfig::from_json("{\"embed_dim\": " + ok + "}", "c.json"); }, {"c.json.embed_dim: expected an integer"});
+}
+
 // The experiment compares each SPARO preset with its baseline at (nearly) equal parameter
 // counts: SPARO's read-out is paid for with one block fewer (docs/RESULTS.md).
 TEST(Presets, SparoPresetsMatchTheirBaselinesInParameters) {

@@ -366,6 +366,10 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
                {"cfg.json", "key \"model.vision_cfg.width\" appears twice"});
   expect_error([] { clip_config({"model.text_cfg={\"width\": 64, \"width\": 32}"}); },
                {"--set text_cfg", "key \"width\" appears twice"});
+  // A key or value that is not UTF-8 passed and made the resolved config's JSON throw a bare
+  // json::type_error (found by fuzz/fuzz_train_config.cpp).
+  expect_error([] { clip_config({"csv_path=t\xe8.tsv"}).to_json(); }, {"--set csv_path=", "the value is not valid UTF-8"});
+  expect_error([] { clip_config({"model.embed_dim\xe8=96"}); }, {"--set embed_dim", "the key is not valid UTF-8"});
   // The same key in two objects is no duplicate (kClipModel has "width" in both towers).
   EXPECT_NO_THROW(clip_config());
 }
@@ -383,6 +387,17 @@ TEST(TrainConfig, ConfigFilesAreCappedInSize) {
   ASSERT_EQ(::truncate(model.c_str(), static_cast<off_t>(kMaxConfigBytes + 1)), 0) << model;  // sparse: no disk used
   expect_error([&] { TrainConfig::from_json(R"({"task": "dino", "model": ")" + model + "\"}", "cfg.json"); },
                {"model config " + model + ": more than 16 MiB"});
+}
+
+// An integer past int64 wrapped to a negative value, reported as that; batch_size × accum_steps
+// overflowed in samples_per_step() (undefined behaviour, which UBSan reports in
+// fuzz/fuzz_train_config.cpp).
+TEST(TrainConfig, IntegersAndTheBatchProductStayWithin64Bits) {
+  expect_error([] { clip_config({"steps=18446744073709551615"}); },
+               {".steps: expected an integer (at most 2^63 - 1), got 18446744073709551615"});
+  expect_error([] { clip_config({"batch_size=4611686018427387904", "accum_steps=4"}); },
+               {".accum_steps: batch_size × accum_steps = 4611686018427387904 × 4 is beyond 64-bit integers"});
+  EXPECT_EQ(clip_config({"steps=9223372036854775807", "warmup_steps=0"}).steps, INT64_MAX);
 }
 
 TEST(TrainConfig, PresetsLoad) {
