@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds sparo twice (Release, and Debug with ASan + UBSan) and runs every test in both, then
-# runs each fuzzer of fuzz/ for 20 seconds (scripts/fuzz.sh; about 6 minutes on 2 cores, the
-# build included).
+# runs each fuzzer of fuzz/ for 20 seconds (scripts/fuzz.sh; 4.5 minutes on 2 shared cores,
+# its build included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SPARO_TEST_DATA="${SPARO_TEST_DATA:-$(cd .. && pwd)/shared/data}"
