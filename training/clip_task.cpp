@@ -47,7 +47,11 @@ class CaptionedImages {
       count_ = cfg.train_size;
       description_ = "Fashion scenes (train split, " + std::to_string(count_) + " scenes, " +
                      std::to_string(cfg.scene_canvas) + "×" + std::to_string(cfg.scene_canvas) + ", " +
-                     std::to_string(cfg.scene_min_items) + "–" + std::to_string(cfg.scene_max_items) + " items)";
+                     std::to_string(cfg.scene_min_items) + "–" + std::to_string(cfg.scene_max_items) + " items" +
+                     (cfg.scene_group_size > 1 ? ", in groups of " + std::to_string(cfg.scene_group_size) +
+                                                     " sharing places and colours"
+                                               : std::string()) +
+                     ")";
       return;
     }
     table_.emplace(cfg.csv_path, cfg.caption_table_options());
@@ -58,12 +62,15 @@ class CaptionedImages {
   const std::string& description() const { return description_; }
   std::string skipped_summary() const { return table_ ? table_->skipped_summary() : ""; }
 
-  std::pair<Image, std::string> get(int64_t i) const {
+  // Sample i and, for fashion scenes with group_size > 1, its group_size - 1 siblings.
+  std::vector<std::pair<Image, std::string>> get(int64_t i, int group_size) const {
+    std::vector<std::pair<Image, std::string>> out;
     if (scenes_) {
-      Scene s = scenes_->make(i);
-      return {std::move(s.image), std::move(s.caption)};
+      for (Scene& s : scenes_->make_group(i, group_size)) out.emplace_back(std::move(s.image), std::move(s.caption));
+    } else {
+      out.emplace_back(table_->image(i), table_->caption(i));
     }
-return {table_->image(i), table_->caption(i)};
+    return out;
   }
   // Captions to learn the tokenizer from: the first n samples (all for a table).
   std::vector<std::string> captions(int64_t n) const {
@@ -161,18 +168,24 @@ class ClipTask : public TrainTask {
     return t;
   }
 
-  // Batch k of the run: samples [k·B, (k+1)·B) of the stream, each with its own random crop.
+  // Batch k of the run: G = scene_group_size samples per stream position, positions
+  // [k·B/G, (k+1)·B/G) of the stream (each with its siblings when G > 1), each image with its
+  // own random crop.
   ClipBatch make_batch(int64_t k) {
-    const int64_t B = cfg_.batch_size, S = mcfg_.vision.image_size;
-    std::vector<int64_t> index(static_cast<size_t>(B));
-    for (int64_t b = 0; b < B; ++b) index[static_cast<size_t>(b)] = order_[k * B + b];
+    const int64_t B = cfg_.batch_size, S = mcfg_.vision.image_size, G = cfg_.scene_group_size, groups = B / G;
+    std::vector<int64_t> index(static_cast<size_t>(groups));
+    for (int64_t g = 0; g < groups; ++g) index[static_cast<size_t>(g)] = order_[k * groups + g];
     std::vector<Image> images(static_cast<size_t>(B));
     std::vector<std::string> captions(static_cast<size_t>(B));
-    tbb::parallel_for(int64_t{0}, B, [&](int64_t b) {
-      auto [image, caption] = data_.get(index[static_cast<size_t>(b)]);
-      SampleRng rng(cfg_.seed, mix_stream(0xC11Bull, static_cast<uint64_t>(k * B + b)));
-      images[static_cast<size_t>(b)] = clip_train_transform(image, static_cast<int>(S), rng);
-      captions[static_cast<size_t>(b)] = std::move(caption);
+    tbb::parallel_for(int64_t{0}, groups, [&](int64_t g) {
+      auto samples = data_.get(index[static_cast<size_t>(g)], static_cast<int>(G));
+      for (int64_t m = 0; m < G; ++m) {
+        const int64_t b = g * G + m;
+        auto& [image, caption] = samples[static_cast<size_t>(m)];
+        SampleRng rng(cfg_.seed, mix_stream(0xC11Bull, static_cast<uint64_t>(k * B + b)));
+        images[static_cast<size_t>(b)] = clip_train_transform(image, static_cast<int>(S), rng);
+        captions[static_cast<size_t>(b)] = std::move(caption);
+      }
     });
     return {images_to_tensor(images, kClipMean, kClipStd), tokenizer_.tokenize(captions, static_cast<int>(mcfg_.text.context_length))};
   }

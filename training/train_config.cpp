@@ -11,6 +11,7 @@
 
 #include "engine/tensor.h"
 #include "models/config.h"
+#include "training/data/scenes.h"
 
 namespace sparo {
 
@@ -32,8 +33,8 @@ struct Fields {
                {"csv_image_key", &c.csv_image_key}, {"csv_caption_key", &c.csv_caption_key},
                {"csv_separator", &c.csv_separator}, {"device", &c.device}, {"grad_clip_mode", &c.grad_clip_mode}};
     ints = {{"train_size", &c.train_size}, {"scene_canvas", &c.scene_canvas}, {"scene_min_items", &c.scene_min_items},
-            {"scene_max_items", &c.scene_max_items}, {"steps", &c.steps}, {"batch_size", &c.batch_size},
-            {"accum_steps", &c.accum_steps}, {"warmup_steps", &c.warmup_steps}, {"local_crops", &c.local_crops},
+            {"scene_max_items", &c.scene_max_items}, {"scene_group_size", &c.scene_group_size}, {"steps", &c.steps},
+            {"batch_size", &c.batch_size}, {"accum_steps", &c.accum_steps}, {"warmup_steps", &c.warmup_steps}, {"local_crops", &c.local_crops},
             {"local_crop_size", &c.local_crop_size}, {"warmup_teacher_temp_steps", &c.warmup_teacher_temp_steps},
             {"freeze_last_layer_steps", &c.freeze_last_layer_steps}, {"log_every", &c.log_every},
             {"checkpoint_every", &c.checkpoint_every}, {"keep_checkpoints", &c.keep_checkpoints},
@@ -213,6 +214,12 @@ void TrainConfig::validate(const std::string& source) const {
   if (local_crops < 0) fail("local_crops", "must be >= 0");
   if (warmup_steps < 0 || warmup_steps > steps) fail("warmup_steps", "must be in [0, steps]");
   if (task == "clip" && batch_size < 2) fail("batch_size", "a contrastive batch needs at least 2 pairs");
+  if (scene_group_size < 1 || scene_group_size > kMaxSceneGroup)
+    fail("scene_group_size", "must be in [1, " + std::to_string(kMaxSceneGroup) + "], got " + std::to_string(scene_group_size));
+  if (scene_group_size > 1 && (task != "clip" || ds != "fashion-scenes"))
+    fail("scene_group_size", "groups are drawn from fashion-scenes (clip only); must be 1 here");
+  if (batch_size % scene_group_size != 0)
+    fail("scene_group_size", "must divide batch_size " + std::to_string(batch_size) + ", got " + std::to_string(scene_group_size));
   const auto finite_nonneg = [&](const char* key, double v) {
     if (!std::isfinite(v) || v < 0) fail(key, "must be finite and >= 0");
   };

@@ -29,6 +29,9 @@ struct TrainConfig {
   std::string csv_image_key = "filepath", csv_caption_key = "title", csv_separator = "\t";
   int64_t train_size = 20000;   // fashion-scenes: scenes in the training split
   int64_t scene_canvas = 64, scene_min_items = 1, scene_max_items = 3;
+  // fashion-scenes: a batch is batch_size / scene_group_size groups, each a scene and its
+  // siblings (same places and colours, other items: SceneGenerator::make_group); 1 = no groups.
+  int64_t scene_group_size = 1;
 
   // Optimisation.
   int64_t steps = 1000, batch_size = 128, accum_steps = 1;

@@ -367,6 +367,44 @@ TEST(SceneGenerator, PicturesShowWhatCaptionsSay) {
   }
 }
 
+TEST(SceneGenerator, GroupsShareCellsAndColoursWithDistinctItemsAndCaptions) {
+  const SceneGenerator train(fashion_train(), SceneSplit::train, options(8));
+  const SceneGenerator val(fashion_train(), SceneSplit::val, options(8, 64, 1, 1));
+  int items_changed = 0, items_total = 0;
+  for (int64_t i = 0; i < 100; ++i) {
+    // one-item val scenes are the tightest case: 8 siblings with one colour fixed
+    for (const SceneGenerator* gen : {&train, &val}) {
+      const std::vector<Scene> group = gen->make_group(i, kMaxSceneGroup);
+      ASSERT_EQ(group.size(), static_cast<size_t>(kMaxSceneGroup));
+      EXPECT_TRUE(same_scene(group[0], gen->make(i)));  // the group starts with the scene itself
+      std::set<std::string> captions;
+      for (const Scene& s : group) {
+        captions.insert(s.caption);
+        ASSERT_EQ(s.items.size(), group[0].items.size()) << s.caption;
+        for (size_t k = 0; k < s.items.size(); ++k) {
+          EXPECT_EQ(s.items[k].cell, group[0].items[k].cell) << s.caption;
+          EXPECT_EQ(s.items[k].colour, group[0].items[k].colour) << s.caption;
+          items_changed += s.items[k].item != group[0].items[k].item;
+          ++items_total;
+          if (gen == &train) {
+            EXPECT_FALSE(is_heldout_combination(s.items[k].item, s.items[k].colour)) << s.caption;
+          }
+        }
+        expect_scene_matches(s, fashion_train(), 64);  // the picture shows the sibling's own items
+      }
+      EXPECT_EQ(captions.size(), group.size()) << "captions repeat in group " << i;
+    }
+  }
+  EXPECT_GT(items_changed, items_total / 2);
+  // deterministic, and a smaller group is a prefix of a larger one
+  const std::vector<Scene> a = train.make_group(5, 3), b = train.make_group(5, 6);
+  for (size_t k = 0; k < a.size(); ++k) EXPECT_TRUE(same_scene(a[k], b[k])) << k;
+  EXPECT_EQ(train.make_group(5, 1).size(), 1u);
+  expect_error([&] { train.make_group(0, 0); }, {"group size 0, expected 1..8"});
+  expect_error([&] { train.make_group(0, 9); }, {"group size 9"});
+  expect_error([&] { train.make_group(100000, 2); }, {"scene index 100000 out of range"});
+}
+
 TEST(SceneGenerator, RejectsBadOptionsAndIndices) {
   auto make_gen = [](SceneOptions o) { SceneGenerator(fashion_test(), SceneSplit::test, o); };
   SceneOptions o = options(0);

@@ -372,6 +372,21 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
   expect_error([] { clip_config({"model.embed_dim\xe8=96"}); }, {"--set embed_dim", "the key is not valid UTF-8"});
   // The same key in two objects is no duplicate (kClipModel has "width" in both towers).
   EXPECT_NO_THROW(clip_config());
+  expect_error([] { clip_config({"scene_group_size=9"}); }, {".scene_group_size", "[1, 8]", "got 9"});
+  expect_error([] { clip_config({"scene_group_size=3"}); }, {".scene_group_size", "must divide batch_size 32"});
+  expect_error([] { dino_config({"scene_group_size=2"}); }, {".scene_group_size", "fashion-scenes (clip only)"});
+}
+
+TEST(Trainer, ClipTrainsOnSceneGroups) {
+  TempDir dir("clip-groups");
+  const TrainResult r = train(clip_config({"scene_group_size=4", "steps=6"}), dir / "run", quiet());
+  EXPECT_EQ(r.last_step, 6);
+  const std::vector<double> l = losses(dir / "run");
+  ASSERT_EQ(l.size(), 6u);
+  for (double v : l) EXPECT_TRUE(std::isfinite(v));
+  std::ifstream log(dir / "run/log.txt");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("in groups of 4 sharing places and colours"), std::string::npos) << text;
 }
 
 // Train configs and the model configs they name are read up to kMaxConfigBytes (16 MiB): past

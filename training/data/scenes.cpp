@@ -253,4 +253,42 @@ Scene SceneGenerator::draw(int64_t index, bool heldout) const {
   return scene;
 }
 
+std::vector<Scene> SceneGenerator::make_group(int64_t index, int size) const {
+  if (size < 1 || size > kMaxSceneGroup)
+    throw Error("SceneGenerator::make_group: group size " + std::to_string(size) + ", expected 1.." +
+                std::to_string(kMaxSceneGroup));
+  std::vector<Scene> group;
+  group.push_back(make(index));
+  // The siblings' own stream, apart from make()'s streams of the same index.
+  constexpr uint64_t kSiblingTag = 0x5349424C00000000ull;  // "SIBL"
+  SampleRng rng(options_.seed, mix_stream(kSiblingTag + static_cast<uint64_t>(split_), static_cast<uint64_t>(index)));
+  while (static_cast<int>(group.size()) < size) {
+    Scene sibling;
+    // With at most 2 held-out classes per colour, a draw repeats an earlier caption with
+    // probability <= 7/8 even in the worst case (one item, 7 captions taken); 1000 draws all
+    // failing is < 1e-57.
+    for (int attempt = 0;; ++attempt) {
+      if (attempt == 1000) throw Error("SceneGenerator::make_group: no distinct sibling caption after 1000 draws");
+      sibling.items = group.front().items;
+      for (SceneItem& it : sibling.items) do {
+          it.item = static_cast<int>(rng.below(kClasses));
+        } while (split_ == SceneSplit::train && is_heldout_combination(it.item, it.colour));
+      sibling.caption = describe_scene(sibling.items);
+      bool repeated = false;
+      for (const Scene& s : group) repeated = repeated || s.caption == sibling.caption;
+      if (!repeated) break;
+    }
+    std::vector<const uint8_t*> pixels;
+    for (const SceneItem& it : sibling.items) {
+      const std::vector<int64_t>& candidates = by_class_[static_cast<size_t>(it.item)];
+      sibling.sources.push_back(candidates[static_cast<size_t>(rng.below(static_cast<int64_t>(candidates.size())))]);
+      pixels.push_back(source_->image(sibling.sources.back()));
+    }
+    const uint64_t jitter_seed = (static_cast<uint64_t>(rng.next_u32()) << 32) | rng.next_u32();
+    sibling.image = render_scene(sibling.items, pixels, source_->rows, source_->cols, options_.canvas, jitter_seed);
+    group.push_back(std::move(sibling));
+  }
+  return group;
+}
+
 }  // namespace sparo

@@ -35,6 +35,7 @@ namespace sparo {
 
 constexpr int kSceneColours = 8;
 constexpr int kMaxSceneCanvas = 2048;
+constexpr int kMaxSceneGroup = 8;
 // The palette: "red", "green", "blue", "yellow", "purple", "orange", "cyan", "white", and
 // each colour's RGB.
 extern const std::array<const char*, kSceneColours> kSceneColourNames;
@@ -112,6 +113,13 @@ class SceneGenerator {
   // Scene `index` of the held-out evaluation set (val and test only): drawn as make() does
   // from its own streams, but every item has its class's held-out colour.
   Scene make_heldout(int64_t index) const;
+  // Scene `index` followed by size - 1 siblings: scenes with the same cells and colours but
+  // other items (class and source image redrawn; train: redrawn while the pair is held out),
+  // every caption distinct from the group's earlier ones. A batch of such groups has negatives
+  // that differ from their positive only in what the items are, so a contrastive loss cannot
+  // tell them apart by colour and place alone. 1 <= size <= kMaxSceneGroup (with one item of a
+  // given colour at least 8 classes are allowed, so 8 distinct captions always exist).
+  std::vector<Scene> make_group(int64_t index, int size) const;
 
  private:
   Scene draw(int64_t index, bool heldout) const;
