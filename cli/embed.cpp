@@ -1,6 +1,5 @@
 // `sparo embed`: CLIP embeddings of images and/or captions, with OpenCLIP's evaluation
 // preprocessing, written to a safetensors file.
-#include <fstream>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -65,15 +64,9 @@ void run(const EmbedOptions& o) {
     if (tokenizer.vocab_size() > cfg.text.vocab_size)
       throw Error("embed: the vocabulary " + o.vocab + " has " + std::to_string(tokenizer.vocab_size()) +
                   " tokens but the model's text_cfg.vocab_size is " + std::to_string(cfg.text.vocab_size));
-    std::vector<std::string> texts;
-    std::ifstream in(o.texts_file);
-    if (!in) throw Error("embed: " + o.texts_file + ": cannot be opened");
     // Row i of text_embeds is line i of the file, blank lines included (embedded as the empty
     // text), so the output lines up with the input; only a final newline ends no row.
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF files
-      texts.push_back(line);
-    }
+    const std::vector<std::string> texts = read_lines(o.texts_file, "embed: texts file", kMaxCaptionFileBytes);
     if (texts.empty()) throw Error("embed: " + o.texts_file + " holds no text (one caption per line)");
     const int ctx = static_cast<int>(cfg.text.context_length);
     auto [embeds, attention] = in_batches(static_cast<int64_t>(texts.size()), o.batch, o.attention, [&](int64_t b, int64_t e) {

@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -63,15 +62,9 @@ void add_tokenize_commands(CLI::App& app) {
                   "Texts to tokenize. A text starting with '-' can be given with a leading space, which the "
                   "cleaning strips, e.g. \" -1 point\"");
   tok->callback([targs] {
-    if (!targs->file.empty()) {
-      std::ifstream in(targs->file);
-      if (!in) throw Error("text file '" + targs->file + "' cannot be opened");
-      std::string line;
-      while (std::getline(in, line)) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        targs->texts.push_back(line);
-      }
-    }
+    if (!targs->file.empty())
+      for (std::string& line : read_lines(targs->file, "text file", kMaxCaptionFileBytes))
+        targs->texts.push_back(std::move(line));
     if (targs->texts.empty()) throw CLI::ValidationError("tokenize", "give at least one TEXT or a non-empty --file");
     const Tokenizer tokenizer = Tokenizer::load(targs->vocab);
     if (targs->raw) {

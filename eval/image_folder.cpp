@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 
 #include "engine/tensor.h"
 #include "training/data/scenes.h"
+#include "training/tokenizer.h"
 
 namespace sparo {
 
@@ -45,19 +45,16 @@ ImageFolder load_image_folder(const std::string& root, int64_t max_per_class) {
   return folder;
 }
 
-std::vector<std::string> load_templates(const std::string& path) {
+std::vector<std::string> load_templates(const std::string& path, uint64_t max_bytes) {
   std::vector<std::string> templates;
   if (path.empty()) {
     for (const char* colour : kSceneColourNames)
       for (const char* place : kSceneCellNames) templates.push_back(with_article(std::string(colour) + " {} in the " + place));
     return templates;
   }
-  std::ifstream in(path);
-  if (!in) throw Error("templates " + path + ": cannot open");
   int line_no = 0;
-  for (std::string line; std::getline(in, line);) {
+  for (const std::string& line : read_lines(path, "templates", max_bytes)) {
     ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     if (line.find("{}") == std::string::npos)
       throw Error("templates " + path + ":" + std::to_string(line_no) + ": \"" + line +

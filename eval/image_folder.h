@@ -25,8 +25,9 @@ ImageFolder load_image_folder(const std::string& root, int64_t max_per_class = -
 // Prompt templates, "{}" standing for the class name: one per non-blank line of `path`; an
 // empty path gives the Fashion-scenes caption grammar over every colour and place ("a red {}
 // in the top left", ...: 32 templates), the language the tiny models learned. Errors: the file
-// is missing or empty, a template without "{}".
-std::vector<std::string> load_templates(const std::string& path);
+// is missing or empty, holds more than max_bytes, a template without "{}".
+inline constexpr uint64_t kMaxTemplateFileBytes = 16ull << 20;
+std::vector<std::string> load_templates(const std::string& path, uint64_t max_bytes = kMaxTemplateFileBytes);
 // The template with its first "{}" replaced by the class name.
 std::string fill_template(const std::string& tmpl, const std::string& class_name);
 

@@ -11,6 +11,7 @@
 
 #include "engine/tensor.h"
 #include "eval/plot.h"
+#include "training/tokenizer.h"
 
 namespace sparo {
 
@@ -56,12 +57,11 @@ std::string html_escape(const std::string& text) {
   return out;
 }
 
-std::vector<json> read_metrics_lines(const std::string& path) {
+std::vector<json> read_metrics_lines(const std::string& path, uint64_t max_bytes) {
   if (!fs::is_regular_file(path)) throw Error(path + ": missing (has the run logged a step?)");
-  std::ifstream in(path);
   std::vector<json> lines;
   int line_no = 0;
-  for (std::string line; std::getline(in, line);) {
+  for (const std::string& line : read_lines(path, "metrics", max_bytes)) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(line_no);
@@ -87,13 +87,7 @@ std::vector<json> read_metrics_lines(const std::string& path) {
 
 namespace {
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot open");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+std::string read_bytes(const fs::path& path) { return read_text_file(path.string(), "report input", kMaxRunFileBytes); }
 
 json parse_json_file(const fs::path& path) {
   try {

@@ -21,8 +21,9 @@ std::string html_escape(const std::string& text);
 // The lines of a run's metrics.jsonl (written by sparo train), blank lines skipped; each is a
 // JSON object with an integer "step" and, on a trainer step's line, a number (or null, for a
 // non-finite value) "loss"; a line without "loss" is a monitor line (DINO's k-NN). Errors name
-// the file and the line.
-std::vector<nlohmann::json> read_metrics_lines(const std::string& path);
+// the file and the line, or that it holds more than max_bytes.
+inline constexpr uint64_t kMaxRunFileBytes = 1ull << 30;  // a metrics line per step: millions of steps
+std::vector<nlohmann::json> read_metrics_lines(const std::string& path, uint64_t max_bytes = kMaxRunFileBytes);
 
 // The page for run_dirs (each a `sparo train` run directory: config.json and metrics.jsonl are
 // required) and, when results_json_path is not empty, the comparison table of that results.json.

@@ -1213,17 +1213,28 @@ std::vector<std::string> pretokenize(const std::string& cleaned_text) {
   return out;
 }
 
-std::vector<std::string> read_captions(const std::string& path, uint64_t max_bytes) {
-  const std::string data = read_maybe_gzip(path, "caption file", max_bytes);
-  std::vector<std::string> captions;
+std::string read_text_file(const std::string& path, const std::string& what, uint64_t max_bytes) {
+  return read_maybe_gzip(path, what, max_bytes);
+}
+
+std::vector<std::string> read_lines(const std::string& path, const std::string& what, uint64_t max_bytes) {
+  const std::string data = read_maybe_gzip(path, what, max_bytes);
+  std::vector<std::string> lines;
   for (size_t pos = 0; pos < data.size();) {
     size_t nl = data.find('\n', pos);
     if (nl == std::string::npos) nl = data.size();
     std::string line = data.substr(pos, nl - pos);
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") != std::string::npos) captions.push_back(std::move(line));
+    lines.push_back(std::move(line));
     pos = nl + 1;
   }
+  return lines;
+}
+
+std::vector<std::string> read_captions(const std::string& path, uint64_t max_bytes) {
+  std::vector<std::string> captions;
+  for (std::string& line : read_lines(path, "caption file", max_bytes))
+    if (line.find_first_not_of(" \t") != std::string::npos) captions.push_back(std::move(line));
   if (captions.empty()) throw Error("caption file '" + path + "' is empty (expected one caption per line)");
   return captions;
 }

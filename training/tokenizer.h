@@ -101,6 +101,14 @@ std::vector<std::string> pretokenize(const std::string& cleaned_text);
 // unreadable, corrupt, holds more than max_bytes (decompressed) or holds no caption.
 std::vector<std::string> read_captions(const std::string& path, uint64_t max_bytes = kMaxCaptionFileBytes);
 
+// A whole file, plain or gzip (decompressed), holding at most max_bytes: the cap is checked as
+// the data arrives, so /dev/zero or a gzip bomb fails in seconds. Errors name `what` and the
+// path (missing, a directory, unreadable, corrupt gzip, past the cap).
+std::string read_text_file(const std::string& path, const std::string& what, uint64_t max_bytes);
+// Its lines, split at '\n' with a '\r' before it dropped (CRLF files); blank lines are kept
+// and a final newline ends no line, so line i of the result is line i + 1 of the file.
+std::vector<std::string> read_lines(const std::string& path, const std::string& what, uint64_t max_bytes);
+
 struct BpeTrainOptions {
   // A pair seen fewer times than this (summed over the corpus) is never merged; training
   // stops early when the most frequent pair is rarer.

@@ -77,10 +77,16 @@ std::string pipeline_cache_mismatch(const std::vector<uint8_t>& data, const VkPh
   return "";
 }
 
-std::vector<uint8_t> read_file_bytes(const std::string& path) {
+std::vector<uint8_t> read_file_bytes(const std::string& path, size_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return {};
-  std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> data;
+  std::vector<char> chunk(1 << 16);
+  while (in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    data.insert(data.end(), chunk.data(), chunk.data() + in.gcount());
+    if (data.size() > max_bytes) return {};
+  }
   if (in.bad()) return {};
   return data;
 }

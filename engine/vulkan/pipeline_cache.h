@@ -20,8 +20,11 @@ std::string pipeline_cache_file(const VkPhysicalDeviceProperties& device);
 // (length, version, vendor, device, UUID); otherwise what does not match.
 std::string pipeline_cache_mismatch(const std::vector<uint8_t>& data, const VkPhysicalDeviceProperties& device);
 
-// The file's bytes; an empty vector when it does not exist or cannot be read.
-std::vector<uint8_t> read_file_bytes(const std::string& path);
+// The file's bytes; an empty vector when it does not exist, cannot be read or holds more than
+// max_bytes (read in chunks, so /dev/zero stops at the cap). Drivers' caches of our few dozen
+// pipelines are well under a megabyte.
+inline constexpr size_t kMaxPipelineCacheBytes = 256u << 20;
+std::vector<uint8_t> read_file_bytes(const std::string& path, size_t max_bytes = kMaxPipelineCacheBytes);
 
 // Writes `data` to a temporary file beside `path` and renames it over `path` (creating the
 // folder), so that readers, other processes included, see the old file or the new one,

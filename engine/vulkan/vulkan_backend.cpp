@@ -79,6 +79,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <string_view>
 
@@ -523,6 +524,9 @@ void VulkanBackend::open_pipeline_cache() {
   pipeline_cache_path_ = pipeline_cache_file(props);
   if (pipeline_cache_path_.empty()) return;
   std::vector<uint8_t> seed = read_file_bytes(pipeline_cache_path_);  // empty on the first run
+  if (std::error_code ec; seed.empty() && std::filesystem::file_size(pipeline_cache_path_, ec) > 0 && !ec)
+    warn_once("ignoring the Vulkan pipeline cache " + pipeline_cache_path_ + " (unreadable, or more than " +
+              std::to_string(kMaxPipelineCacheBytes >> 20) + " MiB); it will be rewritten");
   if (!seed.empty()) {
     const std::string mismatch = pipeline_cache_mismatch(seed, props);
     if (!mismatch.empty()) {

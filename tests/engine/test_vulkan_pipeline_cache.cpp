@@ -126,6 +126,10 @@ TEST(VulkanPipelineCache, AtomicWriteReplacesTheFileAndLeavesNoTemporary) {
   for (const auto& entry : fs::directory_iterator(dir.path() + "/nested/folder")) files += entry.is_regular_file();
   EXPECT_EQ(files, 1);
   EXPECT_TRUE(read_file_bytes(dir.path() + "/missing").empty());
+  // Capped: past max_bytes the file counts as no cache (/dev/zero was read until memory ran out).
+  EXPECT_TRUE(read_file_bytes(path, 1).empty());
+  EXPECT_EQ(read_file_bytes(path, 2).size(), 2u);
+  EXPECT_TRUE(read_file_bytes("/dev/zero", 1 << 20).empty());
   // A folder that cannot be created: an error naming it.
   try {
     write_file_atomically(path + "/below_a_file.bin", {1});

@@ -58,7 +58,10 @@ TEST(ImageFolder, TemplatesFromAFileOrTheSceneGrammar) {
   expect_error([&] { load_templates(tmp / "bad.txt"); }, {"bad.txt:2", "no placeholder", "{}"});
   std::ofstream(tmp / "blank.txt") << "\n\n";
   expect_error([&] { load_templates(tmp / "blank.txt"); }, {"blank.txt", "no templates"});
-  expect_error([&] { load_templates(tmp / "none.txt"); }, {"none.txt", "cannot open"});
+  expect_error([&] { load_templates(tmp / "none.txt"); }, {"templates", "none.txt", "not found"});
+  // capped (16 MiB by default; here 1 MiB): /dev/zero was read until memory ran out
+  expect_error_within(20, [] { limit_address_space(4ull << 30); load_templates("/dev/zero", 1 << 20); },
+                      "templates '/dev/zero' holds more than 1 MiB");
 }
 
 }  // namespace

@@ -133,6 +133,12 @@ TEST(Report, CorruptOrMissingFilesNameTheFileAndLine) {
   expect_error([&] { render_report({tmp / "good"}, tmp / "results.json"); }, {tmp / "results.json", "one array per entry"});
   expect_error([&] { render_report({tmp / "good"}, tmp / "missing.json"); }, {tmp / "missing.json"});
 
+  // metrics.jsonl is capped (1 GiB by default; here 1024 bytes): a stray huge file is refused by name
+  make_run(tmp / "long", "clip", std::vector<double>(100, 1.0));
+  expect_error([&] { read_metrics_lines(tmp / "long/metrics.jsonl", 1024); },
+               {tmp / "long/metrics.jsonl", "holds more than 1024 bytes"});
+  EXPECT_EQ(read_metrics_lines(tmp / "long/metrics.jsonl").size(), 100u);
+
   fs::create_directories(tmp / "good/pictures");
   std::ofstream(tmp / "good/pictures/fake.png") << "not a png";
   expect_error([&] { render_report({tmp / "good"}, ""); }, {tmp / "good/pictures/fake.png", "not a PNG"});

@@ -443,6 +443,22 @@ TEST(TokenizerFiles, VocabularyAndCaptionFilesAreCappedAfterDecompression) {
   EXPECT_EQ(read_captions(captions, 3 << 20).size(), 1u);  // under the cap it is read (one line of NULs)
 }
 
+// The line reader behind `tokenize --file`, `embed --texts-file`, templates and metrics.jsonl:
+// blank lines kept (embed's row i is line i), CRLF, gzip, capped like the caption files (these
+// readers used std::getline without a cap: /dev/zero took memory until the machine gave out).
+TEST(TokenizerFiles, LineFilesKeepBlankLinesAndAreCapped) {
+  const std::string path = tmp() / "lines.txt";
+  write_file(path, "one\r\n\n two \nlast");
+  EXPECT_EQ(read_lines(path, "text file", 1 << 20), (std::vector<std::string>{"one", "", " two ", "last"}));
+  write_file(path, "a\n\n");
+  EXPECT_EQ(read_lines(path, "text file", 1 << 20), (std::vector<std::string>{"a", ""}));
+  write_file(path, "");
+  EXPECT_TRUE(read_lines(path, "text file", 1 << 20).empty());
+  expect_error([&] { read_lines(tmp() / "nope.txt", "texts file", 1 << 20); }, {"texts file", "nope.txt", "not found"});
+  expect_error_within(20, [] { limit_address_space(4ull << 30); read_lines("/dev/zero", "text file", 1 << 20); },
+                      "text file '/dev/zero' holds more than 1 MiB");
+}
+
 TEST(TokenizerFiles, CaptionFiles) {
   const std::string path = tmp() / "captions.txt";
   write_file(path, "a photo of a cat\r\n\n   \nA DOG\n");
