@@ -102,7 +102,7 @@ class DinoTask : public TrainTask {
     to_device(student_, device_);
     to_device(teacher_, device_);
     loss_.center = loss_.center.to(device_);
-    const int64_t epoch_steps = (data_.count() + cfg.samples_per_step() - 1) / cfg.samples_per_step();
+    const int64_t epoch_steps = data_.count() / cfg.samples_per_step() + (data_.count() % cfg.samples_per_step() != 0);  // ceil, no overflow
     freeze_steps_ = cfg.freeze_last_layer_steps >= 0 ? cfg.freeze_last_layer_steps : epoch_steps;
   }
 

@@ -3,10 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <tuple>
 
 #include "engine/tensor.h"
@@ -247,6 +249,17 @@ void TrainConfig::validate(const std::string& source) const {
                         std::pair{"blur_p_local", blur_p_local}, std::pair{"solarize_p", solarize_p}})
     if (!(v >= 0 && v <= 1)) fail(key, "is a probability: must be in [0, 1]");
   if (!(blur_sigma_max >= 0.1 && blur_sigma_max <= 10)) fail("blur_sigma_max", "must be in [0.1, 10]");
+  // Every number here is used as a 32-bit float: past its range it became inf, and a nonzero
+  // value below its smallest normal rounded toward 0 (a temperature of 1e-300 divided by 0).
+  TrainConfig copy = *this;
+  for (const auto& [key, v] : Fields<TrainConfig>(copy).doubles)
+    if (!std::isfinite(*v) || std::fabs(*v) > FLT_MAX || (*v != 0 && std::fabs(*v) < FLT_MIN)) {
+      std::ostringstream value;
+      value << *v;
+      fail(key, "is " + value.str() + ", outside what a 32-bit float holds (0, or 1.2e-38 to 3.4e38 in magnitude)");
+    }
+  if (!(peak_lr() <= FLT_MAX))
+    fail("lr", "lr × batch / lr_reference_batch is beyond what a 32-bit float holds (3.4e38)");
   if (eval_every < 0) fail("eval_every", "must be >= 0 (0 = no k-NN monitor)");
   positive("monitor_train", monitor_train);
   positive("monitor_test", monitor_test);

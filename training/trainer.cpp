@@ -279,7 +279,7 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       const auto now = Clock::now();
       const double interval_s = std::chrono::duration<double>(now - t_interval).count();
       const double elapsed_s = std::chrono::duration<double>(now - t_begin).count();
-      const double samples_per_s = static_cast<double>(interval_steps * cfg.samples_per_step()) / std::max(interval_s, 1e-9);
+      const double samples_per_s = static_cast<double>(interval_steps) * static_cast<double>(cfg.samples_per_step()) / std::max(interval_s, 1e-9);
       const double eta_s = elapsed_s / static_cast<double>(done - start) * static_cast<double>(cfg.steps - done);
       json m = {{"step", done}, {"loss", loss_value}, {"lr", lr_at(step)}, {"samples_per_s", samples_per_s},
                 {"elapsed_s", elapsed_s}};

@@ -372,6 +372,11 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
   expect_error([] { clip_config({"model.embed_dim\xe8=96"}); }, {"--set embed_dim", "the key is not valid UTF-8"});
   // The same key in two objects is no duplicate (kClipModel has "width" in both towers).
   EXPECT_NO_THROW(clip_config());
+  // Numbers are used as 32-bit floats: 1e300 became inf, 1e-300 became 0 (a division by zero).
+  expect_error([] { dino_config({"teacher_temp=1e-300"}); }, {".teacher_temp", "1e-300", "32-bit float"});
+  expect_error([] { clip_config({"max_logit_scale=1e300"}); }, {".max_logit_scale", "1e+300", "32-bit float"});
+  expect_error([] { clip_config({"lr=1e30", "lr_reference_batch=1e-30"}); }, {".lr", "beyond what a 32-bit float holds"});
+  EXPECT_NO_THROW(clip_config({"min_lr=0", "lr=3e38"}));
   expect_error([] { clip_config({"scene_group_size=9"}); }, {".scene_group_size", "[1, 8]", "got 9"});
   expect_error([] { clip_config({"scene_group_size=3"}); }, {".scene_group_size", "must divide batch_size 32"});
   expect_error([] { dino_config({"scene_group_size=2"}); }, {".scene_group_size", "fashion-scenes (clip only)"});
