@@ -6,10 +6,16 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/ops.h"
+#include "engine/profiler.h"
 
 namespace sparo::detail {
 
 inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
+
+// Bytes a kernel moves through t once (for the profiler's GB/s column).
+inline double bytes_of(const Tensor& t) {
+  return t.defined() ? static_cast<double>(t.numel()) * static_cast<double>(dtype_size(t.dtype())) : 0.0;
+}
 
 // Axis in [-rank, rank) -> [0, rank); error names the op and the shape.
 int64_t normalize_axis(const char* op, int64_t axis, const Shape& shape);
