@@ -55,10 +55,14 @@ TEST_F(Profiler, LinearSoftmaxForwardAndBackwardGiveExactRows) {
   EXPECT_EQ(matmul.forward.flops, 2.0 * M * N * K);
   // Backward: dx = G·W and dW = Gᵀ·x, one GEMM of 2·M·N·K each.
   EXPECT_EQ(matmul.backward.flops, 2 * 2.0 * M * N * K);
-  EXPECT_EQ(r.find("full")->forward.calls, 1);
-  EXPECT_EQ(r.find("full")->backward.calls, 0);
-  EXPECT_EQ(r.find("grad_accumulate")->backward.calls, 3);
-  EXPECT_EQ(r.find("grad_accumulate")->forward.calls, 0);
+  const profiler::Row* full = r.find("full");
+  const profiler::Row* accumulate = r.find("grad_accumulate");
+  ASSERT_NE(full, nullptr);
+  ASSERT_NE(accumulate, nullptr);
+  EXPECT_EQ(full->forward.calls, 1);
+  EXPECT_EQ(full->backward.calls, 0);
+  EXPECT_EQ(accumulate->backward.calls, 3);
+  EXPECT_EQ(accumulate->forward.calls, 0);
   // Elementwise rows state their bytes: add reads [M, N] and [N], writes [M, N].
   EXPECT_EQ(r.find("add")->forward.bytes, 4.0 * (M * N + N + M * N));
   // Sorted by total time, and no row holds more than the wall time.
@@ -81,8 +85,10 @@ TEST_F(Profiler, NestedOpsCountOnceAndGiveTheirFlopsToTheOuterOne) {
   const Tensor y = matmul(a, w);
   const profiler::Report r = profiler::report();
   EXPECT_EQ(row_names(r), (std::set<std::string>{"matmul"}));
-  EXPECT_EQ(r.find("matmul")->forward.calls, 1);
-  EXPECT_EQ(r.find("matmul")->forward.flops, 2.0 * B * M * N * K);
+  const profiler::Row* matmul = r.find("matmul");
+  ASSERT_NE(matmul, nullptr);
+  EXPECT_EQ(matmul->forward.calls, 1);
+  EXPECT_EQ(matmul->forward.flops, 2.0 * B * M * N * K);
 }
 
 TEST_F(Profiler, RecordsNothingWhenOff) {
