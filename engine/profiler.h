@@ -63,7 +63,9 @@ class Scope {
 };
 
 // Work done by the op under way on this thread, for the GFLOP/s and GB/s columns: the FLOPs
-// of a GEMM (2·M·N·K), the bytes an elementwise kernel reads and writes.
+// of a GEMM (2·M·N·K), the bytes an elementwise kernel reads and writes. Arguments are evaluated
+// even when the profiler is off: where they cost more than a few multiplications (tensor sizes),
+// check enabled() first, as engine/ops/op_support.h's add_bytes does.
 inline void add_work(double flops, double bytes) {
   if (enabled()) detail::add_work(flops, bytes);
 }

@@ -257,7 +257,8 @@ void SGD::step() {
       profiler::Scope scope("sgd_step");
       backend_for(param.device()).sgd_step(param, grad, buffer, s);
       // param read and written, grad read, the momentum buffer (when there is one) read and written
-      profiler::add_work(0.0, static_cast<double>(param.numel()) * sizeof(float) * (buffer.defined() ? 5.0 : 3.0));
+      if (profiler::enabled())
+        profiler::add_work(0.0, static_cast<double>(param.numel()) * sizeof(float) * (buffer.defined() ? 5.0 : 3.0));
       ++st.steps;
     }
   }
@@ -295,7 +296,7 @@ void AdamW::step() {
       profiler::Scope scope("adamw_step");
       backend_for(param.device()).adamw_step(param, grad, st.slots[0], st.slots[1], s);
       // param, exp_avg and exp_avg_sq read and written, grad read
-      profiler::add_work(0.0, static_cast<double>(param.numel()) * sizeof(float) * 7.0);
+      if (profiler::enabled()) profiler::add_work(0.0, static_cast<double>(param.numel()) * sizeof(float) * 7.0);
       ++st.steps;
     }
   }

@@ -16,7 +16,7 @@ static Tensor binary_forward(const char* op, BinaryOp kind, const Tensor& a, con
   Tensor out = Tensor::empty(shape, DType::f32, a.device());
   if (out.numel() > 0)
     backend_of(a).binary(kind, a, b, out, make_elementwise_plan(shape, {a.shape(), b.shape()}));
-  profiler::add_work(0.0, bytes_of(a) + bytes_of(b) + bytes_of(out));
+  add_bytes({&a, &b, &out});
   return out;
 }
 
@@ -89,7 +89,7 @@ static Tensor unary_op(const char* op, UnaryOp kind, const Tensor& x, UnaryParam
   check_dtype(op, x, DType::f32, "x");
   Tensor out = Tensor::empty(x.shape(), DType::f32, x.device());
   if (out.numel() > 0) backend_of(x).unary(kind, x, out, p);
-  profiler::add_work(0.0, 2.0 * bytes_of(x));
+  add_bytes({&x, &out});
   if (kind == UnaryOp::step || !needs_grad({&x})) return out;
   // Constant derivatives: save nothing (x may be a large activation, e.g. attention's q).
   if (kind == UnaryOp::affine || kind == UnaryOp::neg) {
@@ -99,7 +99,7 @@ static Tensor unary_op(const char* op, UnaryOp kind, const Tensor& x, UnaryParam
   return record(op, out, {&x}, [x = x.detach(), kind, p](const Tensor& g) {
     Tensor dx = Tensor::empty(x.shape(), DType::f32, x.device());
     if (dx.numel() > 0) backend_of(x).unary_backward(kind, x, g, dx, p);
-    profiler::add_work(0.0, 3.0 * bytes_of(x));  // reads x and the gradient, writes dx
+    add_bytes({&x, &g, &dx});
     return std::vector<Tensor>{dx};
   });
 }
@@ -145,7 +145,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Tensor out = Tensor::empty(shape, DType::f32, a.device());
   if (out.numel() > 0)
     backend_of(a).where(cond, a, b, out, make_elementwise_plan(shape, {cond.shape(), a.shape(), b.shape()}));
-  profiler::add_work(0.0, bytes_of(cond) + bytes_of(a) + bytes_of(b) + bytes_of(out));
+  add_bytes({&cond, &a, &b, &out});
   if (!needs_grad({&a, &b})) return out;
   return record("where", out, {&cond, &a, &b}, [cond = cond.detach(), sa = a.shape(), sb = b.shape()](const Tensor& g) {
     const Tensor zero = Tensor::zeros({}, DType::f32, g.device());
@@ -170,7 +170,7 @@ static void inplace_binary(const char* op, BinaryOp kind, Tensor& dst, const Ten
                 shape_str(dst.shape()));
   if (dst.numel() > 0)
     backend_of(dst).binary(kind, dst, src, dst, make_elementwise_plan(dst.shape(), {dst.shape(), src.shape()}));
-  profiler::add_work(0.0, 2.0 * bytes_of(dst) + bytes_of(src));
+  add_bytes({&dst, &src, &dst});
 }
 
 void add_(Tensor& dst, const Tensor& src) { inplace_binary("add_", BinaryOp::add, dst, src); }
@@ -187,14 +187,14 @@ void copy_(Tensor& dst, const Tensor& src) {
   if (dst.numel() == 0) return;
   const Shape strides = contiguous_strides(dst.shape());
   backend_of(dst).copy(src, dst, make_copy_plan(dst.shape(), strides, 0, strides, 0));
-  profiler::add_work(0.0, 2.0 * bytes_of(dst));
+  add_bytes({&src, &dst});
 }
 
 void fill_(Tensor& dst, float value) {
   profiler::Scope scope("fill_");
   check_defined("fill_", dst, "dst");
   backend_of(dst).fill(dst, value);
-  profiler::add_work(0.0, bytes_of(dst));
+  add_bytes({&dst});
 }
 
 }  // namespace sparo

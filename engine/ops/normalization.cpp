@@ -28,7 +28,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
   Tensor mean = Tensor::empty({rows}, DType::f32, x.device());
   Tensor rstd = Tensor::empty({rows}, DType::f32, x.device());
   if (y.numel() > 0) backend_of(x).layer_norm(x, weight, bias, y, mean, rstd, rows, cols, eps);
-  profiler::add_work(0.0, bytes_of(x) + bytes_of(y));  // the [rows, cols] tensors; the rest is small
+  add_bytes({&x, &y});  // the [rows, cols] tensors; the rest is small
   if (!needs_grad({&x, &weight, &bias})) return y;
   const bool want_dw = weight.requires_grad(), want_db = bias.defined() && bias.requires_grad();
   return record("layer_norm", y, {&x, &weight, &bias},
@@ -38,7 +38,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
     Tensor db = want_db ? Tensor::empty({cols}, DType::f32, x.device()) : Tensor();
     if (rows > 0 && cols > 0) backend_of(x).layer_norm_backward(x, w, mean, rstd, g, dx, dw, db, rows, cols);
     else { if (dw.defined()) fill_(dw, 0.0f); if (db.defined()) fill_(db, 0.0f); }
-    profiler::add_work(0.0, 3.0 * bytes_of(x));  // reads x and the gradient, writes dx
+    add_bytes({&x, &g, &dx});
     return std::vector<Tensor>{dx, dw, db};
   });
 }

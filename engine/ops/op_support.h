@@ -12,9 +12,15 @@ namespace sparo::detail {
 
 inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
 
-// Bytes a kernel moves through t once (for the profiler's GB/s column).
-inline double bytes_of(const Tensor& t) {
-  return t.defined() ? static_cast<double>(t.numel()) * static_cast<double>(dtype_size(t.dtype())) : 0.0;
+// For the profiler's GB/s column: the tensors a kernel reads and writes, each listed once per
+// pass (an undefined one counts 0). Sizes are computed only when the profiler is on, so the off
+// path stays one flag check.
+inline void add_bytes(std::initializer_list<const Tensor*> tensors) {
+  if (!profiler::enabled()) return;
+  double bytes = 0.0;
+  for (const Tensor* t : tensors)
+    if (t->defined()) bytes += static_cast<double>(t->numel()) * static_cast<double>(dtype_size(t->dtype()));
+  profiler::add_work(0.0, bytes);
 }
 
 // Axis in [-rank, rank) -> [0, rank); error names the op and the shape.

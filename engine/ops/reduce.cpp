@@ -36,7 +36,7 @@ Tensor reduce_kernel(const char* op, ReduceOp kind, const Tensor& x, const Shape
   if (out.numel() == 0) return out;
   if (s.n == 0) fill_(out, 0.0f);
   else backend_of(x).reduce(kind, x, out, s.outer, s.n, s.inner);
-  profiler::add_work(0.0, bytes_of(x) + bytes_of(out));
+  add_bytes({&x, &out});
   return out;
 }
 

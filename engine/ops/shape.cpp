@@ -66,7 +66,7 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& axes) {
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   if (out.numel() > 0)
     backend_of(x).copy(x, out, make_copy_plan(out_shape, src_strides, 0, contiguous_strides(out_shape), 0));
-  profiler::add_work(0.0, 2.0 * bytes_of(out));
+  add_bytes({&x, &out});
   std::vector<int64_t> inverse(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
   return record("permute", out, {&x}, [inverse](const Tensor& g) {
@@ -90,7 +90,7 @@ static void copy_into(const Tensor& src, Tensor& dst, int64_t axis, int64_t star
   const Shape dst_strides = contiguous_strides(dst.shape());
   backend_of(src).copy(src, dst, make_copy_plan(src.shape(), contiguous_strides(src.shape()), 0, dst_strides,
                                                 start * dst_strides[static_cast<size_t>(axis)]));
-  profiler::add_work(0.0, 2.0 * bytes_of(src));
+  add_bytes({&src, &src});  // reads src, writes as much into dst
 }
 
 Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end) {
@@ -109,7 +109,7 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end) {
     const Shape x_strides = contiguous_strides(x.shape());
     backend_of(x).copy(x, out, make_copy_plan(out_shape, x_strides, start * x_strides[static_cast<size_t>(axis)],
                                               contiguous_strides(out_shape), 0));
-    profiler::add_work(0.0, 2.0 * bytes_of(out));
+    add_bytes({&out, &out});  // reads a region of x as large as out, writes out
   }
   return record("slice", out, {&x}, [xs = x.shape(), axis, start](const Tensor& g) {
     Tensor dx = Tensor::zeros(xs, DType::f32, g.device());
@@ -174,7 +174,7 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   Tensor out = Tensor::empty(shape, x.dtype(), x.device());
   if (out.numel() > 0)
     backend_of(x).copy(x, out, make_copy_plan(shape, src_strides, 0, contiguous_strides(shape), 0));
-  profiler::add_work(0.0, 2.0 * bytes_of(out));
+  add_bytes({&out, &out});  // reads x (broadcast) once per element of out, writes out
   return record("expand", out, {&x}, [xs](const Tensor& g) { return std::vector<Tensor>{sum_to_shape(g, xs)}; });
 }
 

@@ -27,14 +27,14 @@ static Tensor softmax_op(const char* op, const Tensor& x, const Tensor& mask, bo
   const int64_t rows = cols ? x.numel() / cols : 0;
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device());
   if (y.numel() > 0) backend_of(x).softmax(x, mask, mask_plan, y, rows, cols, log);
-  profiler::add_work(0.0, bytes_of(x) + bytes_of(mask) + bytes_of(y));
+  add_bytes({&x, &mask, &y});
   if (!needs_grad({&x, &mask})) return y;
   return record(op, y, {&x, &mask},
                 [y = y.detach(), rows, cols, log, mask_grad = mask.defined() && mask.requires_grad(),
                  ms = mask.defined() ? mask.shape() : Shape{}](const Tensor& g) {
     Tensor dx = Tensor::empty(y.shape(), DType::f32, y.device());
     if (dx.numel() > 0) backend_of(y).softmax_backward(y, g, dx, rows, cols, log);
-    profiler::add_work(0.0, 3.0 * bytes_of(y));  // reads y and the gradient, writes dx
+    add_bytes({&y, &g, &dx});
     // softmax(x + m): the mask receives the same gradient as x, summed over its broadcast.
     return std::vector<Tensor>{dx, mask_grad ? sum_to_shape(dx, ms) : Tensor()};
   });
