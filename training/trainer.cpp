@@ -244,6 +244,13 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   TrainResult result{start, start, 0.0};
   // The table covers the steps (with their logging, monitors and checkpoints), not the setup.
   if (options.profile) profiler::set_enabled(true);
+  // Off again however the run ends (a NaN loss, Ctrl-C), so a later run in this process is not profiled.
+  struct ProfilerOff {
+    bool on;
+    ~ProfilerOff() {
+      if (on) profiler::set_enabled(false);
+    }
+  } profiler_off{options.profile};
   const auto print_profile = [&] {
     if (!options.profile) return;
     std::string table = profiler::format(profiler::report(), "sparo train " + cfg.task + ", steps " +
@@ -251,7 +258,6 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
                                                                  std::to_string(result.last_step));
     table.pop_back();  // message() ends the line; the table goes to log.txt too
     progress.message(table);
-    profiler::set_enabled(false);
   };
   const auto t_begin = Clock::now();
   auto t_interval = t_begin;
