@@ -2,7 +2,7 @@
 // sparo against PyTorch, side by side in one run.
 //
 //   bench_train_step [--model clip|dino|all] [--steps N] [--threads T] [--quick] [--no-torch]
-//                    [--device vulkan[:N]]
+//                    [--device vulkan[:N]] [--profile]
 //
 // --device vulkan runs our step on a Vulkan GPU and PyTorch's on CUDA (fp32, TF32 off), for
 // a GPU machine that has both (scripts/gpu_check.sh); the memory columns then compare our
@@ -37,6 +37,10 @@
 // The PyTorch column comes from bench/torch_train_step.py (models from
 // tools/golden/models_golden.py, configs read from the same preset files), started in the same
 // run with Debian's OpenBLAS (see kTorchEnv).
+//
+// --profile (or SPARO_PROFILE=1): our side prints its per-op time table (engine/profiler.h) to
+// stderr, over its timed steps (the warm-up left out). The step times then include the
+// profiler's own cost (a clock read and a lock per op).
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -57,6 +61,7 @@
 
 #include "bench/bench_paths.h"
 #include "engine/backend.h"
+#include "engine/profiler.h"
 #include "models/clip.h"
 #include "models/dino.h"
 #include "training/losses.h"
@@ -138,12 +143,15 @@ struct StepTimes {
 // before_update() (gradient clipping), the AdamW step and after_update() (DINO's teacher EMA);
 // the optimizer phase times all three. Resets the engine's peak after the warm-up.
 template <typename Forward, typename BeforeUpdate, typename AfterUpdate>
-StepTimes time_steps(sparo::Device device, sparo::Optimizer& opt, int warmup, int steps, Forward&& forward,
-                     BeforeUpdate&& before_update, AfterUpdate&& after_update) {
+StepTimes time_steps(sparo::Device device, sparo::Optimizer& opt, int warmup, int steps, const std::string& profile,
+                     Forward&& forward, BeforeUpdate&& before_update, AfterUpdate&& after_update) {
   StepTimes t;
   auto& backend = sparo::backend_for(device);
   for (int i = 0; i < warmup + steps; ++i) {
-    if (i == warmup) backend.reset_peak_memory();
+    if (i == warmup) {
+      backend.reset_peak_memory();
+      if (!profile.empty()) sparo::profiler::set_enabled(true);
+    }
     const auto t0 = Clock::now();
     opt.zero_grad();
     const sparo::Tensor loss = forward();
@@ -164,11 +172,20 @@ StepTimes time_steps(sparo::Device device, sparo::Optimizer& opt, int warmup, in
       t.last_loss = value;
     }
   }
+  if (!profile.empty()) {
+    std::fprintf(stderr, "%s", sparo::profiler::format(sparo::profiler::report(), profile).c_str());
+    sparo::profiler::set_enabled(false);
+  }
   return t;
 }
 
 // Our side of one model; runs in the forked child.
-json run_ours(const std::string& kind, int threads, int warmup, int steps, const std::string& device_name) {
+json run_ours(const std::string& kind, int threads, int warmup, int steps, const std::string& device_name,
+              bool profile) {
+  // The profile's title; empty: no profile.
+  const std::string title = profile ? "bench_train_step, ours, tiny-" + kind + "-sparo on " + device_name + ", " +
+                                          std::to_string(steps) + " timed steps"
+                                    : "";
   sparo::set_num_threads(threads);
   const sparo::Device device = sparo::Device::parse(device_name);
   const int64_t base_rss = proc_status_bytes("VmRSS");
@@ -196,7 +213,7 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps, const
     const sparo::Tensor text = sparo::Tensor::from_vector(ids, {kBatch, T}).to(device);
     sparo::AdamW opt(adamw_groups(model, &params), kLr, kBeta1, kBeta2, kEps);
     t = time_steps(
-        device, opt, warmup, steps, [&] { return sparo::clip_loss(model.forward(images, text).logits_per_image); }, [] {},
+        device, opt, warmup, steps, title, [&] { return sparo::clip_loss(model.forward(images, text).logits_per_image); }, [] {},
         [] {});
   } else {
     sparo::DinoConfig cfg = sparo::DinoConfig::load(preset_path(kind));
@@ -215,7 +232,7 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps, const
     for (const sparo::ParamGroup& g : opt.groups()) trainable.insert(trainable.end(), g.params.begin(), g.params.end());
     const sparo::NamedTensors student_params = student.named_parameters(), teacher_params = teacher.named_parameters();
     t = time_steps(
-        device, opt, warmup, steps,
+        device, opt, warmup, steps, title,
         [&] {
           sparo::Tensor teacher_out;
           {
@@ -254,7 +271,8 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps, const
 }
 
 // Forks, runs run_ours in the child and returns its JSON (or {"error": ...}).
-json run_ours_in_child(const std::string& kind, int threads, int warmup, int steps, const std::string& device) {
+json run_ours_in_child(const std::string& kind, int threads, int warmup, int steps, const std::string& device,
+                       bool profile) {
   int fds[2];
   if (pipe(fds) != 0) return {{"error", "pipe failed"}};
   std::fflush(nullptr);
@@ -264,7 +282,7 @@ json run_ours_in_child(const std::string& kind, int threads, int warmup, int ste
     close(fds[0]);
     std::string text;
     try {
-      text = run_ours(kind, threads, warmup, steps, device).dump();
+      text = run_ours(kind, threads, warmup, steps, device, profile).dump();
     } catch (const std::exception& e) {
       text = json{{"error", e.what()}}.dump();
     }
@@ -331,11 +349,12 @@ std::string mib(double bytes) {
 int usage(int status) {
   std::fprintf(status ? stderr : stdout,
                "usage: bench_train_step [--model clip|dino|all] [--steps N] [--threads T] [--quick] "
-               "[--no-torch]\n"
+               "[--no-torch] [--profile]\n"
                "  --steps N    timed steps (default 7; --quick: 3)\n"
                "  --threads T  threads for both engines (default 2)\n"
                "  --quick      1 warm-up step and 3 timed steps unless --steps is given\n"
-               "  --no-torch   skip the PyTorch column\n");
+               "  --no-torch   skip the PyTorch column\n"
+               "  --profile    print our side's per-op time table to stderr (also: env SPARO_PROFILE=1)\n");
   return status;
 }
 
@@ -344,7 +363,7 @@ int usage(int status) {
 int main(int argc, char** argv) {
   std::string model = "all", device = "cpu";
   int steps = -1, threads = 2;
-  bool quick = false, torch = true;
+  bool quick = false, torch = true, profile = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -369,6 +388,8 @@ int main(int argc, char** argv) {
       device = value();
     } else if (a == "--no-torch") {
       torch = false;
+    } else if (a == "--profile") {
+      profile = true;
     } else if (a == "--help" || a == "-h") {
       return usage(0);
     } else {
@@ -393,7 +414,7 @@ int main(int argc, char** argv) {
   std::vector<json> ours, theirs;
   for (const std::string& kind : kinds) {  // interleaved: ours, then PyTorch, per model
     std::fprintf(stderr, "[%s] ours...\n", kind.c_str());
-    ours.push_back(run_ours_in_child(kind, threads, warmup, steps, device));
+    ours.push_back(run_ours_in_child(kind, threads, warmup, steps, device, sparo::profiler::requested(profile)));
     if (torch) {
       std::fprintf(stderr, "[%s] PyTorch...\n", kind.c_str());
       theirs.push_back(run_torch(kind, threads, warmup, steps, on_gpu));

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "engine/profiler.h"
 #include "models/clip.h"
 #include "training/image.h"
 #include "training/tokenizer.h"
@@ -14,7 +15,7 @@ namespace {
 struct EmbedOptions {
   std::string config, checkpoint, vocab, texts_file, out, device = "cpu";
   std::vector<std::string> images;
-  bool attention = false;
+  bool attention = false, profile = false;
   int batch = 32;
 };
 
@@ -35,6 +36,9 @@ std::pair<Tensor, Tensor> in_batches(int64_t n, int batch, bool want_attention, 
 void run(const EmbedOptions& o) {
   if (o.images.empty() && o.texts_file.empty()) throw Error("embed: give --images and/or --texts-file");
   if (o.batch <= 0) throw Error("embed: --batch must be positive");
+  // The table covers the whole command, loading and writing included (in other/untracked).
+  const bool profile = profiler::requested(o.profile);
+  if (profile) profiler::set_enabled(true);
   const Device device = Device::parse(o.device);
   const ClipConfig cfg = ClipConfig::load(o.config);
   Clip model(cfg);
@@ -79,6 +83,7 @@ void run(const EmbedOptions& o) {
   save_safetensors(o.out, out, {{"config", cfg.to_json()}, {"checkpoint", o.checkpoint}});
   for (const auto& [name, t] : out) std::cout << name << " " << shape_str(t.shape()) << "\n";
   std::cout << "wrote " << o.out << "\n";
+  if (profile) std::cerr << profiler::format(profiler::report(), "sparo embed");
 }
 
 }  // namespace
@@ -99,6 +104,7 @@ void add_embed_command(CLI::App& app) {
   cmd->add_flag("--attention", o->attention, "Also write the SPARO slot attentions");
   cmd->add_option("--device", o->device, "cpu or vulkan[:N]")->capture_default_str();
   cmd->add_option("--batch", o->batch, "Inputs per forward pass")->capture_default_str();
+  cmd->add_flag("--profile", o->profile, "Print a per-op time table at the end (also: env SPARO_PROFILE=1)");
   cmd->callback([o] { run(*o); });
 }
 

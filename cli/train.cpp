@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "engine/profiler.h"
 #include "models/config.h"
 #include "training/trainer.h"
 
@@ -17,6 +18,7 @@ struct TrainCommandOptions {
   std::string config, out, resume, device;
   std::vector<std::string> overrides;
   int progress = -1;
+  bool profile = false;
 };
 
 void run(const std::string& task, const TrainCommandOptions& o) {
@@ -24,6 +26,7 @@ void run(const std::string& task, const TrainCommandOptions& o) {
   if (!o.device.empty()) overrides.push_back("device=" + o.device);
   TrainOptions options;
   options.progress = o.progress;
+  options.profile = profiler::requested(o.profile);
   if (!o.resume.empty()) {
     if (!o.config.empty()) throw Error("train: --resume takes the config from " + o.resume + "/config.json; drop --config");
     resume_training(o.resume, options, overrides);
@@ -54,6 +57,7 @@ void add_task(CLI::App* train, const std::string& task, const std::string& about
   cmd->add_option("--progress", o->progress,
                   "1: live progress line, 0: plain lines (default: a live line when stderr is a terminal)")
       ->check(CLI::Range(0, 1));
+  cmd->add_flag("--profile", o->profile, "Print a per-op time table after the last step (also: env SPARO_PROFILE=1)");
   cmd->callback([o, task] { run(task, *o); });
 }
 

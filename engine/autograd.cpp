@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "engine/ops.h"
+#include "engine/profiler.h"
 
 namespace sparo {
 
@@ -91,10 +92,12 @@ void run_backward(const Tensor& root, const Tensor& grad) {
   std::unordered_map<TensorImpl*, std::pair<std::shared_ptr<TensorImpl>, Tensor>> leaf_grads;
   const auto to_leaf = [&](const std::shared_ptr<TensorImpl>& leaf, Tensor g) {
     auto slot = leaf_grads.find(leaf.get());
-    if (slot == leaf_grads.end())
+    if (slot == leaf_grads.end()) {
       leaf_grads.emplace(leaf.get(), std::make_pair(leaf, std::move(g)));
-    else
+    } else {
+      profiler::Scope scope("grad_accumulate", profiler::Phase::backward);
       slot->second.second = add(slot->second.second, g);
+    }
   };
 
   // Reverse topological order of the nodes by an iterative depth-first search (deep graphs
@@ -134,7 +137,12 @@ void run_backward(const Tensor& root, const Tensor& grad) {
     if (node.released)
       throw Error("backward: the graph through op \"" + node.op +
                   "\" was already freed by an earlier backward pass");
-    std::vector<Tensor> input_grads = node.backward(g);
+    std::vector<Tensor> input_grads;
+    {
+      // The node's row: the op's backward is everything its closure runs.
+      profiler::Scope scope(node.op.c_str(), profiler::Phase::backward);
+      input_grads = node.backward(g);
+    }
     if (input_grads.size() != node.inputs.size())
       throw Error("backward of op \"" + node.op + "\" returned " + std::to_string(input_grads.size()) +
                   " gradients for " + std::to_string(node.inputs.size()) + " inputs");
@@ -149,8 +157,13 @@ void run_backward(const Tensor& root, const Tensor& grad) {
         continue;
       }
       auto slot = grads.find(edge.node.get());
-      if (slot == grads.end()) grads.emplace(edge.node.get(), std::move(input_grads[i]));
-      else slot->second = add(slot->second, input_grads[i]);
+      if (slot == grads.end()) {
+        grads.emplace(edge.node.get(), std::move(input_grads[i]));
+      } else {
+        // A tensor used twice: summing its gradients is backward work of no one op.
+        profiler::Scope scope("grad_accumulate", profiler::Phase::backward);
+        slot->second = add(slot->second, input_grads[i]);
+      }
     }
     // Free what this node saved and its edges: the graph does not outlive backward.
     node.backward = nullptr;
@@ -162,6 +175,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
   for (auto& [raw, entry] : leaf_grads) {
     TensorImpl* impl = entry.first.get();
     if (!impl->requires_grad) continue;
+    profiler::Scope scope("grad_accumulate", profiler::Phase::backward);
     if (!impl->grad) {
       impl->grad = entry.second.clone().impl_ptr();
     } else {

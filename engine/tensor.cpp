@@ -14,6 +14,7 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/ops.h"
+#include "engine/profiler.h"
 #include "engine/random.h"
 
 namespace sparo {
@@ -102,7 +103,10 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return Tensor(std::move(impl));
 }
 
+// Factories and host copies get profiler rows of their own: zero gradients, dropout masks and
+// uploads are real work, and on Vulkan a download is where the host waits for the GPU.
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
+  profiler::Scope scope("full");
   Tensor t = empty(shape, dtype, device);
   backend_for(device).fill(t, value);
   return t;
@@ -129,6 +133,7 @@ static Tensor from_host(const std::vector<T>& values, const Shape& shape, DType 
   if (static_cast<int64_t>(values.size()) != sparo::numel(shape))
     throw Error("from_vector: " + std::to_string(values.size()) + " values do not fill shape " +
                 shape_str(shape) + " (" + std::to_string(sparo::numel(shape)) + " elements)");
+  profiler::Scope scope("from_vector");
   Tensor t = Tensor::empty(shape, dtype, device);
   backend_for(device).upload(t.storage(), 0, values.data(), values.size() * sizeof(T));
   return t;
@@ -137,12 +142,14 @@ Tensor Tensor::from_vector(const std::vector<float>& v, const Shape& s, Device d
 Tensor Tensor::from_vector(const std::vector<int32_t>& v, const Shape& s, Device d) { return from_host(v, s, DType::i32, d); }
 
 Tensor Tensor::randn(const Shape& shape, Generator& gen, Device device) {
+  profiler::Scope scope("randn");
   Tensor t = empty(shape, DType::f32, device);
   backend_for(device).random(t, RandomDist::normal, gen.seed(), gen.reserve(t.numel()), 0.f, 1.f);
   return t;
 }
 
 Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& gen, Device device) {
+  profiler::Scope scope("uniform");
   if (!(low < high)) throw Error("uniform: need low < high, got [" + std::to_string(low) + ", " + std::to_string(high) + ")");
   Tensor t = empty(shape, DType::f32, device);
   backend_for(device).random(t, RandomDist::uniform, gen.seed(), gen.reserve(t.numel()),
@@ -172,6 +179,7 @@ int64_t Tensor::size(int64_t axis) const {
 // ---- host access ----------------------------------------------------------------
 
 std::vector<float> Tensor::to_float_vector() const {
+  profiler::Scope scope("to_host");
   const Tensor t = dtype() == DType::f32 ? *this : cast(detach(), DType::f32);
   std::vector<float> out(static_cast<size_t>(t.numel()));
   backend_for(t.device()).download(t.storage(), 0, out.data(), out.size() * sizeof(float));
@@ -181,6 +189,7 @@ std::vector<float> Tensor::to_float_vector() const {
 std::vector<int32_t> Tensor::to_int_vector() const {
   if (dtype() != DType::i32)
     throw Error(std::string("to_int_vector: tensor has dtype ") + dtype_name(dtype()) + ", expected i32");
+  profiler::Scope scope("to_host");
   std::vector<int32_t> out(static_cast<size_t>(numel()));
   backend_for(device()).download(storage(), 0, out.data(), out.size() * sizeof(int32_t));
   return out;
@@ -193,6 +202,7 @@ float Tensor::item() const {
 
 Tensor Tensor::to(Device target) const {
   if (device() == target) return *this;
+  profiler::Scope scope("to_device");
   Tensor out = empty(shape(), dtype(), target);
   std::vector<uint8_t> host(storage().bytes());
   backend_for(device()).download(storage(), 0, host.data(), host.size());

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "engine/backend.h"
+#include "engine/profiler.h"
 #include "training/checkpoint.h"
 #include "training/schedule.h"
 
@@ -241,6 +242,23 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   Backend& backend = backend_for(Device::parse(cfg.device));
   backend.reset_peak_memory();  // the report at the end is about this run
   TrainResult result{start, start, 0.0};
+  // The table covers the steps (with their logging, monitors and checkpoints), not the setup.
+  if (options.profile) profiler::set_enabled(true);
+  // Off again however the run ends (a NaN loss, Ctrl-C), so a later run in this process is not profiled.
+  struct ProfilerOff {
+    bool on;
+    ~ProfilerOff() {
+      if (on) profiler::set_enabled(false);
+    }
+  } profiler_off{options.profile};
+  const auto print_profile = [&] {
+    if (!options.profile) return;
+    std::string table = profiler::format(profiler::report(), "sparo train " + cfg.task + ", steps " +
+                                                                 std::to_string(start) + ".." +
+                                                                 std::to_string(result.last_step));
+    table.pop_back();  // message() ends the line; the table goes to log.txt too
+    progress.message(table);
+  };
   const auto t_begin = Clock::now();
   auto t_interval = t_begin;
   int64_t interval_steps = 0;
@@ -307,8 +325,12 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       progress.message(message);
       throw Interrupted(message, signal_number);
     }
-    if (options.stop_after >= 0 && done >= options.stop_after && done < cfg.steps) return result;
+    if (options.stop_after >= 0 && done >= options.stop_after && done < cfg.steps) {
+      print_profile();
+      return result;
+    }
   }
+  print_profile();
   save_safetensors_atomic((dir / "model.safetensors").string(), state_dict(task->exported_model(), task->aliases()));
   const double total_s = std::chrono::duration<double>(Clock::now() - t_begin).count();
   progress.message("done: " + std::to_string(cfg.steps) + " steps, last loss " + std::to_string(result.last_loss) + ", " +

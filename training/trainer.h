@@ -64,6 +64,7 @@ struct TrainOptions {
   int progress = -1;           // 1: live progress line; 0: plain lines; -1: line if stderr is a terminal
   int64_t stop_after = -1;     // stop (as if interrupted) after this step, without the final files; tests
   std::ostream* out = nullptr; // progress output (default std::cerr)
+  bool profile = false;        // per-op time table (engine/profiler.h) after the last step
 };
 
 // Thrown when SIGINT or SIGTERM stopped a run: it stops at the end of the step under way, saves

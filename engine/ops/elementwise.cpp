@@ -16,10 +16,12 @@ static Tensor binary_forward(const char* op, BinaryOp kind, const Tensor& a, con
   Tensor out = Tensor::empty(shape, DType::f32, a.device());
   if (out.numel() > 0)
     backend_of(a).binary(kind, a, b, out, make_elementwise_plan(shape, {a.shape(), b.shape()}));
+  add_bytes({&a, &b, &out});
   return out;
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  profiler::Scope scope("add");
   Tensor out = binary_forward("add", BinaryOp::add, a, b);
   return record("add", out, {&a, &b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
     return std::vector<Tensor>{sum_to_shape(g, sa), sum_to_shape(g, sb)};
@@ -27,6 +29,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  profiler::Scope scope("sub");
   Tensor out = binary_forward("sub", BinaryOp::sub, a, b);
   return record("sub", out, {&a, &b}, [sa = a.shape(), sb = b.shape()](const Tensor& g) {
     return std::vector<Tensor>{sum_to_shape(g, sa), sum_to_shape(neg(g), sb)};
@@ -34,6 +37,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  profiler::Scope scope("mul");
   Tensor out = binary_forward("mul", BinaryOp::mul, a, b);
   if (!needs_grad({&a, &b})) return out;
   return record("mul", out, {&a, &b}, [a = a.detach(), b = b.detach()](const Tensor& g) {
@@ -42,6 +46,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  profiler::Scope scope("div");
   Tensor out = binary_forward("div", BinaryOp::div, a, b);
   if (!needs_grad({&a, &b})) return out;
   return record("div", out, {&a, &b}, [a = a.detach(), b = b.detach()](const Tensor& g) {
@@ -51,6 +56,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
+  profiler::Scope scope("maximum");
   Tensor out = binary_forward("maximum", BinaryOp::maximum, a, b);
   if (!needs_grad({&a, &b})) return out;
   return record("maximum", out, {&a, &b}, [a = a.detach(), b = b.detach()](const Tensor& g) {
@@ -59,7 +65,10 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
   });
 }
 
-Tensor eq(const Tensor& a, const Tensor& b) { return binary_forward("eq", BinaryOp::eq, a, b); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  profiler::Scope scope("eq");
+  return binary_forward("eq", BinaryOp::eq, a, b);
+}
 
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
@@ -76,9 +85,11 @@ Tensor operator*(float s, const Tensor& a) { return affine(a, s, 0.0f); }
 // Every unary op saves its input; the kernel's backward recomputes what it needs from it.
 
 static Tensor unary_op(const char* op, UnaryOp kind, const Tensor& x, UnaryParams p = {}) {
+  profiler::Scope scope(op);
   check_dtype(op, x, DType::f32, "x");
   Tensor out = Tensor::empty(x.shape(), DType::f32, x.device());
   if (out.numel() > 0) backend_of(x).unary(kind, x, out, p);
+  add_bytes({&x, &out});
   if (kind == UnaryOp::step || !needs_grad({&x})) return out;
   // Constant derivatives: save nothing (x may be a large activation, e.g. attention's q).
   if (kind == UnaryOp::affine || kind == UnaryOp::neg) {
@@ -88,6 +99,7 @@ static Tensor unary_op(const char* op, UnaryOp kind, const Tensor& x, UnaryParam
   return record(op, out, {&x}, [x = x.detach(), kind, p](const Tensor& g) {
     Tensor dx = Tensor::empty(x.shape(), DType::f32, x.device());
     if (dx.numel() > 0) backend_of(x).unary_backward(kind, x, g, dx, p);
+    add_bytes({&x, &g, &dx});
     return std::vector<Tensor>{dx};
   });
 }
@@ -121,6 +133,7 @@ Tensor clamp(const Tensor& x, float min, float max) {
 // ---- where / masked_fill ------------------------------------------------------------------
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  profiler::Scope scope("where");
   check_defined("where", cond, "cond");
   if (cond.dtype() != DType::f32 && cond.dtype() != DType::i32)
     throw Error(std::string("where: cond has dtype ") + dtype_name(cond.dtype()) + ", expected f32 or i32");
@@ -132,6 +145,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Tensor out = Tensor::empty(shape, DType::f32, a.device());
   if (out.numel() > 0)
     backend_of(a).where(cond, a, b, out, make_elementwise_plan(shape, {cond.shape(), a.shape(), b.shape()}));
+  add_bytes({&cond, &a, &b, &out});
   if (!needs_grad({&a, &b})) return out;
   return record("where", out, {&cond, &a, &b}, [cond = cond.detach(), sa = a.shape(), sb = b.shape()](const Tensor& g) {
     const Tensor zero = Tensor::zeros({}, DType::f32, g.device());
@@ -147,6 +161,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, float value) {
 // ---- in place (never recorded) ---------------------------------------------------------------
 
 static void inplace_binary(const char* op, BinaryOp kind, Tensor& dst, const Tensor& src) {
+  profiler::Scope scope(op);
   check_dtype(op, dst, DType::f32, "dst");
   check_dtype(op, src, DType::f32, "src");
   check_same_device(op, dst, src);
@@ -155,12 +170,14 @@ static void inplace_binary(const char* op, BinaryOp kind, Tensor& dst, const Ten
                 shape_str(dst.shape()));
   if (dst.numel() > 0)
     backend_of(dst).binary(kind, dst, src, dst, make_elementwise_plan(dst.shape(), {dst.shape(), src.shape()}));
+  add_bytes({&dst, &src, &dst});
 }
 
 void add_(Tensor& dst, const Tensor& src) { inplace_binary("add_", BinaryOp::add, dst, src); }
 void mul_(Tensor& dst, const Tensor& src) { inplace_binary("mul_", BinaryOp::mul, dst, src); }
 
 void copy_(Tensor& dst, const Tensor& src) {
+  profiler::Scope scope("copy_");
   check_defined("copy_", dst, "dst");
   check_defined("copy_", src, "src");
   check_same_device("copy_", dst, src);
@@ -170,11 +187,14 @@ void copy_(Tensor& dst, const Tensor& src) {
   if (dst.numel() == 0) return;
   const Shape strides = contiguous_strides(dst.shape());
   backend_of(dst).copy(src, dst, make_copy_plan(dst.shape(), strides, 0, strides, 0));
+  add_bytes({&src, &dst});
 }
 
 void fill_(Tensor& dst, float value) {
+  profiler::Scope scope("fill_");
   check_defined("fill_", dst, "dst");
   backend_of(dst).fill(dst, value);
+  add_bytes({&dst});
 }
 
 }  // namespace sparo

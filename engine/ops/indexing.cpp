@@ -22,6 +22,7 @@ static void check_index_tensor(const char* op, const Tensor& x, const Tensor& in
 }
 
 Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
+  profiler::Scope scope("index_select");
   check_defined("index_select", x, "x");
   check_index_tensor("index_select", x, index);
   if (index.dim() != 1)
@@ -48,6 +49,7 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
 }
 
 Tensor embedding(const Tensor& table, const Tensor& ids) {
+  profiler::Scope scope("embedding");
   check_dtype("embedding", table, DType::f32, "table");
   check_index_tensor("embedding", table, ids);
   if (table.dim() != 2)
@@ -67,6 +69,7 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
 }
 
 Tensor one_hot(const Tensor& index, int64_t classes, float on, float off) {
+  profiler::Scope scope("one_hot");
   check_dtype("one_hot", index, DType::i32, "index");
   if (classes <= 0) throw Error("one_hot: classes must be positive, got " + std::to_string(classes));
   Shape out_shape = index.shape();

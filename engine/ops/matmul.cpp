@@ -6,6 +6,7 @@ namespace sparo {
 using namespace detail;
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  profiler::Scope scope("matmul");
   check_dtype("matmul", a, DType::f32, "a");
   check_dtype("matmul", b, DType::f32, "b");
   check_same_device("matmul", a, b);
@@ -51,6 +52,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   if (out.numel() > 0) {
     if (Ka == 0) fill_(out, 0.0f);
     else backend_of(a).matmul(A, B, out, d);
+    // A GEMM does M·N·K multiply-adds: 2·M·N·K FLOPs per product of the batch.
+    profiler::add_work(2.0 * static_cast<double>(d.batch) * static_cast<double>(M) * static_cast<double>(N) *
+                           static_cast<double>(Ka), 0.0);
   }
   if (!needs_grad({&a, &b})) return out;
   return record("matmul", out, {&a, &b}, [a = a.detach(), b = b.detach(), trans_a, trans_b,
@@ -65,6 +69,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   });
 }
 
+// No profiler scope: linear records no node of its own, so its matmul and add are the rows
+// (forward and backward alike).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_defined("linear", x, "x");
   check_defined("linear", weight, "weight");

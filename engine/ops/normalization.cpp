@@ -8,6 +8,7 @@ namespace sparo {
 using namespace detail;
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
+  profiler::Scope scope("layer_norm");
   check_dtype("layer_norm", x, DType::f32, "x");
   check_dtype("layer_norm", weight, DType::f32, "weight");
   if (x.dim() == 0) throw Error("layer_norm: needs at least one axis, got a scalar");
@@ -27,6 +28,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
   Tensor mean = Tensor::empty({rows}, DType::f32, x.device());
   Tensor rstd = Tensor::empty({rows}, DType::f32, x.device());
   if (y.numel() > 0) backend_of(x).layer_norm(x, weight, bias, y, mean, rstd, rows, cols, eps);
+  add_bytes({&x, &y});  // the [rows, cols] tensors; the rest is small
   if (!needs_grad({&x, &weight, &bias})) return y;
   const bool want_dw = weight.requires_grad(), want_db = bias.defined() && bias.requires_grad();
   return record("layer_norm", y, {&x, &weight, &bias},
@@ -36,10 +38,12 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
     Tensor db = want_db ? Tensor::empty({cols}, DType::f32, x.device()) : Tensor();
     if (rows > 0 && cols > 0) backend_of(x).layer_norm_backward(x, w, mean, rstd, g, dx, dw, db, rows, cols);
     else { if (dw.defined()) fill_(dw, 0.0f); if (db.defined()) fill_(db, 0.0f); }
+    add_bytes({&x, &g, &dx});
     return std::vector<Tensor>{dx, dw, db};
   });
 }
 
+// No profiler scope: composed from ops whose nodes (square, sum, clamp, sqrt, div) are its rows.
 Tensor l2_normalize(const Tensor& x, int64_t axis, float eps) {
   check_dtype("l2_normalize", x, DType::f32, "x");
   axis = normalize_axis("l2_normalize", axis, x.shape());

@@ -6,10 +6,22 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/ops.h"
+#include "engine/profiler.h"
 
 namespace sparo::detail {
 
 inline Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
+
+// For the profiler's GB/s column: the tensors a kernel reads and writes, each listed once per
+// pass (an undefined one counts 0). Sizes are computed only when the profiler is on, so the off
+// path stays one flag check.
+inline void add_bytes(std::initializer_list<const Tensor*> tensors) {
+  if (!profiler::enabled()) return;
+  double bytes = 0.0;
+  for (const Tensor* t : tensors)
+    if (t->defined()) bytes += static_cast<double>(t->numel()) * static_cast<double>(dtype_size(t->dtype()));
+  profiler::add_work(0.0, bytes);
+}
 
 // Axis in [-rank, rank) -> [0, rank); error names the op and the shape.
 int64_t normalize_axis(const char* op, int64_t axis, const Shape& shape);

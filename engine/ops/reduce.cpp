@@ -36,6 +36,7 @@ Tensor reduce_kernel(const char* op, ReduceOp kind, const Tensor& x, const Shape
   if (out.numel() == 0) return out;
   if (s.n == 0) fill_(out, 0.0f);
   else backend_of(x).reduce(kind, x, out, s.outer, s.n, s.inner);
+  add_bytes({&x, &out});
   return out;
 }
 
@@ -47,6 +48,7 @@ Tensor expand_reduced(const Tensor& g, const Shape& keep_shape, const Shape& ful
 }  // namespace
 
 Tensor sum(const Tensor& x, int64_t axis, bool keepdim) {
+  profiler::Scope scope("sum");
   check_defined("sum", x, "x");
   axis = normalize_axis("sum", axis, x.shape());
   Tensor out = reduce_kernel("sum", ReduceOp::sum, x, reduced_shape(x.shape(), axis, keepdim), split_at(x.shape(), axis));
@@ -56,6 +58,7 @@ Tensor sum(const Tensor& x, int64_t axis, bool keepdim) {
 }
 
 Tensor sum(const Tensor& x) {
+  profiler::Scope scope("sum");
   check_defined("sum", x, "x");
   Tensor out = reduce_kernel("sum", ReduceOp::sum, x, {}, AxisSplit{1, x.numel(), 1});
   return record("sum", out, {&x}, [xs = x.shape()](const Tensor& g) {
@@ -63,6 +66,7 @@ Tensor sum(const Tensor& x) {
   });
 }
 
+// mean opens no profiler scope: it records sum and affine nodes, which are its rows.
 Tensor mean(const Tensor& x, int64_t axis, bool keepdim) {
   check_defined("mean", x, "x");
   const int64_t n = x.size(axis);
@@ -84,6 +88,7 @@ static Tensor max_backward(const Tensor& x, const Tensor& max_keep, const Tensor
 }
 
 Tensor max(const Tensor& x, int64_t axis, bool keepdim) {
+  profiler::Scope scope("max");
   check_defined("max", x, "x");
   axis = normalize_axis("max", axis, x.shape());
   const Shape keep_shape = reduced_shape(x.shape(), axis, true);
@@ -95,6 +100,7 @@ Tensor max(const Tensor& x, int64_t axis, bool keepdim) {
 }
 
 Tensor max(const Tensor& x) {
+  profiler::Scope scope("max");
   check_defined("max", x, "x");
   Tensor out = reduce_kernel("max", ReduceOp::max, x, {}, AxisSplit{1, x.numel(), 1});
   if (!needs_grad({&x})) return out;
@@ -105,6 +111,7 @@ Tensor max(const Tensor& x) {
 }
 
 Tensor sum_to_shape(const Tensor& x, const Shape& shape) {
+  profiler::Scope scope("sum_to_shape");
   check_defined("sum_to_shape", x, "x");
   if (x.shape() == shape) return x;
   if (shape.size() > x.shape().size() || broadcast_shapes("sum_to_shape", shape, x.shape()) != x.shape())

@@ -9,6 +9,7 @@ namespace sparo {
 using namespace detail;
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
+  profiler::Scope scope("reshape");
   check_defined("reshape", x, "x");
   Shape resolved = shape;
   int64_t known = 1, inferred = -1;
@@ -43,6 +44,7 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
 }
 
 Tensor permute(const Tensor& x, const std::vector<int64_t>& axes) {
+  profiler::Scope scope("permute");
   check_defined("permute", x, "x");
   const Shape& xs = x.shape();
   if (axes.size() != xs.size())
@@ -64,6 +66,7 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& axes) {
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   if (out.numel() > 0)
     backend_of(x).copy(x, out, make_copy_plan(out_shape, src_strides, 0, contiguous_strides(out_shape), 0));
+  add_bytes({&x, &out});
   std::vector<int64_t> inverse(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
   return record("permute", out, {&x}, [inverse](const Tensor& g) {
@@ -71,6 +74,7 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& axes) {
   });
 }
 
+// No profiler scope: permute is the row (and the node it records).
 Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1) {
   check_defined("transpose", x, "x");
   std::vector<int64_t> perm(x.shape().size());
@@ -86,9 +90,11 @@ static void copy_into(const Tensor& src, Tensor& dst, int64_t axis, int64_t star
   const Shape dst_strides = contiguous_strides(dst.shape());
   backend_of(src).copy(src, dst, make_copy_plan(src.shape(), contiguous_strides(src.shape()), 0, dst_strides,
                                                 start * dst_strides[static_cast<size_t>(axis)]));
+  add_bytes({&src, &src});  // reads src, writes as much into dst
 }
 
 Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end) {
+  profiler::Scope scope("slice");
   check_defined("slice", x, "x");
   axis = normalize_axis("slice", axis, x.shape());
   const int64_t size = x.shape()[static_cast<size_t>(axis)];
@@ -103,6 +109,7 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end) {
     const Shape x_strides = contiguous_strides(x.shape());
     backend_of(x).copy(x, out, make_copy_plan(out_shape, x_strides, start * x_strides[static_cast<size_t>(axis)],
                                               contiguous_strides(out_shape), 0));
+    add_bytes({&out, &out});  // reads a region of x as large as out, writes out
   }
   return record("slice", out, {&x}, [xs = x.shape(), axis, start](const Tensor& g) {
     Tensor dx = Tensor::zeros(xs, DType::f32, g.device());
@@ -112,6 +119,7 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end) {
 }
 
 Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
+  profiler::Scope scope("concat");
   if (xs.empty()) throw Error("concat: no tensors given");
   for (size_t i = 0; i < xs.size(); ++i) check_defined("concat", xs[i], "xs[i]");
   const Shape& first = xs[0].shape();
@@ -151,6 +159,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
 }
 
 Tensor expand(const Tensor& x, const Shape& shape) {
+  profiler::Scope scope("expand");
   check_defined("expand", x, "x");
   const Shape& xs = x.shape();
   if (xs.size() > shape.size() || broadcast_shapes("expand", xs, shape) != shape)
@@ -165,10 +174,12 @@ Tensor expand(const Tensor& x, const Shape& shape) {
   Tensor out = Tensor::empty(shape, x.dtype(), x.device());
   if (out.numel() > 0)
     backend_of(x).copy(x, out, make_copy_plan(shape, src_strides, 0, contiguous_strides(shape), 0));
+  add_bytes({&out, &out});  // reads x (broadcast) once per element of out, writes out
   return record("expand", out, {&x}, [xs](const Tensor& g) { return std::vector<Tensor>{sum_to_shape(g, xs)}; });
 }
 
 Tensor cast(const Tensor& x, DType dtype) {
+  profiler::Scope scope("cast");
   check_defined("cast", x, "x");
   Tensor out = Tensor::empty(x.shape(), dtype, x.device());
   if (out.numel() > 0) backend_of(x).cast(x, out);

@@ -207,6 +207,21 @@ TEST_F(EmbedCli, OneRowPerLineBlankLinesIncluded) {
   EXPECT_EQ(std::vector<float>(crlf.begin() + 2 * 768, crlf.end()), unix);
 }
 
+// --profile and SPARO_PROFILE=1 print the per-op table at the end; without them there is none.
+TEST_F(EmbedCli, ProfilePrintsThePerOpTable) {
+  const std::string args = "embed --config " + cfg_path + " --checkpoint " + dir + "/model.safetensors --vocab " + dir +
+                           "/merges.txt --texts-file " + dir + "/captions.txt --out " + dir + "/out.safetensors";
+  for (const auto& [flag, env] : {std::pair<std::string, std::string>{" --profile", ""}, {"", "SPARO_PROFILE=1"}}) {
+    const CliRun r = sparo_cli(args + flag, env);
+    ASSERT_EQ(r.code, 0) << r.output;
+    for (const char* text : {"profile: sparo embed; wall ", "matmul", "layer_norm", "GFLOP/s", "other/untracked"})
+      EXPECT_NE(r.output.find(text), std::string::npos) << text << "\n" << r.output;
+  }
+  const CliRun plain = sparo_cli(args, "SPARO_PROFILE=0");
+  ASSERT_EQ(plain.code, 0) << plain.output;
+  EXPECT_EQ(plain.output.find("other/untracked"), std::string::npos) << plain.output;
+}
+
 TEST_F(EmbedCli, NaNWeightsAreAnErrorNotNaNEmbeddings) {
   NamedTensors state = load_safetensors(dir + "/model.safetensors");
   std::vector<float> w = state.at(0).second.to_float_vector();
@@ -266,6 +281,7 @@ TEST_F(TrainCli, TrainsResumesAndWritesTheRunDirectory) {
   EXPECT_NE(r.output.find("[clip] step 1/3  loss "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("[clip] step 3/3  loss "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("samples/s"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("other/untracked"), std::string::npos) << r.output;  // no profile unless asked
   for (const char* f : {"config.json", "metrics.jsonl", "log.txt", "model.safetensors", "tokenizer.txt",
                         "checkpoints/step-00000002.safetensors", "checkpoints/step-00000003.safetensors"})
     EXPECT_TRUE(fs::exists(dir + "/run/" + f)) << f;
@@ -312,6 +328,23 @@ TEST_F(TrainCli, TrainsResumesAndWritesTheRunDirectory) {
   const CliRun again = sparo_cli("train clip --config " + dir + "/clip.json --out " + dir + "/run");
   EXPECT_NE(again.code, 0);
   EXPECT_NE(again.output.find("already holds a run"), std::string::npos) << again.output;
+}
+
+// The table comes after the last step of the run (and of a resumed run), into log.txt as well.
+TEST_F(TrainCli, ProfilePrintsThePerOpTableAfterTheLastStep) {
+  const CliRun r = sparo_cli("train clip --config " + dir + "/clip.json --out " + dir + "/run --progress 0 --profile");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const size_t table = r.output.find("profile: sparo train clip, steps 0..3; wall ");
+  ASSERT_NE(table, std::string::npos) << r.output;
+  EXPECT_GT(table, r.output.find("[clip] step 3/3")) << r.output;
+  for (const char* text : {"matmul", "adamw_step", "softmax", "grad_accumulate", "GFLOP/s", "GB/s", "other/untracked"})
+    EXPECT_NE(r.output.find(text, table), std::string::npos) << text << "\n" << r.output;
+  std::ifstream log(dir + "/run/log.txt");
+  const std::string logged((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(logged.find("other/untracked"), std::string::npos) << logged;
+  const CliRun more = sparo_cli("train clip --resume " + dir + "/run --set steps=4 --progress 0", "SPARO_PROFILE=1");
+  ASSERT_EQ(more.code, 0) << more.output;
+  EXPECT_NE(more.output.find("profile: sparo train clip, steps 3..4; wall "), std::string::npos) << more.output;
 }
 
 TEST_F(TrainCli, BadConfigCorruptIdxAndCorruptImageGiveClearMessages) {
