@@ -425,6 +425,16 @@ TEST(TrainConfig, PresetsLoad) {
     const TrainConfig c = TrainConfig::load(std::string(SPARO_SOURCE_DIR) + "/training/configs/" + name + ".json");
     EXPECT_EQ(c.task, std::string(name).substr(0, 4)) << name;
   }
+  // A pair differs only in its model: same data, groups, schedule and seed (a fair comparison).
+  for (const char* pair : {"clip-tiny", "dino-tiny"}) {
+    const std::string base = std::string(SPARO_SOURCE_DIR) + "/training/configs/" + pair;
+    json baseline = json::parse(TrainConfig::load(base + ".json").to_json());
+    json sparo = json::parse(TrainConfig::load(base + "-sparo.json").to_json());
+    baseline.erase("model");
+    sparo.erase("model");
+    EXPECT_EQ(baseline, sparo) << pair;
+  }
+  EXPECT_EQ(TrainConfig::load(std::string(SPARO_SOURCE_DIR) + "/training/configs/clip-tiny.json").scene_group_size, 4);
 }
 
 #if defined(SPARO_HAVE_VULKAN)
