@@ -22,9 +22,17 @@
 //                    0.1, teacher 0.04, centre momentum 0.9); gradient clipping at global norm 3;
 //                    AdamW; teacher EMA with momentum 0.996. No drop-path on either side
 //                    (models_golden's DINO has none), so the preset's drop_path_rate is set to 0.
-// Warm-up steps (2, or 1 with --quick) then N timed steps (7, or 3 with --quick); the median
-// and minimum of the N step times are reported, plus per-phase medians (forward = zero_grad +
-// forward + loss, backward, optimizer) on both sides.
+// Warm-up steps (2, or 1 with --quick) then N timed steps (7, or 3 with --quick), in R rounds
+// (--rounds; 3, or 1 with --quick) that alternate the sides, ours then PyTorch, R times per
+// model (ABAB...): a burst of load from elsewhere then hits both sides rather than one. The
+// median and minimum of the R·N step times are reported, plus per-phase medians (forward =
+// zero_grad + forward + loss, backward, optimizer; the median of the rounds' medians) on both
+// sides. The load average is printed at the start and the end, with a warning when the machine
+// was not quiet (a 1-minute load above 0.5 beyond what the bench itself adds).
+//
+// --contend: the bench starts one single-threaded busy process for the whole run, so both
+// sides are measured beside a competitor (a parallel loop that waits on one descheduled thread
+// shows it here).
 //
 // Each of our models runs in a forked child process (the parent does no engine work before
 // forking), and each PyTorch model in its own Python process, so every peak RSS belongs to one
@@ -39,11 +47,12 @@
 // run with Debian's OpenBLAS (see kTorchEnv).
 //
 // --profile (or SPARO_PROFILE=1): our side prints its per-op time table (engine/profiler.h) to
-// stderr, over its timed steps (the warm-up left out). The step times then include the
+// stderr, over its timed steps of the first round (the warm-up left out). The step times then include the
 // profiler's own cost (a clock read and a lock per op).
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -333,6 +342,51 @@ json run_torch(const std::string& kind, int threads, int warmup, int steps, bool
   return j["results"][0];
 }
 
+// One side's rounds as one result: step times pooled (median and minimum over all of them),
+// per-phase medians the median of the rounds' medians, memory the largest of the rounds'.
+json merge_rounds(const std::vector<json>& rounds) {
+  for (const json& r : rounds)
+    if (!r.is_object() || r.contains("error")) return r;
+  json out = rounds.front();
+  std::vector<double> steps;
+  for (const json& r : rounds)
+    for (const json& t : r["step_s"]) steps.push_back(t.get<double>());
+  out["step_s"] = steps;
+  out["median_s"] = median(steps);
+  out["min_s"] = *std::min_element(steps.begin(), steps.end());
+  out["rounds"] = rounds.size();
+  for (const char* k : {"forward_median_s", "backward_median_s", "optimizer_median_s"}) {
+    std::vector<double> v;
+    for (const json& r : rounds) v.push_back(r[k].get<double>());
+    out[k] = median(v);
+  }
+  for (const char* k : {"peak_rss_bytes", "engine_peak_bytes", "device_peak_bytes"}) {
+    if (!out.contains(k) || !out[k].is_number()) continue;
+    double m = 0;
+    for (const json& r : rounds) m = std::max(m, r[k].get<double>());
+    out[k] = m;
+  }
+  return out;
+}
+
+// A busy loop in a child process, until the bench kills it (--contend).
+pid_t start_contender() {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    volatile uint64_t x = 0;
+    for (;;) x = x + 1;
+  }
+  return pid;
+}
+
+double load_1min() {
+  std::ifstream f("/proc/loadavg");
+  double a = 0;
+  f >> a;
+  return a;
+}
+
 std::string load_average() {
   std::ifstream f("/proc/loadavg");
   std::string a, b, c;
@@ -349,8 +403,10 @@ std::string mib(double bytes) {
 int usage(int status) {
   std::fprintf(status ? stderr : stdout,
                "usage: bench_train_step [--model clip|dino|all] [--steps N] [--threads T] [--quick] "
-               "[--no-torch] [--profile]\n"
-               "  --steps N    timed steps (default 7; --quick: 3)\n"
+               "[--no-torch] [--profile] [--rounds R] [--contend]\n"
+               "  --steps N    timed steps per round (default 7; --quick: 3)\n"
+               "  --rounds R   rounds per side, alternating ours and PyTorch (default 3; --quick: 1)\n"
+               "  --contend    run beside one single-threaded busy process started by the bench\n"
                "  --threads T  threads for both engines (default 2)\n"
                "  --quick      1 warm-up step and 3 timed steps unless --steps is given\n"
                "  --no-torch   skip the PyTorch column\n"
@@ -362,8 +418,8 @@ int usage(int status) {
 
 int main(int argc, char** argv) {
   std::string model = "all", device = "cpu";
-  int steps = -1, threads = 2;
-  bool quick = false, torch = true, profile = false;
+  int steps = -1, threads = 2, rounds = -1;
+  bool quick = false, torch = true, profile = false, contend = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -382,6 +438,11 @@ int main(int argc, char** argv) {
     } else if (a == "--threads") {
       threads = std::atoi(value().c_str());
       if (threads < 1) return usage(2);
+    } else if (a == "--rounds") {
+      rounds = std::atoi(value().c_str());
+      if (rounds < 1) return usage(2);
+    } else if (a == "--contend") {
+      contend = true;
     } else if (a == "--quick") {
       quick = true;
     } else if (a == "--device") {
@@ -399,30 +460,42 @@ int main(int argc, char** argv) {
   }
   const int warmup = quick ? 1 : 2;
   if (steps < 0) steps = quick ? 3 : 7;
+  if (rounds < 0) rounds = quick ? 1 : 3;
   std::vector<std::string> kinds;
   if (model == "all" || model == "clip") kinds.push_back("clip");
   if (model == "all" || model == "dino") kinds.push_back("dino");
 
   const bool on_gpu = device != "cpu";
-  std::printf("bench_train_step: batch %lld, %d threads, %d warm-up + %d timed steps, ours on %s, PyTorch on %s; "
-              "load average %s at the start\n",
-              static_cast<long long>(kBatch), threads, warmup, steps, device.c_str(), on_gpu ? "cuda" : "cpu",
-              load_average().c_str());
+  const double load_start = load_1min();
+  std::printf("bench_train_step: batch %lld, %d threads, %d warm-up + %d timed steps × %d rounds per side (ABAB), "
+              "ours on %s, PyTorch on %s%s; load average %s at the start\n",
+              static_cast<long long>(kBatch), threads, warmup, steps, rounds, device.c_str(), on_gpu ? "cuda" : "cpu",
+              contend ? ", beside one busy process (--contend)" : "", load_average().c_str());
   std::printf("PyTorch: %s %s bench/torch_train_step.py (models_golden)\n", kTorchEnv, python_path().c_str());
   std::fflush(stdout);
 
+  const pid_t contender = contend ? start_contender() : -1;
   std::vector<json> ours, theirs;
-  for (const std::string& kind : kinds) {  // interleaved: ours, then PyTorch, per model
-    std::fprintf(stderr, "[%s] ours...\n", kind.c_str());
-    ours.push_back(run_ours_in_child(kind, threads, warmup, steps, device, sparo::profiler::requested(profile)));
-    if (torch) {
-      std::fprintf(stderr, "[%s] PyTorch...\n", kind.c_str());
-      theirs.push_back(run_torch(kind, threads, warmup, steps, on_gpu));
-    } else {
-      theirs.push_back({{"error", "skipped (--no-torch)"}});
+  for (const std::string& kind : kinds) {  // interleaved: ours, PyTorch, ours, PyTorch, ... per model
+    std::vector<json> our_rounds, their_rounds;
+    for (int r = 0; r < rounds; ++r) {
+      std::fprintf(stderr, "[%s] round %d/%d: ours...\n", kind.c_str(), r + 1, rounds);
+      our_rounds.push_back(
+          run_ours_in_child(kind, threads, warmup, steps, device, sparo::profiler::requested(profile) && r == 0));
+      if (torch) {
+        std::fprintf(stderr, "[%s] round %d/%d: PyTorch...\n", kind.c_str(), r + 1, rounds);
+        their_rounds.push_back(run_torch(kind, threads, warmup, steps, on_gpu));
+      }
     }
+    ours.push_back(merge_rounds(our_rounds));
+    theirs.push_back(torch ? merge_rounds(their_rounds) : json{{"error", "skipped (--no-torch)"}});
   }
+  const double load_stop = load_1min();
   const std::string load_end = load_average();
+  if (contender > 0) {
+    kill(contender, SIGKILL);
+    waitpid(contender, nullptr, 0);
+  }
 
   auto name = [](const std::string& kind) {
     return kind == "clip" ? "tiny-clip-sparo" : "tiny-dino-sparo";
@@ -433,7 +506,8 @@ int main(int argc, char** argv) {
   // tensors (our engine's peak, torch.cuda.max_memory_allocated).
   const char* ours_mem = on_gpu ? "engine_peak_bytes" : "peak_rss_bytes";
   const char* their_mem = on_gpu ? "device_peak_bytes" : "peak_rss_bytes";
-  std::printf("\nstep time: median of %d steps; memory: %s (ours vs PyTorch)\n", steps,
+  std::printf("\nstep time: median of %d steps (%d rounds × %d); memory: %s (ours vs PyTorch)\n", steps * rounds,
+              rounds, steps,
               on_gpu ? "peak device memory in tensors" : "process peak RSS");
   std::printf("%-24s %12s %14s %12s %13s %15s %11s\n", "model", "ours med(s)", "PyTorch med(s)",
               "ours/PyTorch", on_gpu ? "ours peak dev" : "ours peak RSS", on_gpu ? "PyTorch pk dev" : "PyTorch pk RSS",
@@ -504,5 +578,12 @@ int main(int argc, char** argv) {
         break;
       }
   std::printf("load average at the end: %s\n", load_end.c_str());
+  // Quiet: before the run nothing else ran; at its end the 1-minute average holds the bench's own
+  // threads (and the contender), so only what is beyond them counts.
+  const double own = static_cast<double>(threads) + (contend ? 1.0 : 0.0);
+  if (load_start > 0.5 || load_stop > own + 0.5)
+    std::printf("warning: the machine was not quiet (1-minute load %.2f at the start, %.2f at the end, against "
+                "0 and %.0f from this bench): rerun when it is, or compare only sides measured together\n",
+                load_start, load_stop, own);
   return 0;
 }
