@@ -262,9 +262,9 @@ void check_identical(const std::vector<Tensor>& tensors, const std::string& what
   for (int r = 1; r < g_size; ++r)
     if (hashes[static_cast<size_t>(r)] != hashes[0]) differing += (differing.empty() ? "" : ", ") + std::to_string(r);
   if (!differing.empty())
-    throw Error("the ranks disagree on the " + what + ": rank(s) " + differing + " differ from rank 0 (hashes of " +
-                std::to_string(g_size) + " ranks compared" + at_rank() +
-                "); their runs have diverged: same binary, data and --threads on every rank?");
+    throw Error("the ranks disagree on the " + what + ": rank(s) " + differing +
+                " differ from rank 0 (a hash of each rank's values); their runs have diverged (the same binary and "
+                "data on every rank?)");
 }
 
 }  // namespace sparo::distributed
