@@ -43,7 +43,12 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "Threads for parallel loops (0: all cores; env SPARO_THREADS)")
       ->envname("SPARO_THREADS")
       ->check(CLI::NonNegativeNumber);
-  app.parse_complete_callback([&] { sparo::set_num_threads(threads); });
+  app.parse_complete_callback([&] {
+    sparo::set_num_threads(threads);
+    // Every rank would run the command on its own and write the same files at once.
+    if (sparo::distributed::size() > 1 && !app.got_subcommand("train"))
+      throw sparo::Error("under mpirun only 'sparo train' runs (data parallel); run other commands without mpirun");
+  });
 
   sparo::cli::add_info_command(app);
   sparo::cli::add_inspect_command(app);

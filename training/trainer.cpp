@@ -353,7 +353,9 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       if (!checkpoint_due) save_checkpoint_at(done);
       const std::string message = std::string("interrupted by ") + (signal_number == SIGINT ? "SIGINT" : "SIGTERM") +
                                   " after step " + std::to_string(done) + " of " + std::to_string(cfg.steps) +
-                                  "; saved " + last_checkpoint + ". Continue with: sparo train " + cfg.task + " --resume " + dir.string();
+                                  "; saved " + last_checkpoint + ". Continue with: " +
+                                  (ranks > 1 ? "mpirun -np " + std::to_string(ranks) + " " : std::string()) + "sparo train " +
+                                  cfg.task + " --resume " + dir.string();
       progress.message(message);
       throw Interrupted(message, signal_number);
     }
