@@ -38,16 +38,17 @@ Outcome shell(const std::string& command) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
 }
 
-// `ranks` processes under mpirun (0: the plain command, no mpirun), one thread each.
-Outcome sparo(int ranks, const std::string& args) {
-  const std::string command = std::string(SPARO_BIN) + " --threads 1 " + args;
+// `ranks` processes under mpirun (0: the plain command, no mpirun), one thread each. `command`
+// replaces the sparo command under mpirun (a script that changes one rank's arguments).
+Outcome sparo(int ranks, const std::string& args, std::string command = "") {
+  if (command.empty()) command = std::string(SPARO_BIN) + " --threads 1 " + args;
   if (ranks == 0) return shell(command);
-  std::string env;
+  std::string env = "timeout 300 ";  // a hang fails the test (exit 124) rather than CI
 #if defined(__SANITIZE_ADDRESS__)
   // OpenMPI's plugins (dlopen'd, unloaded at MPI_Finalize) leave allocations LeakSanitizer reports
   // without a module name to suppress; under mpirun the ASan build keeps every other check on.
   // The same code without mpirun, in the other tests, keeps leak checking.
-  env = "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" ";
+  env = "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" " + env;
 #endif
   return shell(env + "mpirun --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) + " " + command);
 }
@@ -191,6 +192,40 @@ TEST(Distributed, OnlyTrainRunsUnderMpirun) {
   const Outcome r = sparo(2, "info");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("under mpirun only 'sparo train' runs"), std::string::npos) << r.output;
+}
+
+// Two processes of which rank 1 gets `rank1_args` added to its sparo train dino command.
+Outcome dino_with_rank1_args(const TempDir& tmp, const std::string& rank1_args) {
+  const std::string script = tmp / "rank.sh";
+  std::ofstream(script) << "#!/bin/sh\nextra=\"\"\n[ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && extra=\"" << rank1_args << "\"\n"
+                        << "exec " << SPARO_BIN << " --threads 1 train dino --config " << write_config(tmp, "dino")
+                        << " --out " << tmp / "run" << " --progress 0 $extra\n";
+  return sparo(2, "", "sh " + script);
+}
+
+// Ranks whose weights part (here rank 1 trains with another learning rate) are stopped at the
+// next checkpoint by an error naming the rank, on every rank.
+TEST(Distributed, RanksWhoseWeightsDifferAreNamed) {
+  SKIP_WITHOUT_MPI();
+  const TempDir tmp("mpi_differ");
+  const Outcome r = dino_with_rank1_args(tmp, "--set lr=3e-3");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.code, 124) << "timed out:\n" << r.output;
+  EXPECT_NE(r.output.find("the ranks disagree on the weights at step 5: rank(s) 1 differ from rank 0"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "run/checkpoints/step-00000005.safetensors"));
+}
+
+// A rank that fails (here rank 1 cannot read its data) ends the whole job with its message; the
+// other is not left waiting in a collective.
+TEST(Distributed, ARankThatFailsEndsTheJob) {
+  SKIP_WITHOUT_MPI();
+  const TempDir tmp("mpi_fail");
+  const Outcome r = dino_with_rank1_args(tmp, "--set data_dir=/nonexistent/fashion");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.code, 124) << "timed out:\n" << r.output;
+  EXPECT_NE(r.output.find("sparo: error: rank 1 of 2: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("/nonexistent/fashion"), std::string::npos) << r.output;
 }
 
 }  // namespace
