@@ -24,12 +24,24 @@ inline float philox_uniform01_open_low(uint32_t word) {  // (0, 1], safe for log
   return static_cast<float>((word >> 8) + 1) * (1.0f / 16777216.0f);
 }
 
+// Data-parallel training: this process computes rows [first, first + local) of every group of
+// `global` rows of a batch (N processes, each with its slice of one process's batch). A
+// generator with an active shard draws a batch's random numbers as one process would for the
+// whole batch and keeps this process's rows (dropout, drop_path), so N processes draw the
+// numbers of one and their generators stay at the same offset.
+struct BatchShard {
+  int64_t global = 0, first = 0, local = 0;
+  bool active() const { return local > 0 && local != global; }
+};
+
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }   // next unused counter block
   void set_state(uint64_t seed, uint64_t offset) { seed_ = seed; offset_ = offset; }
+  const BatchShard& batch_shard() const { return shard_; }
+  void set_batch_shard(const BatchShard& shard) { shard_ = shard; }
   // Reserves the blocks for n values and returns the first block.
   uint64_t reserve(int64_t n) {
     uint64_t first = offset_;
@@ -40,6 +52,7 @@ class Generator {
  private:
   uint64_t seed_;
   uint64_t offset_ = 0;
+  BatchShard shard_;
 };
 
 }  // namespace sparo

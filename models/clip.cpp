@@ -40,8 +40,11 @@ EncoderOutput Clip::encode_text(const Tensor& ids) const {
 
 ClipOutput Clip::forward(const Tensor& images, const Tensor& ids) const {
   const EncoderOutput image = encode_image(images), txt = encode_text(ids);
-  const Tensor logits = mul(matmul(image.embedding, txt.embedding, false, true), exp(logit_scale));
-  return {image.embedding, txt.embedding, logits, image.attention, txt.attention};
+  return {image.embedding, txt.embedding, logits(image.embedding, txt.embedding), image.attention, txt.attention};
+}
+
+Tensor Clip::logits(const Tensor& image_embeds, const Tensor& text_embeds) const {
+  return mul(matmul(image_embeds, text_embeds, false, true), exp(logit_scale));
 }
 
 Tensor clip_loss(const Tensor& logits) {

@@ -28,6 +28,9 @@ struct Clip : Module {
   EncoderOutput encode_image(const Tensor& images) const;  // normalised embedding (+ attention)
   EncoderOutput encode_text(const Tensor& ids) const;
   ClipOutput forward(const Tensor& images, const Tensor& ids) const;
+  // exp(logit_scale) · image_embeds · text_embedsᵀ: [B_image, B_text] (forward's logits; the
+  // trainer also calls it on the embeddings of every process's batch)
+  Tensor logits(const Tensor& image_embeds, const Tensor& text_embeds) const;
   void collect_parameters(const std::string& prefix, NamedTensors& out) const override;
   StateAliases aliases() const;  // SPARO's v = k with share_kv
 };

@@ -12,6 +12,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libeigen3-dev libtbb-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libstb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libopenmpi-dev openmpi-bin
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
   clang libclang-rt-14-dev lld
   dataset-fashion-mnist

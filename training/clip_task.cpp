@@ -15,6 +15,7 @@
 #include "training/data/caption_table.h"
 #include "training/data/fashion_mnist.h"
 #include "training/data/scenes.h"
+#include "training/distributed.h"
 #include "training/image.h"
 #include "training/tokenizer.h"
 #include "training/trainer.h"
@@ -101,6 +102,7 @@ class ClipTask : public TrainTask {
         generator_(cfg.seed),
         data_(cfg),
         order_(distinct_pairs(data_, cfg.batch_size), cfg.seed),
+        shard_(local_batch(cfg)),
         tokenizer_(make_tokenizer(run_dir, resuming)),
         prefetch_([this](int64_t k) { return make_batch(k); }) {
     to_device(model_, device_);
@@ -117,8 +119,21 @@ class ClipTask : public TrainTask {
   Tensor loss(int64_t step, int64_t micro) override {
     ClipBatch batch = prefetch_.get(step * cfg_.accum_steps + micro);
     const Tensor images = batch.images.to(device_);
-    const Tensor ids = Tensor::from_vector(batch.ids, {cfg_.batch_size, mcfg_.text.context_length}, device_);
-    return clip_loss(model_.forward(images, ids).logits_per_image);
+    const Tensor ids = Tensor::from_vector(batch.ids, {shard_.local, mcfg_.text.context_length}, device_);
+    // Data parallel (training/distributed.h): every process gathers the embeddings of the whole
+    // global batch and computes the same loss over all B × B pairs as one process would
+    // (OpenCLIP's gather_with_grad=True, local_loss=False), so its reported loss and every other
+    // process's batch as negatives come for free. The gather's backward sums the N identical
+    // gradients of that loss for this process's rows: N · ∂L/∂(local embeddings). The towers'
+    // gradients on each process are then N times their share of ∂L/∂θ, and the average over the
+    // processes (allreduce_mean) is Σ shares = ∂L/∂θ, the one-process gradient; the logit
+    // scale's gradient ∂L/∂s is the same on every process and the average keeps it. (The
+    // local_loss=True form, B/N rows per process against B columns, is equal too and cheaper for
+    // very large batches; this one keeps the loss value itself the one-process computation.)
+    // With one process the gathers return their input: exactly forward()'s logits.
+    const Tensor image = distributed::all_gather(model_.encode_image(images).embedding);
+    const Tensor text = distributed::all_gather(model_.encode_text(ids).embedding);
+    return clip_loss(model_.logits(image, text));
   }
 
   void after_update(int64_t) override {
@@ -153,13 +168,26 @@ class ClipTask : public TrainTask {
     return data.count();
   }
 
+  // This process's rows of each global batch (all of them without mpirun); a scene group
+  // stays whole on one process, as one process's batch holds it.
+  static BatchShard local_batch(const TrainConfig& cfg) {
+    const BatchShard shard = distributed::batch_shard(cfg.batch_size, "batch_size");
+    if (shard.local % cfg.scene_group_size != 0)
+      throw Error("clip: batch_size " + std::to_string(cfg.batch_size) + " over " + std::to_string(distributed::size()) +
+                  " processes gives " + std::to_string(shard.local) + " samples each, not a multiple of scene_group_size " +
+                  std::to_string(cfg.scene_group_size));
+    return shard;
+  }
+
   Tokenizer make_tokenizer(const std::string& run_dir, bool resuming) const {
     const std::string path = (fs::path(run_dir) / "tokenizer.txt").string();
     if (!resuming) {
       const int64_t merges = mcfg_.text.vocab_size - 512 - 2;
       if (merges < 0) throw Error("model.text_cfg.vocab_size: needs at least 514 tokens (bytes + specials), got " +
                                   std::to_string(mcfg_.text.vocab_size));
-      train_bpe(data_.captions(20000), static_cast<int>(merges), path);
+      // Only the first process writes into the run directory; the others read what it wrote.
+      if (distributed::is_root()) train_bpe(data_.captions(20000), static_cast<int>(merges), path);
+      distributed::barrier();
     }
     Tokenizer t = Tokenizer::load(path);
     if (t.vocab_size() > mcfg_.text.vocab_size)
@@ -170,19 +198,20 @@ class ClipTask : public TrainTask {
 
   // Batch k of the run: G = scene_group_size samples per stream position, positions
   // [k·B/G, (k+1)·B/G) of the stream (each with its siblings when G > 1), each image with its
-  // own random crop.
+  // own random crop. This process makes its rows [first, first + local) of it.
   ClipBatch make_batch(int64_t k) {
     const int64_t B = cfg_.batch_size, S = mcfg_.vision.image_size, G = cfg_.scene_group_size, groups = B / G;
-    std::vector<int64_t> index(static_cast<size_t>(groups));
-    for (int64_t g = 0; g < groups; ++g) index[static_cast<size_t>(g)] = order_[k * groups + g];
-    std::vector<Image> images(static_cast<size_t>(B));
-    std::vector<std::string> captions(static_cast<size_t>(B));
-    tbb::parallel_for(int64_t{0}, groups, [&](int64_t g) {
+    const int64_t first_group = shard_.first / G, local_groups = shard_.local / G;
+    std::vector<int64_t> index(static_cast<size_t>(local_groups));
+    for (int64_t g = 0; g < local_groups; ++g) index[static_cast<size_t>(g)] = order_[k * groups + first_group + g];
+    std::vector<Image> images(static_cast<size_t>(shard_.local));
+    std::vector<std::string> captions(static_cast<size_t>(shard_.local));
+    tbb::parallel_for(int64_t{0}, local_groups, [&](int64_t g) {
       auto samples = data_.get(index[static_cast<size_t>(g)], static_cast<int>(G));
       for (int64_t m = 0; m < G; ++m) {
-        const int64_t b = g * G + m;
+        const int64_t b = g * G + m;  // row of this process's batch; shard_.first + b of the global one
         auto& [image, caption] = samples[static_cast<size_t>(m)];
-        SampleRng rng(cfg_.seed, mix_stream(0xC11Bull, static_cast<uint64_t>(k * B + b)));
+        SampleRng rng(cfg_.seed, mix_stream(0xC11Bull, static_cast<uint64_t>(k * B + shard_.first + b)));
         images[static_cast<size_t>(b)] = clip_train_transform(image, static_cast<int>(S), rng);
         captions[static_cast<size_t>(b)] = std::move(caption);
       }
@@ -197,6 +226,7 @@ class ClipTask : public TrainTask {
   Generator generator_;
   CaptionedImages data_;
   SampleOrder order_;
+  BatchShard shard_;
   Tokenizer tokenizer_;
   Prefetcher<ClipBatch> prefetch_;
 };

@@ -13,6 +13,7 @@
 #include "training/data/batches.h"
 #include "training/data/caption_table.h"
 #include "training/data/fashion_mnist.h"
+#include "training/distributed.h"
 #include "training/image.h"
 #include "training/knn.h"
 #include "training/losses.h"
@@ -78,6 +79,7 @@ class DinoTask : public TrainTask {
         generator_(cfg.seed),
         data_(cfg),
         order_(data_.count(), cfg.seed),
+        shard_(distributed::batch_shard(cfg.batch_size, "batch_size")),
         prefetch_([this](int64_t k) { return make_batch(k); }) {
     if (cfg.local_crop_size % mcfg_.patch_size != 0)
       throw Error("local_crop_size " + std::to_string(cfg.local_crop_size) + " must be a multiple of the patch size " +
@@ -95,7 +97,11 @@ class DinoTask : public TrainTask {
     crops_.blur_sigma_hi = static_cast<float>(cfg.blur_sigma_max);
     crops_.solarize_p = static_cast<float>(cfg.solarize_p);
     validate(crops_);
-    if (cfg.eval_every > 0) prepare_monitor();
+    // Drop-path draws for the whole global batch and keeps this process's rows (random.h).
+    generator_.set_batch_shard(shard_);
+    // The k-NN monitor runs on the first process only (the trainer's monitor() call): it draws
+    // no random numbers and changes nothing, so the others skip its images.
+    if (cfg.eval_every > 0 && distributed::is_root()) prepare_monitor();
     load_state_dict(teacher_, state_dict(student_));  // the teacher starts as the student
     teacher_.set_training(false);
     for (Tensor p : teacher_.parameters()) p.requires_grad_(false);
@@ -262,13 +268,15 @@ class DinoTask : public TrainTask {
     return static_cast<float>(CosineSchedule{cfg_.weight_decay, cfg_.weight_decay_end, cfg_.steps}(step));
   }
 
+  // Batch k of the run: stream positions [k·B, (k+1)·B); this process makes its rows
+  // [first, first + local) of it (all of them without mpirun), crop-major.
   DinoBatch make_batch(int64_t k) {
-    const int64_t B = cfg_.batch_size, n = cfg_.local_crops;
+    const int64_t B = shard_.local, n = cfg_.local_crops, first = k * cfg_.batch_size + shard_.first;
     std::vector<Image> globals(static_cast<size_t>(2 * B)), locals(static_cast<size_t>(n * B));
     std::vector<int64_t> index(static_cast<size_t>(B));
-    for (int64_t b = 0; b < B; ++b) index[static_cast<size_t>(b)] = order_[k * B + b];
+    for (int64_t b = 0; b < B; ++b) index[static_cast<size_t>(b)] = order_[first + b];
     tbb::parallel_for(int64_t{0}, B, [&](int64_t b) {
-      SampleRng rng(cfg_.seed, mix_stream(0xD1B0ull, static_cast<uint64_t>(k * B + b)));
+      SampleRng rng(cfg_.seed, mix_stream(0xD1B0ull, static_cast<uint64_t>(first + b)));
       std::vector<Image> views = dino_multi_crop(data_.get(index[static_cast<size_t>(b)]), crops_, rng);
       for (int64_t c = 0; c < 2; ++c) globals[static_cast<size_t>(c * B + b)] = std::move(views[static_cast<size_t>(c)]);
       for (int64_t c = 0; c < n; ++c) locals[static_cast<size_t>(c * B + b)] = std::move(views[static_cast<size_t>(2 + c)]);
@@ -287,6 +295,7 @@ class DinoTask : public TrainTask {
   Generator generator_;
   UnlabeledImages data_;
   SampleOrder order_;
+  BatchShard shard_;
   MultiCropOptions crops_;
   int64_t freeze_steps_ = 0;
   Tensor monitor_train_, monitor_test_;  // [N, 3, S, S] on the CPU

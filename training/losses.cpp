@@ -2,6 +2,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "training/distributed.h"
 
 namespace sparo {
 
@@ -23,15 +24,14 @@ Tensor DinoLoss::operator()(const Tensor& student, const Tensor& teacher, float 
     throw Error("DINO loss: teacher output must be [2·" + std::to_string(B) + ", " + std::to_string(K) + "], got " +
                 shape_str(teacher.shape()));
 
-  Tensor q;  // [2, B, K]
+  Tensor q;       // [2, B, K]
+  Tensor q_mean;  // [K]
   {
     NoGradGuard no_grad;
     const Tensor log_q = log_softmax(affine(sub(teacher, center), 1.0f / teacher_temp, 0.0f));  // [2B, K]
     const Tensor q_rows = exp(log_q);
     teacher_entropy = neg(mean(sum(mul(q_rows, log_q), 1)));
-    // The batch mean can hold exact zeros (underflow): 0 · log(1e-30) adds nothing.
-    const Tensor q_mean = mean(q_rows, 0);
-    teacher_batch_entropy = neg(sum(mul(q_mean, log(clamp(q_mean, 1e-30f, 1.0f)))));
+    q_mean = mean(q_rows, 0);
     q = reshape(q_rows, {2, B, K});
   }
   const Tensor p = reshape(log_softmax(affine(student, 1.0f / student_temp, 0.0f)), {crops, B, K});
@@ -44,8 +44,15 @@ Tensor DinoLoss::operator()(const Tensor& student, const Tensor& teacher, float 
   {
     NoGradGuard no_grad;
     const Tensor batch_center = mean(teacher, 0, /*keepdim=*/true);
+    Tensor loss_mean = loss.detach().clone();
+    // Data parallel: the batch statistics are those of the global batch, the mean over the
+    // processes of their equal-sized slices' (one bucket; nothing happens without mpirun), so
+    // the centre moves the same on every process, as one process's would.
+    distributed::allreduce_mean({batch_center, teacher_entropy, q_mean, loss_mean});
+    // The batch mean can hold exact zeros (underflow): 0 · log(1e-30) adds nothing.
+    teacher_batch_entropy = neg(sum(mul(q_mean, log(clamp(q_mean, 1e-30f, 1.0f)))));
     copy_(center, add(affine(center, center_momentum, 0.0f), affine(batch_center, 1.0f - center_momentum, 0.0f)));
-    kl = sub(loss, teacher_entropy);
+    kl = sub(loss_mean, teacher_entropy);
   }
   return loss;
 }

@@ -18,6 +18,7 @@
 #include "engine/backend.h"
 #include "engine/profiler.h"
 #include "training/checkpoint.h"
+#include "training/distributed.h"
 #include "training/schedule.h"
 
 namespace sparo {
@@ -94,11 +95,13 @@ void truncate_metrics(const fs::path& path, int64_t last_step) {
   write_text_atomic(path, kept);
 }
 
+// Under mpirun only the first process prints and logs (silent = true on the others).
 class Progress {
  public:
-  Progress(std::ostream& out, bool live, std::ofstream& log, fs::path log_path)
-      : out_(out), live_(live), log_(log), log_path_(std::move(log_path)) {}
+  Progress(std::ostream& out, bool live, std::ofstream& log, fs::path log_path, bool silent)
+      : out_(out), live_(live), log_(log), log_path_(std::move(log_path)), silent_(silent) {}
   void line(const std::string& text, bool final_line) {
+    if (silent_) return;
     if (live_) {
       out_ << "\r" << text << "\x1b[K";
       if (final_line) out_ << "\n";
@@ -109,6 +112,7 @@ class Progress {
     if (final_line) write_log(text);
   }
   void message(const std::string& text) {
+    if (silent_) return;
     if (live_) out_ << "\r\x1b[K";
     out_ << text << "\n" << std::flush;
     write_log(text);
@@ -123,25 +127,36 @@ class Progress {
   bool live_;
   std::ofstream& log_;
   fs::path log_path_;
+  bool silent_;
 };
 
 // resuming: continue from the latest loadable checkpoint, or from step 0 where the run stopped
 // before its first one. save_config: write the settings to config.json, but only once the task
 // is set up (data, device, model) and, when resuming, a checkpoint has loaded with them, so a bad
 // setting leaves the directory as it was: never a config.json that nothing can continue.
+//
+// Data parallel (training/distributed.h): every process runs this loop on its slice of each
+// batch; the first ("root") alone writes the run directory (config, metrics, log, checkpoints,
+// weights), which the others read when resuming (a shared folder on several machines).
 TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions& options, bool resuming,
                 bool save_config) {
+  const bool root = distributed::is_root();
+  const int ranks = distributed::size();
   const fs::path ckpt_dir = dir / "checkpoints";
-  fs::create_directories(ckpt_dir);
+  if (root) fs::create_directories(ckpt_dir);
   std::ostream& out = options.out ? *options.out : std::cerr;
   const bool live = options.progress >= 0 ? options.progress == 1 : (options.out == nullptr && isatty(STDERR_FILENO));
-  std::ofstream log(dir / "log.txt", std::ios::app);
-  if (!log) throw Error("cannot open " + (dir / "log.txt").string() + " for writing: " + std::strerror(errno));
-  Progress progress(out, live, log, dir / "log.txt");
+  std::ofstream log;
+  if (root) {
+    log.open(dir / "log.txt", std::ios::app);
+    if (!log) throw Error("cannot open " + (dir / "log.txt").string() + " for writing: " + std::strerror(errno));
+  }
+  Progress progress(out, live, log, dir / "log.txt", /*silent=*/!root);
 
   // A process killed while writing leaves its temporary files (name.tmp, name.tmp.tmp);
   // the finished files never depend on them.
   for (const fs::path& folder : {dir, ckpt_dir}) {
+    if (!root) break;
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(folder, ec))
       if (entry.is_regular_file(ec) && entry.path().extension() == ".tmp") fs::remove(entry.path(), ec);
@@ -152,7 +167,7 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     progress.message("no checkpoint yet in " + ckpt_dir.string() + ": starting " + dir.string() +
                      " from step 0 with its config.json");
     resuming = false;
-    truncate_metrics(dir / "metrics.jsonl", -1);  // the step-0 monitor comes again
+    if (root) truncate_metrics(dir / "metrics.jsonl", -1);  // the step-0 monitor comes again
   }
   std::unique_ptr<TrainTask> task =
       cfg.task == "clip" ? make_clip_task(cfg, dir.string(), resuming) : make_dino_task(cfg);
@@ -182,19 +197,32 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
         progress.message("warning: cannot resume from " + path + " (" + e.what() + "); trying the one before");
       }
     }
-    truncate_metrics(dir / "metrics.jsonl", start);
-    if (save_config) write_text_atomic(dir / "config.json", cfg.to_json());
+    // Every process must continue from the same checkpoint (one that failed to load on one
+    // of them would split the run).
+    const std::vector<int64_t> starts = distributed::allgather(start);
+    for (int r = 0; r < ranks; ++r)
+      if (starts[static_cast<size_t>(r)] != start)
+        throw Error("resume: rank " + std::to_string(r) + " loaded the checkpoint of step " +
+                    std::to_string(starts[static_cast<size_t>(r)]) + ", this rank (" + std::to_string(distributed::rank()) +
+                    ") that of step " + std::to_string(start) + " from " + last_checkpoint);
+    distributed::check_identical(task->model().parameters(), "parameters loaded from " + last_checkpoint);
+    if (root) truncate_metrics(dir / "metrics.jsonl", start);
+    if (save_config && root) write_text_atomic(dir / "config.json", cfg.to_json());
     progress.message("resuming " + dir.string() + " at step " + std::to_string(start) + " from " + last_checkpoint);
   } else {
-    if (save_config) write_text_atomic(dir / "config.json", cfg.to_json());
+    if (save_config && root) write_text_atomic(dir / "config.json", cfg.to_json());
     std::ostringstream head;
     task->describe(head);
     std::istringstream lines(head.str());
     for (std::string l; std::getline(lines, l);) progress.message(l);
   }
+  if (ranks > 1)
+    progress.message("data parallel: " + std::to_string(ranks) + " processes, each " +
+                     std::to_string(cfg.batch_size / ranks) + " of every batch of " + std::to_string(cfg.batch_size));
   if (start >= cfg.steps) {
     // A run stopped between its last checkpoint and model.safetensors: the weights come from
     // that checkpoint, so the run ends as the uninterrupted one would have.
+    if (!root) return {start, start, 0.0};
     if (!fs::exists(dir / "model.safetensors")) {
       save_safetensors_atomic((dir / "model.safetensors").string(), state_dict(task->exported_model(), task->aliases()));
       progress.message("the run is at step " + std::to_string(start) + " of " + std::to_string(cfg.steps) +
@@ -205,10 +233,12 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     return {start, start, 0.0};
   }
 
-  std::ofstream metrics(dir / "metrics.jsonl", std::ios::app);
+  std::ofstream metrics;
+  if (root) metrics.open(dir / "metrics.jsonl", std::ios::app);
   // The task's monitor (DINO: k-NN of teacher and student) as a line of its own, at step 0 of
-  // a fresh run and every eval_every steps.
+  // a fresh run and every eval_every steps; on the first process only (it changes nothing).
   const auto monitor = [&](int64_t step) {
+    if (!root) return;
     const auto values = task->monitor();
     if (values.empty()) return;
     json m = {{"step", step}};
@@ -225,6 +255,13 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   };
   if (start == 0 && cfg.eval_every > 0) monitor(0);
   const auto save_checkpoint_at = [&](int64_t done) {
+    // Every process holds the same weights after every update, or the run has gone wrong:
+    // checked where a checkpoint keeps them (a mismatch names the ranks).
+    std::vector<Tensor> state = task->model().parameters();
+    for (const auto& [name, t] : task->extra_state()) state.push_back(t);
+    distributed::check_identical(state, "weights at step " + std::to_string(done));
+    last_checkpoint = checkpoint_path(ckpt_dir.string(), done);
+    if (!root) return;
     Checkpoint c;
     c.step = done;
     c.generator_seed = task->generator().seed();
@@ -232,7 +269,6 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     c.model = task->model().named_parameters();
     c.optimizer = optimizer.state();
     c.extra = task->extra_state();
-    last_checkpoint = checkpoint_path(ckpt_dir.string(), done);
     save_checkpoint(last_checkpoint, c);  // on the disk before the older ones go
     const std::vector<int64_t> kept = list_checkpoints(ckpt_dir.string());
     for (size_t i = 0; i + static_cast<size_t>(cfg.keep_checkpoints) < kept.size(); ++i)
@@ -271,6 +307,16 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       loss.backward();
       loss_value += static_cast<double>(loss.item());
     }
+    // Data parallel: the loss of the global batch (the mean of the processes' equal slices; CLIP's
+    // is already the same everywhere), so every process takes the same decisions below, and the
+    // gradients averaged in rank order (bit for bit the same on every process).
+    loss_value = distributed::allreduce_mean(loss_value);
+    if (ranks > 1) {
+      std::vector<Tensor> grads;
+      for (const Tensor& p : params)
+        if (p.grad().defined()) grads.push_back(p.grad());
+      distributed::allreduce_mean(grads);
+    }
     if (!std::isfinite(loss_value)) {
       const std::string message = "step " + std::to_string(step + 1) + ": the loss is " +
                                   (std::isnan(loss_value) ? "NaN" : "infinite") +
@@ -302,9 +348,11 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       json m = {{"step", done}, {"loss", loss_value}, {"lr", lr_at(step)}, {"samples_per_s", samples_per_s},
                 {"elapsed_s", elapsed_s}};
       if (grad_norm.defined()) m["grad_norm"] = grad_norm.item();
-      for (const auto& [k, v] : task->metrics(step)) m[k] = v;
-      metrics << m.dump() << "\n" << std::flush;
-      check_written(metrics, dir / "metrics.jsonl");
+      if (root) {
+        for (const auto& [k, v] : task->metrics(step)) m[k] = v;
+        metrics << m.dump() << "\n" << std::flush;
+        check_written(metrics, dir / "metrics.jsonl");
+      }
       char text[256];
       std::snprintf(text, sizeof text, "[%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f samples/s  ETA %s", cfg.task.c_str(),
                     static_cast<long long>(done), static_cast<long long>(cfg.steps), loss_value, lr_at(step),
@@ -316,12 +364,16 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     if (cfg.eval_every > 0 && (done % cfg.eval_every == 0 || done == cfg.steps)) monitor(done);
     const bool checkpoint_due = done % cfg.checkpoint_every == 0 || done == cfg.steps;
     if (checkpoint_due) save_checkpoint_at(done);
-    if (const int signal_number = stop_signals.received(); signal_number != 0 && done < cfg.steps) {
+    // mpirun hands a signal to every process, but not necessarily within the same step: all stop
+    // after the first step by which any of them got one.
+    if (const int signal_number = distributed::allreduce_max(stop_signals.received()); signal_number != 0 && done < cfg.steps) {
       // The step is complete, so a checkpoint here resumes exactly like any other.
       if (!checkpoint_due) save_checkpoint_at(done);
       const std::string message = std::string("interrupted by ") + (signal_number == SIGINT ? "SIGINT" : "SIGTERM") +
                                   " after step " + std::to_string(done) + " of " + std::to_string(cfg.steps) +
-                                  "; saved " + last_checkpoint + ". Continue with: sparo train " + cfg.task + " --resume " + dir.string();
+                                  "; saved " + last_checkpoint + ". Continue with: " +
+                                  (ranks > 1 ? "mpirun -np " + std::to_string(ranks) + " " : std::string()) + "sparo train " +
+                                  cfg.task + " --resume " + dir.string();
       progress.message(message);
       throw Interrupted(message, signal_number);
     }
@@ -330,7 +382,8 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       return result;
     }
   }
-  print_profile();
+  print_profile();  // the first process's table (the others print nothing)
+  if (!root) return result;
   save_safetensors_atomic((dir / "model.safetensors").string(), state_dict(task->exported_model(), task->aliases()));
   const double total_s = std::chrono::duration<double>(Clock::now() - t_begin).count();
   progress.message("done: " + std::to_string(cfg.steps) + " steps, last loss " + std::to_string(result.last_loss) + ", " +
@@ -351,11 +404,14 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
 TrainResult train(const TrainConfig& config, const std::string& run_dir, const TrainOptions& options) {
   if (options.resume) throw Error("train: use resume_training to continue a run");
   const fs::path dir(run_dir);
-  std::error_code ec;
-  if (fs::exists(dir / "config.json", ec) || !list_checkpoints((dir / "checkpoints").string()).empty())
-    throw Error("train: " + run_dir + " already holds a run; continue it with --resume " + run_dir +
-                " or choose another --out");
-  fs::create_directories(dir);
+  if (distributed::is_root()) {
+    std::error_code ec;
+    if (fs::exists(dir / "config.json", ec) || !list_checkpoints((dir / "checkpoints").string()).empty())
+      throw Error("train: " + run_dir + " already holds a run; continue it with --resume " + run_dir +
+                  " or choose another --out");
+    fs::create_directories(dir);
+  }
+  distributed::barrier();  // no process looks at the directory before the first has made it
   return run(config, dir, options, /*resuming=*/false, /*save_config=*/true);
 }
 

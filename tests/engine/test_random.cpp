@@ -83,5 +83,31 @@ TEST(Dropout, KeepsAboutOneMinusPAndScales) {
   EXPECT_THROW(dropout(Tensor::ones({5}), 1.5f, g3), Error);
 }
 
+// Data parallel (random.h's BatchShard): a process with rows [4, 8) of a batch of 8 draws the
+// drop-path and dropout masks of those rows of the whole batch's draw, per group of 8 rows (DINO's
+// crop-major [crop 0 of every image, crop 1, ...]), and its generator moves as one process's does.
+TEST(Dropout, AShardedGeneratorDrawsItsRowsOfTheWholeBatch) {
+  const Tensor whole = Tensor::ones({16, 3, 2});  // 2 groups of a global batch of 8
+  Generator one(7);
+  const std::vector<float> all = drop_path(whole, 0.5f, one).to_float_vector();
+  const std::vector<float> all_dropout = dropout(whole, 0.5f, one).to_float_vector();
+  Generator shard(7);
+  shard.set_batch_shard({8, 4, 4});
+  const Tensor mine = Tensor::ones({8, 3, 2});  // rows 4..7 of each group
+  const std::vector<float> part = drop_path(mine, 0.5f, shard).to_float_vector();
+  const std::vector<float> part_dropout = dropout(mine, 0.5f, shard).to_float_vector();
+  EXPECT_EQ(shard.offset(), one.offset());
+  for (int g = 0; g < 2; ++g)
+    for (int i = 0; i < 4 * 6; ++i) {
+      EXPECT_EQ(part[static_cast<size_t>(g * 24 + i)], all[static_cast<size_t>(g * 48 + 24 + i)]) << g << " " << i;
+      EXPECT_EQ(part_dropout[static_cast<size_t>(g * 24 + i)], all_dropout[static_cast<size_t>(g * 48 + 24 + i)]);
+    }
+  EXPECT_THROW(drop_path(Tensor::ones({6, 3}), 0.5f, shard), Error);  // not a multiple of its 4 rows
+  shard.set_batch_shard({8, 0, 8});  // the whole batch: the plain draw
+  Generator plain(7);
+  plain.set_state(7, shard.offset());
+  EXPECT_EQ(drop_path(whole, 0.5f, shard).to_float_vector(), drop_path(whole, 0.5f, plain).to_float_vector());
+}
+
 }  // namespace
 }  // namespace sparo

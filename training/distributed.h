@@ -1,0 +1,71 @@
+// Data-parallel training over MPI: the one module that talks to MPI (distributed.cpp; a build
+// without SPARO_MPI compiles the same functions for a world of one process).
+//
+// A run under `mpirun -np N sparo train ...` keeps the config's batch_size as the global batch:
+// rank r computes rows [r·B/N, (r+1)·B/N) of every global batch, in the one-process sample
+// order, and after backward the ranks average their gradients (allreduce_mean), so every rank
+// holds the same parameters after each update and the run equals the one-process run up to
+// floating-point reduction order. Outside mpirun the world is this one process: every call
+// below returns its input unchanged and nothing touches MPI, so such a run is bit for bit
+// the run of a build without MPI.
+//
+// Faults: an MPI error becomes a sparo::Error; a rank that fails calls abort(), which ends
+// every rank of the job (MPI_Abort), and a rank that dies (a signal) makes mpirun end the
+// others. No rank is left waiting in a collective.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/random.h"
+#include "engine/tensor.h"
+
+namespace sparo::distributed {
+
+// Whether this build has MPI (CMake option SPARO_MPI).
+bool compiled_with_mpi();
+
+// Starts MPI when mpirun launched this process (its environment names a world size); a
+// second call does nothing. finalize() ends it at a normal exit.
+void init(int* argc, char*** argv);
+void finalize();
+// After an error on this rank: ends the whole job with `code` (MPI_Abort); a plain exit when
+// the world is one process.
+[[noreturn]] void abort(int code);
+
+int rank();  // 0 outside mpirun
+int size();  // 1 outside mpirun
+inline bool is_root() { return rank() == 0; }
+
+// This rank's rows of a global batch of `global_batch` rows; refuses a batch that does not
+// split evenly (`what` names the setting in the message).
+BatchShard batch_shard(int64_t global_batch, const std::string& what);
+
+// In place: every tensor becomes the mean of its values over the ranks. The tensors travel in
+// flat buckets of about `bucket_bytes`; each element is summed in rank order 0, 1, ..., N-1
+// whatever MPI's algorithm, so every rank gets the same bits and a run repeats bit for bit.
+// Every rank must pass tensors of the same shapes in the same order.
+void allreduce_mean(const std::vector<Tensor>& tensors, size_t bucket_bytes = size_t{4} << 20);
+double allreduce_mean(double value);  // the mean over ranks, summed in rank order
+int allreduce_max(int value);
+// value of every rank, in rank order.
+std::vector<int64_t> allgather(int64_t value);
+std::vector<uint64_t> allgather(uint64_t value);
+// The root's string on every rank.
+std::string broadcast(const std::string& value);
+void barrier();
+
+// Differentiable: the ranks' `local` tensors ([n, ...], the same shape on every rank) concatenated
+// along axis 0 in rank order ([N·n, ...]). Backward sums the incoming gradient over the ranks
+// and returns this rank's rows of the sum, i.e. the gradient of Σ_ranks loss_rank with respect to
+// the local rows (torch.distributed.nn.all_gather). Outside mpirun: `local` itself.
+Tensor all_gather(const Tensor& local);
+
+// A 64-bit FNV-1a hash of the tensors' values (and shapes), in order.
+uint64_t hash_tensors(const std::vector<Tensor>& tensors);
+// Throws, naming every rank whose tensors differ from rank 0's, unless all ranks hold the same
+// values; `what` says which tensors and when (e.g. "parameters at step 20").
+void check_identical(const std::vector<Tensor>& tensors, const std::string& what);
+
+}  // namespace sparo::distributed
