@@ -200,7 +200,7 @@ SPARO_API const char* sparo_version(void) { return SPARO_VERSION; }
 
 SPARO_API const char* sparo_last_error(void) { return last_error.c_str(); }
 
-SPARO_API const char* sparo_status_name(sparo_status status) {
+SPARO_API const char* sparo_status_name(int status) {
   switch (status) {
     case SPARO_OK: return "SPARO_OK";
     case SPARO_ERROR_INVALID_ARGUMENT: return "SPARO_ERROR_INVALID_ARGUMENT";
@@ -277,15 +277,15 @@ SPARO_API sparo_status sparo_embed_texts(sparo_model* model, const char* const* 
   return sparo_embed_texts_ex(model, utf8, count, out, nullptr);
 }
 
-SPARO_API sparo_status sparo_attention_shape(const sparo_model* model, sparo_tower tower, int* slots, int* tokens) {
+SPARO_API sparo_status sparo_attention_shape(const sparo_model* model, int tower, int* slots, int* tokens) {
   return guarded("sparo_attention_shape", SPARO_ERROR_INTERNAL, [&] {
     const TrainedClip& clip = clip_of(model);
     require(tower == SPARO_TOWER_IMAGE || tower == SPARO_TOWER_TEXT,
-            "tower must be SPARO_TOWER_IMAGE or SPARO_TOWER_TEXT, got " + std::to_string(static_cast<int>(tower)));
+            "tower must be SPARO_TOWER_IMAGE or SPARO_TOWER_TEXT, got " + std::to_string(tower));
     require(slots != nullptr && tokens != nullptr, "slots and tokens must not be NULL");
     if (!clip.config().sparo.enabled) fail(SPARO_ERROR_UNSUPPORTED, "the model has no SPARO read-out (use_sparo is false)");
     *slots = static_cast<int>(clip.config().sparo.L);
-    *tokens = static_cast<int>(attention_tokens(clip.config(), tower));
+    *tokens = static_cast<int>(attention_tokens(clip.config(), static_cast<sparo_tower>(tower)));
   });
 }
 

@@ -55,8 +55,10 @@ SPARO_API const char* sparo_version(void);
  * fault), or "" when the last call succeeded. Valid until this thread's next sparo_* call. */
 SPARO_API const char* sparo_last_error(void);
 
-/* "SPARO_OK", "SPARO_ERROR_IO", ... ("unknown status" otherwise); static storage. */
-SPARO_API const char* sparo_status_name(sparo_status status);
+/* "SPARO_OK", "SPARO_ERROR_IO", ... ("unknown status" otherwise); static storage.
+ * Enum values are passed as int here and in sparo_attention_shape: a C caller may pass any
+ * int, and C++, which implements the API, may not even read an enum outside its values. */
+SPARO_API const char* sparo_status_name(int status);
 
 /* Loads a CLIP model as `sparo embed` does: config_path an OpenCLIP-schema JSON
  * (the presets in models/configs/), checkpoint_path its safetensors weights (every key and shape is
@@ -87,10 +89,10 @@ SPARO_API sparo_status sparo_embed_images(sparo_model* model, const uint8_t* rgb
  * length as OpenCLIP does). out: count × sparo_embed_dim floats. Needs a vocabulary. */
 SPARO_API sparo_status sparo_embed_texts(sparo_model* model, const char* const* utf8, int count, float* out);
 
-/* SPARO slot attentions: for a SPARO model, the size of one input's attention, slots × tokens
+/* SPARO slot attentions (tower: a sparo_tower): for a SPARO model, the size of one input's attention, slots × tokens
  * (image: tokens = patches + 1 for the class token; text: tokens = the context length).
  * SPARO_ERROR_UNSUPPORTED for a model without the SPARO read-out. */
-SPARO_API sparo_status sparo_attention_shape(const sparo_model* model, sparo_tower tower, int* slots, int* tokens);
+SPARO_API sparo_status sparo_attention_shape(const sparo_model* model, int tower, int* slots, int* tokens);
 
 /* As sparo_embed_images / sparo_embed_texts; attention_out, when not NULL, receives
  * count × slots × tokens floats (sparo_attention_shape): each slot's attention over the
