@@ -4,9 +4,7 @@
 
 #include "cli/commands.h"
 #include "engine/profiler.h"
-#include "models/clip.h"
-#include "training/image.h"
-#include "training/tokenizer.h"
+#include "eval/encode.h"
 
 namespace sparo::cli {
 
@@ -19,13 +17,15 @@ struct EmbedOptions {
   int batch = 32;
 };
 
-// Runs `encode` over [0, n) in batches and concatenates the embeddings (and attentions).
+// Runs `encode` over [0, n) in batches and concatenates the embeddings (and attentions). The
+// batches here bound how many decoded images are held at once; TrainedClip (eval/encode.h)
+// does the preprocessing and encoding, the same as the C API's.
 template <typename Encode>
 std::pair<Tensor, Tensor> in_batches(int64_t n, int batch, bool want_attention, Encode encode) {
   std::vector<Tensor> embeds, attentions;
   for (int64_t start = 0; start < n; start += batch) {
-    const EncoderOutput out = encode(start, std::min<int64_t>(n, start + batch));
-    embeds.push_back(out.embedding);
+    const Embeddings out = encode(start, std::min<int64_t>(n, start + batch));
+    embeds.push_back(out.embeds);
     if (want_attention && out.attention.defined()) attentions.push_back(out.attention);
     std::cerr << "\rembed: " << std::min<int64_t>(n, start + batch) << "/" << n << std::flush;
   }
@@ -39,43 +39,28 @@ void run(const EmbedOptions& o) {
   // The table covers the whole command, loading and writing included (in other/untracked).
   const bool profile = profiler::requested(o.profile);
   if (profile) profiler::set_enabled(true);
-  const Device device = Device::parse(o.device);
-  const ClipConfig cfg = ClipConfig::load(o.config);
-  Clip model(cfg);
-  {
-    NoGradGuard no_grad;
-    load_state_dict(model, load_safetensors(o.checkpoint, Device::cpu()), model.aliases(), o.checkpoint);
-  }
-  to_device(model, device);  // a clear error when the device is not available
-  model.set_training(false);
-  NoGradGuard no_grad;
+  if (!o.texts_file.empty() && o.vocab.empty()) throw Error("embed: --texts-file needs --vocab (the BPE merges file)");
+  const std::unique_ptr<TrainedClip> clip = TrainedClip::from_files(o.config, o.checkpoint, o.vocab, Device::parse(o.device));
+  const ClipConfig& cfg = clip->config();
   NamedTensors out;
   if (o.attention && !cfg.sparo.enabled)
     std::cerr << "embed: --attention: the model has no SPARO read-out; no attention is written\n";
   if (!o.images.empty()) {
-    const int size = static_cast<int>(cfg.vision.image_size);
     auto [embeds, attention] = in_batches(static_cast<int64_t>(o.images.size()), o.batch, o.attention, [&](int64_t b, int64_t e) {
       std::vector<Image> batch;
-      for (int64_t i = b; i < e; ++i) batch.push_back(clip_preprocess(load_image(o.images[static_cast<size_t>(i)]), size));
-      return model.encode_image(images_to_tensor(batch, kClipMean, kClipStd, device));
+      for (int64_t i = b; i < e; ++i) batch.push_back(load_image(o.images[static_cast<size_t>(i)]));
+      return clip->encode_images(batch, e - b, o.attention);
     });
     out.emplace_back("image_embeds", embeds);
     if (attention.defined()) out.emplace_back("image_attention", attention);
   }
   if (!o.texts_file.empty()) {
-    if (o.vocab.empty()) throw Error("embed: --texts-file needs --vocab (the BPE merges file)");
-    const Tokenizer tokenizer = Tokenizer::load(o.vocab);
-    if (tokenizer.vocab_size() > cfg.text.vocab_size)
-      throw Error("embed: the vocabulary " + o.vocab + " has " + std::to_string(tokenizer.vocab_size()) +
-                  " tokens but the model's text_cfg.vocab_size is " + std::to_string(cfg.text.vocab_size));
     // Row i of text_embeds is line i of the file, blank lines included (embedded as the empty
     // text), so the output lines up with the input; only a final newline ends no row.
     const std::vector<std::string> texts = read_lines(o.texts_file, "embed: texts file", kMaxCaptionFileBytes);
     if (texts.empty()) throw Error("embed: " + o.texts_file + " holds no text (one caption per line)");
-    const int ctx = static_cast<int>(cfg.text.context_length);
     auto [embeds, attention] = in_batches(static_cast<int64_t>(texts.size()), o.batch, o.attention, [&](int64_t b, int64_t e) {
-      const std::vector<std::string> chunk(texts.begin() + b, texts.begin() + e);
-      return model.encode_text(Tensor::from_vector(tokenizer.tokenize(chunk, ctx), {e - b, ctx}, device));
+      return clip->encode_texts(std::vector<std::string>(texts.begin() + b, texts.begin() + e), e - b, o.attention);
     });
     out.emplace_back("text_embeds", embeds);
     if (attention.defined()) out.emplace_back("text_attention", attention);

@@ -48,6 +48,25 @@ std::unique_ptr<TrainedClip> TrainedClip::load(const std::string& run_dir, Devic
   return std::unique_ptr<TrainedClip>(new TrainedClip(std::move(model), std::move(tokenizer), device));
 }
 
+std::unique_ptr<TrainedClip> TrainedClip::from_files(const std::string& config_path, const std::string& checkpoint_path,
+                                                     const std::string& vocab_path, Device device) {
+  std::unique_ptr<Clip> model = load_clip(config_path, checkpoint_path, device);
+  std::optional<Tokenizer> tokenizer;
+  if (!vocab_path.empty()) {
+    tokenizer = Tokenizer::load(vocab_path);
+    // Ids past the model's embedding table would fail only at the first caption that uses them.
+    if (tokenizer->vocab_size() > model->cfg.text.vocab_size)
+      throw Error("the vocabulary " + vocab_path + " has " + std::to_string(tokenizer->vocab_size()) +
+                  " tokens but the model's text_cfg.vocab_size is " + std::to_string(model->cfg.text.vocab_size));
+  }
+  return std::unique_ptr<TrainedClip>(new TrainedClip(std::move(model), std::move(tokenizer), device));
+}
+
+const Tokenizer& TrainedClip::tokenizer() const {
+  if (!tokenizer_) throw Error("this CLIP model was loaded without a vocabulary: it cannot embed text");
+  return *tokenizer_;
+}
+
 Embeddings TrainedClip::encode_images(const std::vector<Image>& images, int64_t batch, bool attention) const {
   const int size = static_cast<int>(model_->cfg.vision.image_size);
   return batched(static_cast<int64_t>(images.size()), batch, attention, [&](int64_t a, int64_t b) {
@@ -61,7 +80,7 @@ Embeddings TrainedClip::encode_texts(const std::vector<std::string>& texts, int6
   const int64_t ctx = model_->cfg.text.context_length;
   return batched(static_cast<int64_t>(texts.size()), batch, attention, [&](int64_t a, int64_t b) {
     const std::vector<std::string> chunk(texts.begin() + a, texts.begin() + b);
-    return model_->encode_text(Tensor::from_vector(tokenizer_.tokenize(chunk, static_cast<int>(ctx)), {b - a, ctx}, device_));
+    return model_->encode_text(Tensor::from_vector(tokenizer().tokenize(chunk, static_cast<int>(ctx)), {b - a, ctx}, device_));
   });
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,18 +32,24 @@ class TrainedClip {
   // Weights::initial reads no model.safetensors (the tokenizer is still the run's).
   static std::unique_ptr<TrainedClip> load(const std::string& run_dir, Device device = Device::cpu(),
                                            Weights weights = Weights::trained);
+  // A model given as files, as `sparo embed` and the C API take it: config JSON, safetensors
+  // weights (load_clip), and the BPE vocabulary, optional (empty: a model for images only;
+  // encode_texts is then an error). A vocabulary larger than the model's is an error.
+  static std::unique_ptr<TrainedClip> from_files(const std::string& config_path, const std::string& checkpoint_path,
+                                                 const std::string& vocab_path, Device device = Device::cpu());
   // Images in any size: OpenCLIP's evaluation preprocessing to the model's size, CLIP normalisation.
   Embeddings encode_images(const std::vector<Image>& images, int64_t batch = 256, bool attention = false) const;
   Embeddings encode_texts(const std::vector<std::string>& texts, int64_t batch = 256, bool attention = false) const;
   const ClipConfig& config() const { return model_->cfg; }
   const Clip& model() const { return *model_; }
-  const Tokenizer& tokenizer() const { return tokenizer_; }
+  bool has_tokenizer() const { return tokenizer_.has_value(); }
+  const Tokenizer& tokenizer() const;  // an error for a model loaded without a vocabulary
 
  private:
-  TrainedClip(std::unique_ptr<Clip> model, Tokenizer tokenizer, Device device)
+  TrainedClip(std::unique_ptr<Clip> model, std::optional<Tokenizer> tokenizer, Device device)
       : model_(std::move(model)), tokenizer_(std::move(tokenizer)), device_(device) {}
   std::unique_ptr<Clip> model_;
-  Tokenizer tokenizer_;
+  std::optional<Tokenizer> tokenizer_;
   Device device_;
 };
 

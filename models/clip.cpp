@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+#include "engine/autograd.h"
+#include "engine/safetensors.h"
+
 namespace sparo {
 
 Clip::Clip(const ClipConfig& c, uint64_t seed) : cfg(c) {
@@ -67,6 +70,17 @@ StateAliases Clip::aliases() const {
   if (visual.sparo) visual.sparo->add_aliases("visual.sparo.", a);
   if (text.sparo) text.sparo->add_aliases("text_sparo.", a);
   return a;
+}
+
+std::unique_ptr<Clip> load_clip(const std::string& config_path, const std::string& checkpoint_path, Device device) {
+  auto model = std::make_unique<Clip>(ClipConfig::load(config_path));
+  {
+    NoGradGuard no_grad;
+    load_state_dict(*model, load_safetensors(checkpoint_path, Device::cpu()), model->aliases(), checkpoint_path);
+  }
+  to_device(*model, device);
+  model->set_training(false);
+  return model;
 }
 
 }  // namespace sparo

@@ -3,7 +3,9 @@
 // on both towers. State-dict names follow OpenCLIP.
 #pragma once
 
+#include <memory>
 #include <optional>
+#include <string>
 
 #include "models/text_transformer.h"
 
@@ -34,6 +36,12 @@ struct Clip : Module {
   void collect_parameters(const std::string& prefix, NamedTensors& out) const override;
   StateAliases aliases() const;  // SPARO's v = k with share_kv
 };
+
+// A CLIP model for inference, read from files: the config (OpenCLIP's JSON schema) and the
+// weights (safetensors, read on the CPU and checked key by key and shape by shape against the
+// config), in evaluation mode, moved to `device` (an error when it is not available). One
+// function so that `sparo embed`, the evaluations and the C API embed with the same model.
+std::unique_ptr<Clip> load_clip(const std::string& config_path, const std::string& checkpoint_path, Device device);
 
 // Symmetric InfoNCE: the mean of the cross-entropies over rows and over columns of the
 // logits, pair i matching pair i.

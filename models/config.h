@@ -48,6 +48,8 @@ struct TextConfig {
 
 struct ClipConfig {
   int64_t embed_dim = 512;
+  // The width of the towers' unit-norm embeddings: SPARO's L·V slots concatenated, else embed_dim.
+  int64_t output_dim() const { return sparo.enabled ? sparo.L * sparo.V : embed_dim; }
   bool quick_gelu = false;
   VisionConfig vision;
   TextConfig text;
