@@ -1,6 +1,6 @@
 // bench_gemm: sparo's CPU sgemm against the machine's fp32 FMA peak and PyTorch.
 //
-//   bench_gemm [--quick] [--threads 1,2] [--reps N] [--rounds R] [--json out.json] [--no-torch]
+//   bench_gemm [--quick] [--threads 1,2] [--reps N] [--rounds R] [--json out.json] [--no-torch] [--bf16]
 //   (SPARO_BENCH_PYTHON=/path/to/python3 replaces /usr/bin/python3 for the PyTorch column)
 //
 // Shapes are M×K×N: C[M,N] = A[M,K]·B[K,N], row-major fp32, no transposes, C overwritten
@@ -180,8 +180,8 @@ double median(std::vector<double> v) {
 // sgemm on one shape: operands, warm-up, and one repetition at a time.
 class OurGemm {
  public:
-  explicit OurGemm(const Shape& s)
-      : s_(s), A_(size_t(s.m * s.k)), B_(size_t(s.k * s.n)), C_(size_t(s.m * s.n), 0.0f) {
+  OurGemm(const Shape& s, bool bf16)
+      : s_(s), bf16_(bf16), A_(size_t(s.m * s.k)), B_(size_t(s.k * s.n)), C_(size_t(s.m * s.n), 0.0f) {
     std::mt19937 rng(42);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     for (auto& x : A_) x = dist(rng);
@@ -203,10 +203,11 @@ class OurGemm {
 
  private:
   void call() {
-    sparo::cpu::sgemm(false, false, s_.m, s_.n, s_.k, A_.data(), s_.k, B_.data(), s_.n,
-                      C_.data(), s_.n, false);
+    (bf16_ ? sparo::cpu::sgemm_bf16 : sparo::cpu::sgemm)(false, false, s_.m, s_.n, s_.k, A_.data(), s_.k,
+                                                         B_.data(), s_.n, C_.data(), s_.n, false);
   }
   Shape s_;
+  bool bf16_;
   std::vector<float> A_, B_, C_;
 };
 
@@ -372,20 +373,22 @@ std::vector<int> parse_threads(const std::string& s) {
 void usage() {
   std::puts(
       "usage: bench_gemm [--quick] [--threads 1,2] [--reps N] [--rounds R] [--json FILE]\n"
-      "                  [--no-torch]\n"
+      "                  [--no-torch] [--bf16]\n"
       "  --quick     fewer shapes and repetitions, one round\n"
       "  --threads   thread counts to measure (default 1,2)\n"
       "  --reps      repetitions per measurement, median taken (default 9, quick 7)\n"
       "  --rounds    measure everything R times, show the best median (default 3, quick 1)\n"
       "  --json      also write the results as JSON to FILE\n"
       "  --no-torch  skip the PyTorch reference\n"
+      "  --bf16      ours with bf16 inputs and fp32 sums (sgemm_bf16; PyTorch stays fp32,\n"
+      "              % of peak stays of the fp32 peak: 200 % is bf16's ceiling)\n"
       "environment: SPARO_BENCH_PYTHON replaces /usr/bin/python3 for the PyTorch column");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, torch = true;
+  bool quick = false, torch = true, bf16 = false;
   std::vector<int> threads = {1, 2};
   int reps = 0, rounds = 0;
   std::string json_path;
@@ -393,6 +396,8 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--quick") {
       quick = true;
+    } else if (a == "--bf16") {
+      bf16 = true;
     } else if (a == "--no-torch") {
       torch = false;
     } else if (a == "--threads" && i + 1 < argc) {
@@ -458,7 +463,7 @@ int main(int argc, char** argv) {
         std::vector<double> my_samples, torch_samples;
         auto run_ours = [&] {
           std::this_thread::sleep_for(kSwitchPause);
-          OurGemm mine(s);
+          OurGemm mine(s, bf16);
           const int my_calls = calls_for(mine.setup(), min_time);
           for (int r = 0; r < reps; ++r) my_samples.push_back(mine.rep(my_calls));
         };
@@ -496,13 +501,14 @@ int main(int argc, char** argv) {
   std::printf("CPU: %s (%u logical CPUs) | sparo sgemm kernel: %s | peak: %s loop | load avg"
               " %s at start, %s at end\n",
               cpu_name().c_str(), std::thread::hardware_concurrency(),
-              sparo::cpu::sgemm_kernel_name(), kind.name, load_at_start.c_str(),
+              bf16 ? sparo::cpu::sgemm_bf16_kernel_name() : sparo::cpu::sgemm_kernel_name(), kind.name, load_at_start.c_str(),
               load_average().c_str());
   std::printf("PyTorch: %s %s bench/torch_gemm.py | %s\n", kTorchEnv, python_path().c_str(),
               torch_note.c_str());
   std::printf("shape M×K×N: C[M,N] = A[M,K]·B[K,N], fp32 row-major, no transposes, C overwritten;"
-              " GFLOP/s = 2MNK / median of %d reps (best of %d round%s, both columns)\n",
-              reps, rounds, rounds == 1 ? "" : "s");
+              " GFLOP/s = 2MNK / median of %d reps (best of %d round%s, both columns)%s\n",
+              reps, rounds, rounds == 1 ? "" : "s",
+              bf16 ? "; ours: bf16 inputs, fp32 sums (--bf16), PyTorch: fp32" : "");
   for (int t : threads)
     std::printf("measured fp32 peak (%s, best of the rounds), %d thread%s: %.1f GFLOP/s\n",
                 kind.name, t, t == 1 ? "" : "s", peak[t]);
@@ -534,7 +540,8 @@ int main(int argc, char** argv) {
 
   if (!json_path.empty()) {
     nlohmann::json j = {{"cpu", cpu_name()},
-                        {"kernel", sparo::cpu::sgemm_kernel_name()},
+                        {"kernel", bf16 ? sparo::cpu::sgemm_bf16_kernel_name() : sparo::cpu::sgemm_kernel_name()},
+                        {"ours_precision", bf16 ? "bf16" : "fp32"},
                         {"torch", torch_note},
                         {"torch_env", kTorchEnv},
                         {"reps", reps},

@@ -14,7 +14,9 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace sparo::cpu {
 
@@ -23,7 +25,11 @@ namespace detail {
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                   bool accumulate);
+void sgemm_avx512_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                       int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                       bool accumulate);
 const char* avx512_kernel_name();
+const char* avx512_bf16_kernel_name();
 }  // namespace detail
 
 namespace {
@@ -34,6 +40,24 @@ bool have_avx512() {
     return __builtin_cpu_supports("avx512f") != 0;
   }();
   return yes;
+}
+
+bool have_avx512_bf16() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return have_avx512() && __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return yes;
+}
+
+// The empty cases every entry point shares: nothing to do for M or N = 0; C = 0 (or left
+// as it is when accumulating) for K = 0. Returns true when it handled the call.
+bool handle_empty(int64_t M, int64_t N, int64_t K, float* C, int64_t ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return true;
+  if (K > 0) return false;
+  if (!accumulate)
+    for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, size_t(N) * sizeof(float));
+  return true;
 }
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -96,17 +120,55 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
            int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   if (!have_avx512())
     return detail::sgemm_eigen(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, size_t(N) * sizeof(float));
-    return;
-  }
+  if (handle_empty(M, N, K, C, ldc, accumulate)) return;
   detail::sgemm_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 const char* sgemm_kernel_name() {
   return have_avx512() ? detail::avx512_kernel_name() : "eigen";
+}
+
+float round_to_bf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) {
+    bits |= 0x00400000u;  // NaN: keep it a (quiet) NaN once the low half is cut
+  } else {
+    bits += 0x7FFFu + ((bits >> 16) & 1u);  // ties to even; overflows into inf as it should
+  }
+  bits &= 0xFFFF0000u;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+void detail::sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                                 const float* A, int64_t lda, const float* B, int64_t ldb,
+                                 float* C, int64_t ldc, bool accumulate) {
+  if (handle_empty(M, N, K, C, ldc, accumulate)) return;
+  // Rounded copies, stored tight (leading dimension = row length).
+  auto rounded = [](const float* src, int64_t rows, int64_t cols, int64_t ld) {
+    std::vector<float> out(size_t(rows * cols));
+    tbb::parallel_for(int64_t(0), rows, [&](int64_t r) {
+      for (int64_t c = 0; c < cols; ++c) out[size_t(r * cols + c)] = round_to_bf16(src[r * ld + c]);
+    });
+    return out;
+  };
+  const int64_t a_cols = trans_a ? M : K, b_cols = trans_b ? K : N;
+  const std::vector<float> a = rounded(A, trans_a ? K : M, a_cols, lda);
+  const std::vector<float> b = rounded(B, trans_b ? N : K, b_cols, ldb);
+  sgemm(trans_a, trans_b, M, N, K, a.data(), a_cols, b.data(), b_cols, C, ldc, accumulate);
+}
+
+void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  if (!have_avx512_bf16())
+    return detail::sgemm_bf16_emulated(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+  if (handle_empty(M, N, K, C, ldc, accumulate)) return;
+  detail::sgemm_avx512_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+const char* sgemm_bf16_kernel_name() {
+  return have_avx512_bf16() ? detail::avx512_bf16_kernel_name() : "emulated (rounded fp32)";
 }
 
 }  // namespace sparo::cpu

@@ -21,12 +21,30 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 // Name of the kernel sgemm dispatches to on this CPU (e.g. "avx512 12x32", "eigen").
 const char* sgemm_kernel_name();
 
+// The same product with bf16 inputs and fp32 accumulation (mixed precision): every element
+// of A and B is rounded to bfloat16 (to nearest even), products are exact, sums are fp32.
+// AVX512_BF16's vdpbf16ps where the CPU has it (which also treats denormal inputs as zero);
+// elsewhere the rounded operands are copied and multiplied by sgemm: the same rounding, a
+// different summation order, slower. Bitwise identical for any thread count on a given CPU.
+void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                const float* A, int64_t lda, const float* B, int64_t ldb,
+                float* C, int64_t ldc, bool accumulate);
+const char* sgemm_bf16_kernel_name();  // "avx512_bf16 12x32" or "emulated (rounded fp32)"
+
+// x rounded to the nearest bfloat16 (ties to even), returned as the float it represents;
+// NaN stays NaN, values beyond bf16's range become ±inf.
+float round_to_bf16(float x);
+
 namespace detail {
 // The portable fallback (Eigen, split over oneTBB tasks along M), callable directly so the
 // tests cover it on AVX-512 machines too. Same contract as sgemm.
 void sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  const float* A, int64_t lda, const float* B, int64_t ldb,
                  float* C, int64_t ldc, bool accumulate);
+// sgemm_bf16's path for CPUs without AVX512_BF16, callable directly for the tests.
+void sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                         const float* A, int64_t lda, const float* B, int64_t ldb,
+                         float* C, int64_t ldc, bool accumulate);
 }  // namespace detail
 
 }  // namespace sparo::cpu

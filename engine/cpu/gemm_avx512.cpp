@@ -42,6 +42,10 @@
 #include <utility>
 
 #define SPARO_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+// The bf16 path's functions (vcvtne2ps2bf16, vdpbf16ps) are called only after
+// __builtin_cpu_supports("avx512bf16") said yes.
+#define SPARO_AVX512_BF16 \
+  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma")))
 
 namespace sparo::cpu::detail {
 
@@ -196,69 +200,86 @@ SPARO_AVX512 void pack_direct(const float* src, int64_t ld, int64_t cols, int64_
   }
 }
 
-// op(A)[i0:i0+mc, p0:p0+kc] -> ceil(mc/MR) panels of kc*MR floats.
-SPARO_AVX512 void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc,
-                         int64_t p0, int64_t kc, float* dst) {
-  if (trans) {  // A stored [K,M]: k-major already
-    pack_direct(A + p0 * lda + i0, lda, mc, kc, dst, kMR);
-    return;
-  }
-  for (int64_t ip = 0; ip < mc; ip += kMR) {  // A[M,K]: row i contiguous along k
-    const int rows = int(std::min<int64_t>(kMR, mc - ip));
-    pack_transposed(A + (i0 + ip) * lda + p0, lda, rows, kc, dst + ip * kc, kMR, 0);
+// ---- bf16 packing: a 32-bit word holds two consecutive k (bf16, the lower k in the low
+// half), the pair vdpbf16ps multiplies and adds; a panel of kc values has ceil(kc/2) words
+// per lane, an odd kc's last word padded with a zero. Rounding is to nearest even
+// (vcvtne2ps2bf16, which also treats denormal inputs as zero).
+
+// Like pack_transposed: `rows` (<= 16) rows contiguous along k, into word panels:
+// word w of lane col0 + r = (src[r*ld + 2w], src[r*ld + 2w + 1]).
+SPARO_AVX512_BF16 void pack_pairs_transposed(const float* src, int64_t ld, int rows, int64_t kc,
+                                             float* dst, int width, int col0) {
+  const __mmask16 store_mask = lane_mask(std::min(16, width - col0));
+  __m512 r[16];
+  for (int64_t k0 = 0; k0 < kc; k0 += 32) {
+    const int64_t kk = std::min<int64_t>(32, kc - k0);
+    const __mmask16 lo_mask = lane_mask(std::min<int64_t>(16, kk));
+    const __mmask16 hi_mask = lane_mask(std::max<int64_t>(0, kk - 16));
+    for (int i = 0; i < 16; ++i) {
+      if (i < rows) {
+        const float* s = src + i * ld + k0;
+        const __m512 lo = _mm512_maskz_loadu_ps(lo_mask, s);
+        const __m512 hi = _mm512_maskz_loadu_ps(hi_mask, s + 16);
+        r[i] = _mm512_castsi512_ps(__m512i(_mm512_cvtne2ps_pbh(hi, lo)));  // k0..k0+31 in order
+      } else {
+        r[i] = _mm512_setzero_ps();
+      }
+    }
+    transpose16(r);  // r[w] lane i = word w of row i
+    float* d = dst + (k0 / 2) * width + col0;
+    for (int w = 0; w < (kk + 1) / 2; ++w) _mm512_mask_storeu_ps(d + w * width, store_mask, r[w]);
   }
 }
 
-// op(B)[p0:p0+kc, j0:j0+nc] -> ceil(nc/NR) panels of kc*NR floats, panels [jp0, jp1).
-SPARO_AVX512 void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc,
-                         int64_t j0, int64_t nc, int64_t jp0, int64_t jp1, float* dst) {
-  if (!trans) {  // B[K,N]: k-major already
-    const int64_t j = jp0 * kNR;
-    pack_direct(B + p0 * ldb + j0 + j, ldb, std::min(nc, jp1 * kNR) - j, kc, dst + j * kc, kNR);
-    return;
-  }
-  for (int64_t jp = jp0; jp < jp1; ++jp) {  // B stored [N,K]: op(B) column contiguous along k
-    const int64_t j = jp * kNR;
-    const int cols = int(std::min<int64_t>(kNR, nc - j));
-    for (int c0 = 0; c0 < kNR; c0 += 16)
-      pack_transposed(B + (j0 + j + c0) * ldb + p0, ldb, std::max(0, std::min(16, cols - c0)), kc,
-                      dst + j * kc, kNR, c0);
+// Like pack_direct for an operand that is k-major: rows 2w and 2w+1 of the source become
+// word row w, interleaved column by column.
+SPARO_AVX512_BF16 void pack_pairs_direct(const float* src, int64_t ld, int64_t cols, int64_t kc,
+                                         float* dst, int width) {
+  // 16-bit lanes: out[2c] = in[c] (row 2w, column c), out[2c + 1] = in[16 + c] (row 2w + 1).
+  alignas(64) static const uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
+                                                      21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
+                                                      11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i index = _mm512_load_si512(interleave);
+  const int64_t words = (kc + 1) / 2;
+  const int64_t panels = (cols + width - 1) / width;
+  for (int64_t w = 0; w < words; ++w) {
+    const float* s0 = src + 2 * w * ld;
+    const bool has_odd = 2 * w + 1 < kc;
+    float* d = dst + w * width;
+    for (int64_t q = 0; q < panels; ++q) {
+      const int64_t left = cols - q * width;
+      for (int c0 = 0; c0 < width; c0 += 16) {
+        const __mmask16 load_mask = lane_mask(std::max<int64_t>(0, std::min<int64_t>(left, width) - c0));
+        const __mmask16 store_mask = lane_mask(width - c0);
+        const __m512 even = _mm512_maskz_loadu_ps(load_mask, s0 + q * width + c0);
+        const __m512 odd = has_odd ? _mm512_maskz_loadu_ps(load_mask, s0 + ld + q * width + c0)
+                                   : _mm512_setzero_ps();
+        const __m512i both = __m512i(_mm512_cvtne2ps_pbh(odd, even));
+        _mm512_mask_storeu_ps(d + q * width * words + c0, store_mask,
+                              _mm512_castsi512_ps(_mm512_permutexvar_epi16(index, both)));
+      }
+    }
   }
 }
 
 // ------------------------------------------------------------------------------------------
-// Micro-kernel: C[0:ROWS, 0:cols] (+)= Ap[kc x MR panel] · Bp[kc x NR panel], NV vectors used.
+// Micro-kernels: C[0:ROWS, 0:cols] (+)= Ap[kw x MR panel] · Bp[kw x NR panel], NV vectors
+// used; kw is the panel depth in 32-bit words (= kc for f32, ceil(kc/2) for bf16 pairs).
+
+// Fetch the C tile (for writing) while the k loop runs: it is touched only at the end, its
+// rows are ldc apart and usually not in cache. (Prefetches never fault.)
 template <int ROWS, int NV>
-SPARO_AVX512 void micro_kernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bp,
-                               float* __restrict C, int64_t ldc, int cols, bool beta) {
-  __m512 acc[ROWS][NV];
-  // Fetch the C tile (for writing) while the k loop runs: it is touched only at the end,
-  // its rows are ldc apart and usually not in cache. (Prefetches never fault.)
+SPARO_AVX512 inline void prefetch_tile(const float* C, int64_t ldc) {
 #pragma GCC unroll 16
   for (int r = 0; r < ROWS; ++r) {
     __builtin_prefetch(C + r * ldc, 1, 3);
     __builtin_prefetch(C + r * ldc + 16 * NV - 1, 1, 3);
   }
-#pragma GCC unroll 16
-  for (int r = 0; r < ROWS; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+}
 
-#pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; ++k) {
-    __m512 b[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
-#pragma GCC unroll 16
-    for (int r = 0; r < ROWS; ++r) {
-      const __m512 a = _mm512_set1_ps(Ap[r]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
-    }
-    Ap += kMR;
-    Bp += kNR;
-  }
-
+template <int ROWS, int NV>
+SPARO_AVX512 inline void store_tile(__m512 (&acc)[ROWS][NV], float* C, int64_t ldc, int cols,
+                                    bool beta) {
   __mmask16 mask[NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) mask[v] = lane_mask(std::max(0, cols - 16 * v));
@@ -274,14 +295,68 @@ SPARO_AVX512 void micro_kernel(int64_t kc, const float* __restrict Ap, const flo
   }
 }
 
-using KernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool);
+template <int ROWS, int NV>
+SPARO_AVX512 void micro_kernel(int64_t kw, const float* __restrict Ap, const float* __restrict Bp,
+                               float* __restrict C, int64_t ldc, int cols, bool beta) {
+  prefetch_tile<ROWS, NV>(C, ldc);
+  __m512 acc[ROWS][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
 
-template <int NV, int... R>
-constexpr void fill_row(KernelFn* t, std::integer_sequence<int, R...>) {
-  ((t[R] = &micro_kernel<R + 1, NV>), ...);
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kw; ++k) {
+    __m512 b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + 16 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512 a = _mm512_set1_ps(Ap[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+    }
+    Ap += kMR;
+    Bp += kNR;
+  }
+  store_tile<ROWS, NV>(acc, C, ldc, cols, beta);
 }
 
-// kernels[nv-1][rows-1]
+// The same on bf16 pairs: each vdpbf16ps adds a[2w]·b[2w] + a[2w+1]·b[2w+1] (exact products)
+// to an fp32 accumulator, twice the multiply-adds of an fp32 FMA per instruction.
+template <int ROWS, int NV>
+SPARO_AVX512_BF16 void micro_kernel_bf16(int64_t kw, const float* __restrict Ap,
+                                         const float* __restrict Bp, float* __restrict C,
+                                         int64_t ldc, int cols, bool beta) {
+  prefetch_tile<ROWS, NV>(C, ldc);
+  __m512 acc[ROWS][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kw; ++k) {
+    __m512bh b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = __m512bh(_mm512_load_si512(Bp + 16 * v));
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) {
+      // A word of two bf16, broadcast (a move: the bits are not read as a float).
+      const __m512bh a = __m512bh(_mm512_castps_si512(_mm512_set1_ps(Ap[r])));
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
+    }
+    Ap += kMR;
+    Bp += kNR;
+  }
+  store_tile<ROWS, NV>(acc, C, ldc, cols, beta);
+}
+
+using KernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool);
+
+// kernels[nv-1][rows-1] of one micro-kernel template.
+template <template <int, int> class Kernel>
 struct KernelTable {
   KernelFn fn[kNV][kMR];
   constexpr KernelTable() : fn{} { fill<0>(); }
@@ -292,22 +367,96 @@ struct KernelTable {
       fill<V + 1>();
     }
   }
+  template <int NV, int... R>
+  constexpr void fill_row(KernelFn* t, std::integer_sequence<int, R...>) {
+    ((t[R] = Kernel<R + 1, NV>::run), ...);
+  }
 };
-constexpr KernelTable kKernels{};
+template <int ROWS, int NV>
+struct F32Kernel {
+  static constexpr KernelFn run = &micro_kernel<ROWS, NV>;
+};
+template <int ROWS, int NV>
+struct Bf16Kernel {
+  static constexpr KernelFn run = &micro_kernel_bf16<ROWS, NV>;
+};
+
+// What differs between the two formats: how a block is packed, how many 32-bit words a
+// depth of kc takes, and the micro-kernels. Everything else (blocking, threading) is shared.
+struct F32Format {
+  static constexpr int64_t kc_max = kKC;
+  static int64_t words(int64_t kc) { return kc; }
+  static void transposed(const float* src, int64_t ld, int rows, int64_t kc, float* dst, int width,
+                         int col0) {
+    pack_transposed(src, ld, rows, kc, dst, width, col0);
+  }
+  static void direct(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst, int width) {
+    pack_direct(src, ld, cols, kc, dst, width);
+  }
+  static constexpr KernelTable<F32Kernel> kernels{};
+};
+struct Bf16Format {
+  // The same panel bytes as f32's KC (a word holds two k).
+  static constexpr int64_t kc_max = 2 * kKC;
+  static int64_t words(int64_t kc) { return (kc + 1) / 2; }
+  static void transposed(const float* src, int64_t ld, int rows, int64_t kc, float* dst, int width,
+                         int col0) {
+    pack_pairs_transposed(src, ld, rows, kc, dst, width, col0);
+  }
+  static void direct(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst, int width) {
+    pack_pairs_direct(src, ld, cols, kc, dst, width);
+  }
+  static constexpr KernelTable<Bf16Kernel> kernels{};
+};
+
+// op(A)[i0:i0+mc, p0:p0+kc] -> ceil(mc/MR) panels of words(kc)*MR words.
+template <class F>
+void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+            float* dst) {
+  if (trans) {  // A stored [K,M]: k-major already
+    F::direct(A + p0 * lda + i0, lda, mc, kc, dst, kMR);
+    return;
+  }
+  for (int64_t ip = 0; ip < mc; ip += kMR) {  // A[M,K]: row i contiguous along k
+    const int rows = int(std::min<int64_t>(kMR, mc - ip));
+    F::transposed(A + (i0 + ip) * lda + p0, lda, rows, kc, dst + ip * F::words(kc), kMR, 0);
+  }
+}
+
+// op(B)[p0:p0+kc, j0:j0+nc] -> ceil(nc/NR) panels of words(kc)*NR words, panels [jp0, jp1).
+template <class F>
+void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+            int64_t jp0, int64_t jp1, float* dst) {
+  const int64_t kw = F::words(kc);
+  if (!trans) {  // B[K,N]: k-major already
+    const int64_t j = jp0 * kNR;
+    F::direct(B + p0 * ldb + j0 + j, ldb, std::min(nc, jp1 * kNR) - j, kc, dst + j * kw, kNR);
+    return;
+  }
+  for (int64_t jp = jp0; jp < jp1; ++jp) {  // B stored [N,K]: op(B) column contiguous along k
+    const int64_t j = jp * kNR;
+    const int cols = int(std::min<int64_t>(kNR, nc - j));
+    for (int c0 = 0; c0 < kNR; c0 += 16)
+      F::transposed(B + (j0 + j + c0) * ldb + p0, ldb, std::max(0, std::min(16, cols - c0)), kc,
+                    dst + j * kw, kNR, c0);
+  }
+}
 
 // C tile block: rows [0, mc) x cols [n0, n1) of the current (jc, pc) block.
+template <class F>
 void macro_kernel(int64_t mc, int64_t n0, int64_t n1, int64_t kc, const float* Ablock,
                   const float* Bblock, float* C, int64_t ldc, bool beta) {
+  const int64_t kw = F::words(kc);
   for (int64_t jb = n0; jb < n1; jb += kNB) {
     const int64_t jb1 = std::min(n1, jb + kNB);
     for (int64_t i = 0; i < mc; i += kMR) {
       const int rows = int(std::min<int64_t>(kMR, mc - i));
-      const float* Ap = Ablock + i * kc;
+      const float* Ap = Ablock + i * kw;
       float* Crow = C + i * ldc;
       for (int64_t j = jb; j < jb1; j += kNR) {
         const int cols = int(std::min<int64_t>(kNR, jb1 - j));
-        kKernels.fn[(cols + 15) / 16 - 1][rows - 1](kc, Ap, Bblock + j * kc, Crow + j, ldc, cols,
-                                                   beta);
+        F::kernels.fn[(cols + 15) / 16 - 1][rows - 1](kw, Ap, Bblock + j * kw, Crow + j, ldc, cols,
+                                                     beta);
       }
     }
   }
@@ -358,9 +507,10 @@ struct Problem {
   bool accumulate;
 };
 
+template <class F>
 void run(const Problem& p, int threads, float* Bbuf) {
   // K blocks of near-equal size; a function of K only (reproducibility).
-  const int64_t nkb = ceil_div(p.K, kKC);
+  const int64_t nkb = ceil_div(p.K, F::kc_max);
   const int64_t kc_step = ceil_div(p.K, nkb);
   const int64_t nnb = ceil_div(p.N, kNC);
   const int64_t nc_step = ceil_div(ceil_div(p.N, nnb), kNR) * kNR;
@@ -382,7 +532,7 @@ void run(const Problem& p, int threads, float* Bbuf) {
     //  - Few row panels but A too large for the first rule: columns too.
     int64_t mt = ceil_div(p.M, kMC), nt = 1;
     if (threads > 1) {
-      if (double(p.M) * double(kc_step) < kSplitColumnsBelow && p.M <= 2 * nc &&
+      if (double(p.M) * double(F::words(kc_step)) < kSplitColumnsBelow && p.M <= 2 * nc &&
           n_panels >= threads) {
         mt = 1;
         nt = threads;
@@ -405,12 +555,12 @@ void run(const Problem& p, int threads, float* Bbuf) {
 
       // Pack the B block (shared by the row chunks), in parallel when it is big enough.
       const int64_t pack_tasks = own_b ? 0
-                                 : threads > 1 && double(kc) * double(nc) >= kParallelPackB
+                                 : threads > 1 && double(F::words(kc)) * double(nc) >= kParallelPackB
                                      ? std::min<int64_t>(n_panels, 2 * threads)
                                      : 1;
       auto pack = [&](int64_t t) {
         const int64_t jp0 = n_panels * t / pack_tasks, jp1 = n_panels * (t + 1) / pack_tasks;
-        pack_b(p.tb, p.B, p.ldb, pc, kc, jc, nc, jp0, jp1, Bbuf);
+        pack_b<F>(p.tb, p.B, p.ldb, pc, kc, jc, nc, jp0, jp1, Bbuf);
       };
       if (pack_tasks == 1) {
         pack(0);
@@ -426,13 +576,13 @@ void run(const Problem& p, int threads, float* Bbuf) {
         const int64_t n0 = tj * panels_per_nt * kNR;
         const int64_t n1 = std::min(nc, n0 + panels_per_nt * kNR);
         if (i0 >= i1 || n0 >= n1) return;
-        if (own_b) pack_b(p.tb, p.B, p.ldb, pc, kc, jc, nc, n0 / kNR, ceil_div(n1, kNR), Bbuf);
-        float* Abuf = tls_a.get(size_t(ceil_div(std::min(kMC, i1 - i0), kMR) * kMR * kc));
+        if (own_b) pack_b<F>(p.tb, p.B, p.ldb, pc, kc, jc, nc, n0 / kNR, ceil_div(n1, kNR), Bbuf);
+        float* Abuf = tls_a.get(size_t(ceil_div(std::min(kMC, i1 - i0), kMR) * kMR * F::words(kc)));
         // Rows are processed in slices of at most kMC so the packed A slice stays in L2.
         for (int64_t is = i0; is < i1; is += kMC) {
           const int64_t mc = std::min(kMC, i1 - is);
-          pack_a(p.ta, p.A, p.lda, is, mc, pc, kc, Abuf);
-          macro_kernel(mc, n0, n1, kc, Abuf, Bbuf, p.C + is * p.ldc + jc, p.ldc, beta);
+          pack_a<F>(p.ta, p.A, p.lda, is, mc, pc, kc, Abuf);
+          macro_kernel<F>(mc, n0, n1, kc, Abuf, Bbuf, p.C + is * p.ldc + jc, p.ldc, beta);
         }
       };
       const int64_t tasks = mt * nt;
@@ -446,21 +596,17 @@ void run(const Problem& p, int threads, float* Bbuf) {
   }
 }
 
-}  // namespace
-
-// Entry point used by sgemm() once it has checked the CPU and handled the empty cases
-// (M, N, K all > 0 here).
-void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
-                  int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                  bool accumulate) {
+template <class F>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   const Problem p{trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate};
   const bool small = double(M) * double(N) * double(K) < kInlineMacs;
   const int threads = small ? 1 : current_threads();
 
-  const int64_t nkb = ceil_div(K, kKC);
+  const int64_t nkb = ceil_div(K, F::kc_max);
   const int64_t kc_max = ceil_div(K, nkb);
   const int64_t nc_max = std::min(ceil_div(N, kNR) * kNR, kNC);
-  const size_t b_elems = size_t(kc_max * nc_max);
+  const size_t b_elems = size_t(F::words(kc_max) * nc_max);
 
   Buffer local;
   Buffer& bb = tls_b.busy ? local : tls_b;
@@ -471,18 +617,43 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, c
   } claim(bb);
   float* Bbuf = bb.get(b_elems);
   if (threads == 1) {
-    run(p, 1, Bbuf);
+    run<F>(p, 1, Bbuf);
   } else {
     // Isolation: while this thread waits for our tasks it must not pick up unrelated work
     // (which might call sgemm again and reuse this thread's buffers).
-    tbb::this_task_arena::isolate([&] { run(p, threads, Bbuf); });
+    tbb::this_task_arena::isolate([&] { run<F>(p, threads, Bbuf); });
   }
+}
+
+}  // namespace
+
+// Entry points used by gemm.cpp once it has checked the CPU and handled the empty cases
+// (M, N, K all > 0 here).
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                  bool accumulate) {
+  gemm<F32Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+void sgemm_avx512_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                       int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                       bool accumulate) {
+  gemm<Bf16Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 const char* avx512_kernel_name() {
   static const char* const name = [] {
     static char buf[32];
     std::snprintf(buf, sizeof buf, "avx512 %dx%d", kMR, kNR);
+    return buf;
+  }();
+  return name;
+}
+
+const char* avx512_bf16_kernel_name() {
+  static const char* const name = [] {
+    static char buf[32];
+    std::snprintf(buf, sizeof buf, "avx512_bf16 %dx%d", kMR, kNR);
     return buf;
   }();
   return name;

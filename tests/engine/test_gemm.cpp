@@ -20,7 +20,10 @@
 
 namespace {
 
+using sparo::cpu::round_to_bf16;
 using sparo::cpu::sgemm;
+using sparo::cpu::sgemm_bf16;
+using sparo::cpu::detail::sgemm_bf16_emulated;
 
 using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t,
                         const float*, int64_t, float*, int64_t, bool);
@@ -65,8 +68,10 @@ float b_at(const Operands& o, int64_t k, int64_t j) {
 
 // Runs `fn` and compares with a double-precision reference. With accumulate=false, C is
 // pre-filled with NaN (and the padding of each row with a sentinel that must survive).
+// bf16: the reference multiplies the operands rounded to bf16 (sgemm_bf16's contract:
+// exact products of the rounded values, fp32 sums), with the fp32 tolerance.
 void check(GemmFn fn, bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t pad,
-           bool accumulate, uint32_t seed = 1) {
+           bool accumulate, uint32_t seed = 1, bool bf16 = false) {
   SCOPED_TRACE(::testing::Message() << "ta=" << ta << " tb=" << tb << " M=" << M << " N=" << N
                                     << " K=" << K << " pad=" << pad << " acc=" << accumulate);
   Operands o = make(ta, tb, M, N, K, pad, seed);
@@ -86,7 +91,8 @@ void check(GemmFn fn, bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t
       double ref = accumulate ? double(c0[size_t(i * o.ldc + j)]) : 0.0;
       double mag = std::fabs(ref);
       for (int64_t k = 0; k < K; ++k) {
-        const double p = double(a_at(o, i, k)) * double(b_at(o, k, j));
+        const float a = a_at(o, i, k), b = b_at(o, k, j);
+        const double p = bf16 ? double(round_to_bf16(a)) * double(round_to_bf16(b)) : double(a) * double(b);
         ref += p;
         mag += std::fabs(p);
       }
@@ -119,14 +125,14 @@ std::vector<std::array<int64_t, 3>> shape_mix() {
   return shapes;
 }
 
-void check_all_shapes(GemmFn fn) {
+void check_all_shapes(GemmFn fn, bool bf16 = false) {
   uint32_t seed = 7;
   for (int t = 0; t < 4; ++t) {
     const bool ta = t & 1, tb = t & 2;
     for (const auto& s : shape_mix()) {
       const bool acc = (seed % 2) == 0;
       const int64_t pad = (seed % 3) == 0 ? 0 : int64_t(seed % 5 + 1);
-      check(fn, ta, tb, s[0], s[1], s[2], pad, acc, seed++);
+      check(fn, ta, tb, s[0], s[1], s[2], pad, acc, seed++, bf16);
     }
   }
 }
@@ -228,7 +234,8 @@ class GuardedFloats {
 TEST(Gemm, NoAccessPastTheEnd) {
   const int64_t shapes[][3] = {{1, 1, 1},  {13, 37, 29}, {31, 17, 3},
                                {5, 100, 40}, {12, 32, 16}, {40, 70, 400}};
-  for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen)})
+  for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen), GemmFn(&sgemm_bf16),
+                    GemmFn(&sgemm_bf16_emulated)})
     for (int t = 0; t < 4; ++t)
       for (const auto& s : shapes) {
         const bool ta = t & 1, tb = t & 2;
@@ -259,7 +266,8 @@ TEST(Gemm, BitwiseIdenticalAcrossThreadCounts) {
   const Case cases[] = {{false, false, 257, 300, 700}, {true, false, 520, 96, 129},
                         {false, true, 16, 1000, 300},  {true, true, 129, 257, 33},
                         {false, false, 2000, 64, 64},  {false, true, 600, 200, 800}};
-  for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen)}) {
+  for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen), GemmFn(&sgemm_bf16),
+                    GemmFn(&sgemm_bf16_emulated)}) {
     for (const Case& c : cases) {
       SCOPED_TRACE(::testing::Message() << c.M << "x" << c.N << "x" << c.K);
       Operands o = make(c.ta, c.tb, c.M, c.N, c.K, 1, 3);
@@ -311,3 +319,90 @@ TEST(Gemm, NestedInsideParallelTasks) {
 }
 
 }  // namespace
+
+// ---- bf16 inputs, fp32 accumulation -------------------------------------------------------
+
+float from_bits(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+TEST(GemmBf16, RoundsToNearestEven) {
+  EXPECT_EQ(round_to_bf16(1.0f), 1.0f);
+  EXPECT_EQ(round_to_bf16(from_bits(0x3F808000u)), 1.0f);                   // tie, down to even
+  EXPECT_EQ(round_to_bf16(from_bits(0x3F818000u)), from_bits(0x3F820000u));  // tie, up to even
+  EXPECT_EQ(round_to_bf16(from_bits(0x3F808001u)), from_bits(0x3F810000u));  // above the tie
+  EXPECT_EQ(round_to_bf16(-from_bits(0x3F80FFFFu)), -from_bits(0x3F810000u));
+  EXPECT_EQ(round_to_bf16(std::numeric_limits<float>::max()), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(round_to_bf16(-std::numeric_limits<float>::infinity()), -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(round_to_bf16(std::numeric_limits<float>::quiet_NaN())));
+  EXPECT_TRUE(std::isnan(round_to_bf16(from_bits(0x7F800001u))));  // a NaN whose payload is all low bits
+}
+
+TEST(GemmBf16, KernelName) {
+  const std::string name = sparo::cpu::sgemm_bf16_kernel_name();
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"))
+    EXPECT_EQ(name.rfind("avx512_bf16", 0), 0u) << name;
+  else
+    EXPECT_EQ(name, "emulated (rounded fp32)");
+}
+
+TEST(GemmBf16, MixedShapesAllTransposes) {
+  check_all_shapes(&sgemm_bf16, true);
+  check_all_shapes(&sgemm_bf16_emulated, true);
+}
+
+TEST(GemmBf16, EdgesAndLargeBlocks) {
+  for (GemmFn fn : {GemmFn(&sgemm_bf16), GemmFn(&sgemm_bf16_emulated)}) {
+    for (int t = 0; t < 4; ++t)
+      for (bool acc : {false, true})
+        for (int64_t K : {1, 2, 3, 31, 32, 33, 65}) check(fn, t & 1, t & 2, 13, 47, K, 3, acc, 5, true);
+    // Several depth blocks (768 for bf16) with an odd remainder, a column block boundary.
+    check(fn, false, false, 300, 45, 1601, 5, false, 9, true);
+    check(fn, true, true, 150, 70, 771, 2, true, 9, true);
+    check(fn, false, true, 3, 4200, 301, 1, false, 9, true);
+    check(fn, true, false, 2, 4133, 97, 0, true, 9, true);
+  }
+}
+
+// The products really are of bf16 values: against the unrounded operands the error is of
+// bf16's size (8 significant bits), far above what fp32 inputs would give.
+TEST(GemmBf16, ErrorIsOfBf16SizeAgainstUnroundedInputs) {
+  const int64_t M = 40, N = 50, K = 300;
+  Operands o = make(false, false, M, N, K, 0, 21);
+  for (GemmFn fn : {GemmFn(&sgemm_bf16), GemmFn(&sgemm_bf16_emulated)}) {
+    std::vector<float> C(size_t(M * N));
+    fn(false, false, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), N, false);
+    double worst = 0.0;
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double ref = 0.0, mag = 0.0;
+        for (int64_t k = 0; k < K; ++k) {
+          ref += double(a_at(o, i, k)) * double(b_at(o, k, j));
+          mag += std::fabs(double(a_at(o, i, k)) * double(b_at(o, k, j)));
+        }
+        worst = std::max(worst, std::fabs(double(C[size_t(i * N + j)]) - ref) / mag);
+      }
+    EXPECT_GT(worst, 1e-4) << "no sign of bf16 rounding";
+    EXPECT_LT(worst, 1.0 / 128) << "more than bf16's rounding";
+  }
+}
+
+TEST(GemmBf16, NanAndInfPropagate) {
+  for (GemmFn fn : {GemmFn(&sgemm_bf16), GemmFn(&sgemm_bf16_emulated)}) {
+    Operands o = make(false, false, 20, 40, 37, 0, 4);
+    o.A[size_t(3 * o.lda + 5)] = std::numeric_limits<float>::quiet_NaN();  // row 3
+    o.B[size_t(7 * o.ldb + 9)] = std::numeric_limits<float>::infinity();   // column 9
+    std::vector<float> C(size_t(20 * 40));
+    fn(false, false, 20, 40, 37, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), 40, false);
+    for (int64_t i = 0; i < 20; ++i)
+      for (int64_t j = 0; j < 40; ++j) {
+        const float c = C[size_t(i * 40 + j)];
+        if (i == 3) EXPECT_TRUE(std::isnan(c)) << i << "," << j;
+        else if (j == 9) EXPECT_TRUE(std::isinf(c) || std::isnan(c)) << i << "," << j;
+        else EXPECT_TRUE(std::isfinite(c)) << i << "," << j;
+      }
+  }
+}
