@@ -68,6 +68,7 @@ struct MatmulDesc {
   bool trans_a = false, trans_b = false;
   int64_t a_batch_stride = 0, b_batch_stride = 0, c_batch_stride = 0;
   bool accumulate = false;
+  MatmulPrecision precision = MatmulPrecision::f32;  // bf16: inputs rounded, f32 sums
 };
 
 enum class RandomDist { uniform, normal };

@@ -23,6 +23,29 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans
 // x[..., in] · weightᵀ + bias, weight [out, in] (PyTorch's nn.Linear layout); bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
+// Mixed precision: the precision of every matmul (and linear) that this thread runs from now
+// on, f32 by default. With bf16 each product rounds its inputs to bfloat16 and sums in f32;
+// a recorded matmul's backward uses the precision its forward ran with. Everything else
+// (softmax, norms, losses, optimiser state, the tensors themselves) stays f32.
+MatmulPrecision matmul_precision();
+void set_matmul_precision(MatmulPrecision precision);
+// Sets the precision for its lifetime and restores the previous one after.
+class MatmulPrecisionScope {
+ public:
+  explicit MatmulPrecisionScope(MatmulPrecision precision) : saved_(matmul_precision()) {
+    set_matmul_precision(precision);
+  }
+  ~MatmulPrecisionScope() { set_matmul_precision(saved_); }
+  MatmulPrecisionScope(const MatmulPrecisionScope&) = delete;
+  MatmulPrecisionScope& operator=(const MatmulPrecisionScope&) = delete;
+
+ private:
+  MatmulPrecision saved_;
+};
+// "f32" (or "fp32") and "bf16"; anything else is an Error naming `what` and the value.
+MatmulPrecision parse_matmul_precision(const std::string& text, const std::string& what = "precision");
+const char* matmul_precision_name(MatmulPrecision precision);  // "f32" or "bf16"
+
 // ---- elementwise, broadcasting (NumPy rules) ---------------------------------------------
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);

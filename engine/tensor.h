@@ -30,6 +30,10 @@ enum class DType : uint8_t { f32, i32, f16, bf16 };  // f16/bf16: storage types 
 size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);
 
+// What matmul multiplies: f32 values, or (mixed precision) its inputs rounded to bf16 with the
+// products summed in f32. Tensors stay f32 either way (engine/ops.h: set_matmul_precision).
+enum class MatmulPrecision : uint8_t { f32, bf16 };
+
 struct Device {
   enum class Kind : uint8_t { cpu, vulkan };
   Kind kind = Kind::cpu;

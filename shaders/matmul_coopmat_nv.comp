@@ -23,7 +23,7 @@ layout(std430, binding = 0) readonly buffer A { float a[]; };
 layout(std430, binding = 1) readonly buffer B { float b[]; };
 layout(std430, binding = 2) buffer C { float c[]; };
 layout(push_constant) uniform Params {
-  uint batch, M, N, K, trans_a, trans_b, a_stride, b_stride, c_stride, accumulate;
+  uint batch, M, N, K, trans_a, trans_b, a_stride, b_stride, c_stride, flags;  // flags: bit 0 accumulate (bf16.glsl); fp16 inputs always
 } p;
 
 shared float16_t tile_a[TILE * BK];  // [m][k]
@@ -75,6 +75,6 @@ void main() {
     const uint m = row0 + e / TILE, n = col0 + e % TILE;
     if (m >= p.M || n >= p.N) continue;
     const uint ci = bi * p.c_stride + m * p.N + n;
-    c[ci] = p.accumulate != 0u ? c[ci] + tile_c[e] : tile_c[e];
+    c[ci] = (p.flags & 1u) != 0u ? c[ci] + tile_c[e] : tile_c[e];
   }
 }

@@ -17,6 +17,7 @@
 // 4×4 per invocation, slices of 16, scalar loads), chosen per pipeline by
 // VulkanBackend::matmul (SPARO_VULKAN_MATMUL_TILES overrides them).
 #extension GL_EXT_control_flow_attributes : enable
+#include "bf16.glsl"
 
 layout(local_size_x = 16, local_size_y = 16, local_size_z = 1) in;
 layout(local_size_x_id = 0, local_size_y_id = 1) in;  // WX, WY
@@ -33,7 +34,7 @@ layout(std430, binding = 0) readonly buffer A4 { vec4 a4[]; };  // the same buff
 layout(std430, binding = 1) readonly buffer B4 { vec4 b4[]; };
 layout(std430, binding = 2) buffer C { float c[]; };
 layout(push_constant) uniform Params {
-  uint batch, M, N, K, trans_a, trans_b, a_stride, b_stride, c_stride, accumulate;
+  uint batch, M, N, K, trans_a, trans_b, a_stride, b_stride, c_stride, flags;
 } p;
 
 shared float tile_a[BK][BM + 1u];  // [k][m], padded against bank conflicts
@@ -119,6 +120,7 @@ void main() {
                      (a_k_contiguous ? p.K % 4u == 0u && BK % 4u == 0u : p.M % 4u == 0u && BM % 4u == 0u);
   const bool vec_b = VEC == 4u && p.b_stride % 4u == 0u &&
                      (b_k_contiguous ? p.K % 4u == 0u && BK % 4u == 0u : p.N % 4u == 0u && BN % 4u == 0u);
+  const bool bf16 = (p.flags & kMatmulBf16) != 0u;
   float acc[TM][TN];
   [[unroll]] for (uint i = 0u; i < TM; ++i)
     [[unroll]] for (uint j = 0u; j < TN; ++j) acc[i][j] = 0.0;
@@ -127,6 +129,17 @@ void main() {
     load_tile_a(abase, row0, k0, lid, a_k_contiguous, vec_a);
     load_tile_b(bbase, col0, k0, lid, b_k_contiguous, vec_b);
     barrier();
+    if (bf16) {  // round the slice in shared memory (each value once), then multiply as usual
+      [[unroll]] for (uint r = 0u; r < (BM * BK + THREADS - 1u) / THREADS; ++r) {
+        const uint e = lid + r * THREADS;
+        if (e < BM * BK) tile_a[e / BM][e % BM] = round_bf16(tile_a[e / BM][e % BM]);
+      }
+      [[unroll]] for (uint r = 0u; r < (BN * BK + THREADS - 1u) / THREADS; ++r) {
+        const uint e = lid + r * THREADS;
+        if (e < BN * BK) tile_b[e / BN][e % BN] = round_bf16(tile_b[e / BN][e % BN]);
+      }
+      barrier();
+    }
     [[unroll]] for (uint kk = 0u; kk < BK; ++kk) {
       float av[TM], bv[TN];
       [[unroll]] for (uint i = 0u; i < TM; ++i) av[i] = tile_a[kk][ty + WY * i];
@@ -143,7 +156,7 @@ void main() {
       const uint n = col0 + tx + WX * j;
       if (n >= p.N) continue;
       const uint ci = bi * p.c_stride + m * p.N + n;
-      c[ci] = p.accumulate != 0u ? c[ci] + acc[i][j] : acc[i][j];
+      c[ci] = (p.flags & kMatmulAccumulate) != 0u ? c[ci] + acc[i][j] : acc[i][j];
     }
   }
 }

@@ -5,6 +5,23 @@ namespace sparo {
 
 using namespace detail;
 
+namespace {
+thread_local MatmulPrecision tls_matmul_precision = MatmulPrecision::f32;
+}  // namespace
+
+MatmulPrecision matmul_precision() { return tls_matmul_precision; }
+void set_matmul_precision(MatmulPrecision precision) { tls_matmul_precision = precision; }
+
+MatmulPrecision parse_matmul_precision(const std::string& text, const std::string& what) {
+  if (text == "f32" || text == "fp32") return MatmulPrecision::f32;
+  if (text == "bf16") return MatmulPrecision::bf16;
+  throw Error(what + ": expected \"f32\" or \"bf16\", got \"" + text + "\"");
+}
+
+const char* matmul_precision_name(MatmulPrecision precision) {
+  return precision == MatmulPrecision::bf16 ? "bf16" : "f32";
+}
+
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   profiler::Scope scope("matmul");
   check_dtype("matmul", a, DType::f32, "a");
@@ -49,6 +66,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   d.a_batch_stride = numel(a_batch) == 1 && a_batch != batch ? 0 : M * Ka;
   d.b_batch_stride = numel(b_batch) == 1 && b_batch != batch ? 0 : Ka * N;
   d.c_batch_stride = M * N;
+  const MatmulPrecision precision = matmul_precision();
+  d.precision = precision;
   if (out.numel() > 0) {
     if (Ka == 0) fill_(out, 0.0f);
     else backend_of(a).matmul(A, B, out, d);
@@ -57,9 +76,10 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
                            static_cast<double>(Ka), 0.0);
   }
   if (!needs_grad({&a, &b})) return out;
-  return record("matmul", out, {&a, &b}, [a = a.detach(), b = b.detach(), trans_a, trans_b,
+  return record("matmul", out, {&a, &b}, [a = a.detach(), b = b.detach(), trans_a, trans_b, precision,
                                          need_a = a.requires_grad(), need_b = b.requires_grad()](const Tensor& g) {
     // C = op(A)·op(B):  d op(A) = G·op(B)ᵀ,  d op(B) = op(A)ᵀ·G, transposed back when stored transposed.
+    const MatmulPrecisionScope same_as_forward(precision);
     Tensor da, db;
     if (need_a)
       da = sum_to_shape(trans_a ? matmul(b, g, trans_b, true) : matmul(g, b, false, !trans_b), a.shape());

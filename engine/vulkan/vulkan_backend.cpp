@@ -937,14 +937,17 @@ bool VulkanBackend::coopmat_requested() const {
 }
 
 void VulkanBackend::matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& d) {
-  struct { uint32_t batch, M, N, K, ta, tb, as, bs, cs, acc; } push{
+  // flags (shaders/bf16.glsl): bit 0 adds to C, bit 1 rounds the inputs to bf16.
+  const uint32_t flags = (d.accumulate ? 1u : 0u) | (d.precision == MatmulPrecision::bf16 ? 2u : 0u);
+  struct { uint32_t batch, M, N, K, ta, tb, as, bs, cs, flags; } push{
       narrow(d.batch, "batch"), narrow(d.M, "M"), narrow(d.N, "N"), narrow(d.K, "K"), d.trans_a ? 1u : 0u,
       d.trans_b ? 1u : 0u, narrow(d.a_batch_stride, "stride"), narrow(d.b_batch_stride, "stride"),
-      narrow(d.c_batch_stride, "stride"), d.accumulate ? 1u : 0u};
+      narrow(d.c_batch_stride, "stride"), flags};
   narrow(d.batch * d.M * d.N, "output size");
   // Tiles (shaders/matmul_tiled.comp) once both sides are at least 32; smaller products
-  // take one output per invocation. SPARO_VULKAN_COOPMAT=1: the matrix units, fp16 inputs.
-  if (coopmat_requested() && d.batch <= 65535) {
+  // take one output per invocation. SPARO_VULKAN_COOPMAT=1: the matrix units, fp16 inputs
+  // (for f32 matmuls only: a bf16 request keeps bf16's rounding).
+  if (coopmat_requested() && d.precision == MatmulPrecision::f32 && d.batch <= 65535) {
     const uint32_t spec[] = {4 * context_->info().subgroup_size};  // 4 subgroups
     dispatch_groups("matmul_coopmat_nv", {{&a, false}, {&b, false}, {&c, true}}, &push, sizeof(push),
                     narrow((d.N + 63) / 64, "column tiles"), narrow((d.M + 63) / 64, "row tiles"),

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -125,6 +127,52 @@ TEST(Autograd, SetGradChecksTheShape) {
   x.set_grad(vec({3, 4}));
   EXPECT_EQ(x.grad().to_float_vector(), (std::vector<float>{3, 4}));
   EXPECT_THROW(x.set_grad(vec({1})), Error);
+}
+
+
+// ---- mixed precision ---------------------------------------------------------------------
+
+std::vector<float> ramp(int64_t n, float phase) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = std::sin(0.37f * static_cast<float>(i) + phase);
+  return v;
+}
+
+// A matmul recorded under bf16 runs its backward in bf16 too, even when backward() is called
+// after the scope ended; and bf16 really differs from f32 on these values.
+TEST(MatmulPrecision, BackwardKeepsTheForwardsPrecision) {
+  const Tensor g = Tensor::from_vector(ramp(6 * 5, 0.3f), {6, 5});
+  const Tensor w = Tensor::from_vector(ramp(4 * 5, 1.1f), {4, 5});
+  Tensor x = Tensor::from_vector(ramp(6 * 4, 2.0f), {6, 4});
+  x.requires_grad_();
+  EXPECT_EQ(matmul_precision(), MatmulPrecision::f32);
+  {
+    const MatmulPrecisionScope bf16(MatmulPrecision::bf16);
+    EXPECT_EQ(matmul_precision(), MatmulPrecision::bf16);
+    matmul(x, w).backward(g);
+  }
+  EXPECT_EQ(matmul_precision(), MatmulPrecision::f32);  // restored
+  Tensor expected_bf16, expected_f32;
+  {
+    const MatmulPrecisionScope bf16(MatmulPrecision::bf16);
+    expected_bf16 = matmul(g, w, false, true);  // dX = G·Wᵀ
+  }
+  expected_f32 = matmul(g, w, false, true);
+  EXPECT_EQ(x.grad().to_float_vector(), expected_bf16.to_float_vector());
+  EXPECT_NE(x.grad().to_float_vector(), expected_f32.to_float_vector());
+}
+
+TEST(MatmulPrecision, ParsesNamesAndRejectsOthers) {
+  EXPECT_EQ(parse_matmul_precision("f32"), MatmulPrecision::f32);
+  EXPECT_EQ(parse_matmul_precision("fp32"), MatmulPrecision::f32);
+  EXPECT_EQ(parse_matmul_precision("bf16"), MatmulPrecision::bf16);
+  EXPECT_STREQ(matmul_precision_name(MatmulPrecision::bf16), "bf16");
+  try {
+    parse_matmul_precision("fp16", "--precision");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "--precision: expected \"f32\" or \"bf16\", got \"fp16\"");
+  }
 }
 
 }  // namespace

@@ -53,6 +53,7 @@ struct Case {
   RefFn ref;
   bool check_grad = true;
   double rtol = 1e-4, atol = 1e-5;  // forward tolerances (f32 result vs double reference)
+  double grad_tol = 1e-4;           // gradient vs finite differences, relative to the largest
 };
 
 bool differentiable(Kind k) { return k == Kind::normal || k == Kind::positive || k == Kind::away; }
@@ -84,6 +85,27 @@ std::vector<Case> make_cases() {
            [](auto& r) { return ref::matmul(r[0], r[1], false, false); });
   add_case("matmul", "partial_broadcast", {{{1, 3, 4, 2}}, {{2, 1, 2, 5}}}, [](auto& x) { return matmul(x[0], x[1]); },
            [](auto& r) { return ref::matmul(r[0], r[1], false, false); });
+
+  // matmul with bf16 inputs and f32 sums (MatmulPrecision::bf16), forward and the backward
+  // it records (run outside the scope: it must keep the forward's precision), against the f32
+  // reference with bf16's tolerance (8 significant bits). Sides of 32 and more take the tiled
+  // Vulkan shader, the batched case the simple one. The GemmBf16 tests check the rounding
+  // itself; the Vulkan ring (NMSE 1e-9) that both backends round alike.
+  for (int t = 0; t < 4; ++t) {
+    const bool ta = t & 1, tb = t & 2;
+    const std::string label = std::string("bf16_") + (ta ? "T" : "N") + (tb ? "T" : "N");
+    for (const bool batched : {false, true}) {
+      const Shape a = batched ? (ta ? Shape{2, 3, 5, 4} : Shape{2, 3, 4, 5}) : (ta ? Shape{33, 40} : Shape{40, 33});
+      const Shape b = batched ? (tb ? Shape{2, 3, 6, 5} : Shape{2, 3, 5, 6}) : (tb ? Shape{37, 33} : Shape{33, 37});
+      Case& c = add_case("matmul", label + (batched ? "_batched" : "_40x33x37"), {{a}, {b}},
+                         [=](auto& x) {
+                           const MatmulPrecisionScope bf16(MatmulPrecision::bf16);
+                           return matmul(x[0], x[1], ta, tb);
+                         },
+                         [=](auto& r) { return ref::matmul(r[0], r[1], ta, tb); });
+      c.rtol = 2e-2, c.atol = 0.1, c.grad_tol = 2e-2;
+    }
+  }
 
   // linear: PyTorch layout weight [out, in].
   add_case("linear", "bias_3d", {{{2, 3, 5}}, {{4, 5}}, {{4}}}, [](auto& x) { return linear(x[0], x[1], x[2]); },
@@ -406,7 +428,7 @@ TEST_P(OpRingGradient, MatchesFiniteDifferences) {
       scale = std::max(scale, std::fabs(numeric[i]));
     }
     for (size_t i = 0; i < numeric.size(); ++i)
-      EXPECT_NEAR(analytic[i], numeric[i], 1e-4 * scale + 1e-3 * std::fabs(numeric[i]))
+      EXPECT_NEAR(analytic[i], numeric[i], c.grad_tol * scale + 10 * c.grad_tol * std::fabs(numeric[i]))
           << c.label << ": d/d input " << k << " element " << i;
   }
 }
