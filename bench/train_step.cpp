@@ -1,7 +1,7 @@
 // bench_train_step: one training step of the tiny SPARO-CLIP and the tiny SPARO-DINO presets,
 // sparo against PyTorch, side by side in one run.
 //
-//   bench_train_step [--model clip|dino|all] [--steps N] [--threads T] [--quick] [--no-torch]
+//   bench_train_step [--model clip|dino|all] [--steps N] [--threads T] [--quick] [--no-torch] [--precision bf16]
 //                    [--device vulkan[:N]] [--profile]
 //
 // --device vulkan runs our step on a Vulkan GPU and PyTorch's on CUDA (fp32, TF32 off), for
@@ -188,6 +188,9 @@ StepTimes time_steps(sparo::Device device, sparo::Optimizer& opt, int warmup, in
   return t;
 }
 
+// Our matmul precision (--precision); PyTorch's side stays f32.
+sparo::MatmulPrecision our_precision = sparo::MatmulPrecision::f32;
+
 // Our side of one model; runs in the forked child.
 json run_ours(const std::string& kind, int threads, int warmup, int steps, const std::string& device_name,
               bool profile) {
@@ -196,6 +199,7 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps, const
                                           std::to_string(steps) + " timed steps"
                                     : "";
   sparo::set_num_threads(threads);
+  const sparo::MatmulPrecisionScope precision(our_precision);
   const sparo::Device device = sparo::Device::parse(device_name);
   const int64_t base_rss = proc_status_bytes("VmRSS");
   sparo::Generator gen(1234);
@@ -403,13 +407,14 @@ std::string mib(double bytes) {
 int usage(int status) {
   std::fprintf(status ? stderr : stdout,
                "usage: bench_train_step [--model clip|dino|all] [--steps N] [--threads T] [--quick] "
-               "[--no-torch] [--profile] [--rounds R] [--contend]\n"
+               "[--no-torch] [--profile] [--rounds R] [--contend] [--precision f32|bf16]\n"
                "  --steps N    timed steps per round (default 7; --quick: 3)\n"
                "  --rounds R   rounds per side, alternating ours and PyTorch (default 3; --quick: 1)\n"
                "  --contend    run beside one single-threaded busy process started by the bench\n"
                "  --threads T  threads for both engines (default 2)\n"
                "  --quick      1 warm-up step and 3 timed steps unless --steps is given\n"
                "  --no-torch   skip the PyTorch column\n"
+               "  --precision  our matmul precision: f32 (default) or bf16 (bf16 inputs, f32 sums); PyTorch: f32\n"
                "  --profile    print our side's per-op time table to stderr (also: env SPARO_PROFILE=1)\n");
   return status;
 }
@@ -447,6 +452,13 @@ int main(int argc, char** argv) {
       quick = true;
     } else if (a == "--device") {
       device = value();
+    } else if (a == "--precision") {
+      try {
+        our_precision = sparo::parse_matmul_precision(value(), "--precision");
+      } catch (const sparo::Error& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return usage(2);
+      }
     } else if (a == "--no-torch") {
       torch = false;
     } else if (a == "--profile") {
@@ -468,8 +480,9 @@ int main(int argc, char** argv) {
   const bool on_gpu = device != "cpu";
   const double load_start = load_1min();
   std::printf("bench_train_step: batch %lld, %d threads, %d warm-up + %d timed steps × %d rounds per side (ABAB), "
-              "ours on %s, PyTorch on %s%s; load average %s at the start\n",
-              static_cast<long long>(kBatch), threads, warmup, steps, rounds, device.c_str(), on_gpu ? "cuda" : "cpu",
+              "ours on %s (%s matmuls), PyTorch on %s (f32)%s; load average %s at the start\n",
+              static_cast<long long>(kBatch), threads, warmup, steps, rounds, device.c_str(),
+              sparo::matmul_precision_name(our_precision), on_gpu ? "cuda" : "cpu",
               contend ? ", beside one busy process (--contend)" : "", load_average().c_str());
   std::printf("PyTorch: %s %s bench/torch_train_step.py (models_golden)\n", kTorchEnv, python_path().c_str());
   std::fflush(stdout);

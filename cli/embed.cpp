@@ -11,7 +11,7 @@ namespace sparo::cli {
 namespace {
 
 struct EmbedOptions {
-  std::string config, checkpoint, vocab, texts_file, out, device = "cpu";
+  std::string config, checkpoint, vocab, texts_file, out, device = "cpu", precision = "f32";
   std::vector<std::string> images;
   bool attention = false, profile = false;
   int batch = 32;
@@ -37,6 +37,7 @@ void run(const EmbedOptions& o) {
   if (o.images.empty() && o.texts_file.empty()) throw Error("embed: give --images and/or --texts-file");
   if (o.batch <= 0) throw Error("embed: --batch must be positive");
   // The table covers the whole command, loading and writing included (in other/untracked).
+  const MatmulPrecisionScope precision(parse_matmul_precision(o.precision, "embed: --precision"));
   const bool profile = profiler::requested(o.profile);
   if (profile) profiler::set_enabled(true);
   if (!o.texts_file.empty() && o.vocab.empty()) throw Error("embed: --texts-file needs --vocab (the BPE merges file)");
@@ -88,6 +89,8 @@ void add_embed_command(CLI::App& app) {
   cmd->add_option("--out", o->out, "Output .safetensors: image_embeds, text_embeds (+ *_attention)")->required();
   cmd->add_flag("--attention", o->attention, "Also write the SPARO slot attentions");
   cmd->add_option("--device", o->device, "cpu or vulkan[:N]")->capture_default_str();
+  cmd->add_option("--precision", o->precision, "Matmul precision: f32, or bf16 (bf16 inputs, f32 sums)")
+      ->capture_default_str();
   cmd->add_option("--batch", o->batch, "Inputs per forward pass")->capture_default_str();
   cmd->add_flag("--profile", o->profile, "Print a per-op time table at the end (also: env SPARO_PROFILE=1)");
   cmd->callback([o] { run(*o); });

@@ -15,7 +15,7 @@ namespace sparo::cli {
 namespace {
 
 struct TrainCommandOptions {
-  std::string config, out, resume, device;
+  std::string config, out, resume, device, precision;
   std::vector<std::string> overrides;
   int progress = -1;
   bool profile = false;
@@ -24,6 +24,7 @@ struct TrainCommandOptions {
 void run(const std::string& task, const TrainCommandOptions& o) {
   std::vector<std::string> overrides = o.overrides;
   if (!o.device.empty()) overrides.push_back("device=" + o.device);
+  if (!o.precision.empty()) overrides.push_back("precision=" + o.precision);
   TrainOptions options;
   options.progress = o.progress;
   options.profile = profiler::requested(o.profile);
@@ -54,6 +55,8 @@ void add_task(CLI::App* train, const std::string& task, const std::string& about
   cmd->add_option("--resume", o->resume, "Continue the run in this directory from its latest checkpoint")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--device", o->device, "cpu or vulkan[:N] (overrides the config's device)");
+  cmd->add_option("--precision", o->precision,
+                  "Matmul precision, f32 or bf16 (bf16 inputs, f32 sums, f32 weights; overrides the config's)");
   cmd->add_option("--progress", o->progress,
                   "1: live progress line, 0: plain lines (default: a live line when stderr is a terminal)")
       ->check(CLI::Range(0, 1));

@@ -33,7 +33,8 @@ struct Fields {
   explicit Fields(Config& c) {
     strings = {{"task", &c.task}, {"dataset", &c.dataset}, {"data_dir", &c.data_dir}, {"csv_path", &c.csv_path},
                {"csv_image_key", &c.csv_image_key}, {"csv_caption_key", &c.csv_caption_key},
-               {"csv_separator", &c.csv_separator}, {"device", &c.device}, {"grad_clip_mode", &c.grad_clip_mode}};
+               {"csv_separator", &c.csv_separator}, {"device", &c.device}, {"precision", &c.precision},
+               {"grad_clip_mode", &c.grad_clip_mode}};
     ints = {{"train_size", &c.train_size}, {"scene_canvas", &c.scene_canvas}, {"scene_min_items", &c.scene_min_items},
             {"scene_max_items", &c.scene_max_items}, {"scene_group_size", &c.scene_group_size}, {"steps", &c.steps},
             {"batch_size", &c.batch_size}, {"accum_steps", &c.accum_steps}, {"warmup_steps", &c.warmup_steps}, {"local_crops", &c.local_crops},
@@ -264,6 +265,7 @@ void TrainConfig::validate(const std::string& source) const {
   positive("monitor_train", monitor_train);
   positive("monitor_test", monitor_test);
   if (device != "cpu" && device.rfind("vulkan", 0) != 0) fail("device", "must be cpu, vulkan or vulkan:N");
+  if (precision != "f32" && precision != "bf16") fail("precision", "must be f32 or bf16, got \"" + precision + "\"");
   // The model config must parse for the task (its own errors name the field).
   if (task == "clip")
     ClipConfig::from_json(model_json, source + ".model");

@@ -68,6 +68,9 @@ struct TrainConfig {
   // Run.
   uint64_t seed = 0;
   std::string device = "cpu";
+  // Matmul precision (engine/ops.h): "f32", or "bf16" for bf16 inputs with f32 sums
+  // (mixed precision; weights, optimiser state, norms and losses stay f32).
+  std::string precision = "f32";
   int64_t log_every = 10, checkpoint_every = 200, keep_checkpoints = 2;
 
   // Parses a config file and applies "key=value" overrides (value: JSON, or a bare string).

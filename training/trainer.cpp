@@ -277,6 +277,8 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   const StopSignals stop_signals;
   Backend& backend = backend_for(Device::parse(cfg.device));
   backend.reset_peak_memory();  // the report at the end is about this run
+  // Every matmul of the steps, monitors included, and the backward each one records.
+  const MatmulPrecisionScope precision(parse_matmul_precision(cfg.precision, "precision"));
   TrainResult result{start, start, 0.0};
   // The table covers the steps (with their logging, monitors and checkpoints), not the setup.
   if (options.profile) profiler::set_enabled(true);

@@ -191,6 +191,29 @@ TEST_F(EmbedCli, WritesNormalisedEmbeddingsThatMatchTheLibrary) {
   EXPECT_NE(listing.output.find("image_embeds  F32  [2, 768]"), std::string::npos) << listing.output;
 }
 
+// --precision bf16: the same embeddings to bf16's accuracy, not the f32 bits; a wrong value is
+// an error naming the option.
+TEST_F(EmbedCli, Bf16PrecisionIsCloseToF32) {
+  const std::string args = "embed --config " + cfg_path + " --checkpoint " + dir + "/model.safetensors --vocab " + dir +
+                           "/merges.txt --images " + dir + "/img0.png --texts-file " + dir + "/captions.txt --out " + dir;
+  ASSERT_EQ(sparo_cli(args + "/f32.safetensors").code, 0);
+  const CliRun r = sparo_cli(args + "/bf16.safetensors --precision bf16");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const NamedTensors f32 = load_safetensors(dir + "/f32.safetensors"), bf16 = load_safetensors(dir + "/bf16.safetensors");
+  ASSERT_EQ(f32.size(), bf16.size());
+  for (size_t t = 0; t < f32.size(); ++t) {
+    const std::vector<float> a = f32[t].second.to_float_vector(), b = bf16[t].second.to_float_vector();
+    ASSERT_EQ(a.size(), b.size()) << f32[t].first;
+    double dot = 0, na = 0, nb = 0;
+    for (size_t i = 0; i < a.size(); ++i) dot += double(a[i]) * b[i], na += double(a[i]) * a[i], nb += double(b[i]) * b[i];
+    EXPECT_GT(dot / std::sqrt(na * nb), 0.99) << f32[t].first;
+    EXPECT_NE(a, b) << f32[t].first;
+  }
+  const CliRun bad = sparo_cli(args + "/x.safetensors --precision fp8");
+  EXPECT_EQ(bad.code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("embed: --precision: expected \"f32\" or \"bf16\", got \"fp8\""), std::string::npos) << bad.output;
+}
+
 TEST_F(EmbedCli, OneRowPerLineBlankLinesIncluded) {
   std::ofstream(dir + "/gaps.txt") << "a red sneaker\n\na blue bag\r\n";
   const CliRun r = sparo_cli("embed --config " + cfg_path + " --checkpoint " + dir + "/model.safetensors --vocab " + dir +

@@ -380,6 +380,27 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
   expect_error([] { clip_config({"scene_group_size=9"}); }, {".scene_group_size", "[1, 8]", "got 9"});
   expect_error([] { clip_config({"scene_group_size=3"}); }, {".scene_group_size", "must divide batch_size 32"});
   expect_error([] { dino_config({"scene_group_size=2"}); }, {".scene_group_size", "fashion-scenes (clip only)"});
+  expect_error([] { clip_config({"precision=fp16"}); }, {".precision", "must be f32 or bf16", "\"fp16\""});
+}
+
+// precision=bf16 trains (finite losses that follow the f32 run's) and really multiplies in
+// bf16 (the losses are not the f32 run's bits); the resolved config keeps it for --resume.
+TEST(Trainer, ClipTrainsWithBf16Matmuls) {
+  TempDir dir("clip-bf16");
+  train(clip_config({"steps=4"}), dir / "f32", quiet());
+  train(clip_config({"steps=4", "precision=bf16"}), dir / "bf16", quiet());
+  const std::vector<double> f32 = losses(dir / "f32"), bf16 = losses(dir / "bf16");
+  ASSERT_EQ(f32.size(), 4u);
+  ASSERT_EQ(bf16.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(std::isfinite(bf16[i])) << i;
+    EXPECT_NEAR(bf16[i], f32[i], 0.02 * std::fabs(f32[i])) << i;
+  }
+  EXPECT_NE(bf16, f32);
+  std::ifstream config(dir / "bf16/config.json");
+  const std::string text((std::istreambuf_iterator<char>(config)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"precision\": \"bf16\""), std::string::npos) << text;
+  EXPECT_EQ(matmul_precision(), MatmulPrecision::f32) << "the run must not leave bf16 set";
 }
 
 TEST(Trainer, ClipTrainsOnSceneGroups) {
