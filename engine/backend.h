@@ -96,6 +96,12 @@ class Backend {
 
   // ---- memory ---------------------------------------------------------------------
   virtual std::shared_ptr<Storage> allocate(size_t bytes) = 0;
+  // A storage over `bytes` of host memory that `owner` keeps alive, used in place (the CPU
+  // backend; others cannot compute on host memory and refuse).
+  virtual std::shared_ptr<Storage> wrap_host_memory(std::shared_ptr<void> owner, void* data, size_t bytes) {
+    (void)owner, (void)data, (void)bytes;
+    throw Error(name() + ": cannot use host memory in place");
+  }
   virtual void upload(Storage& dst, size_t offset, const void* src, size_t bytes) = 0;
   virtual void download(const Storage& src, size_t offset, void* dst, size_t bytes) = 0;
   virtual void synchronize() {}

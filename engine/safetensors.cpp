@@ -1,6 +1,7 @@
 #include "engine/safetensors.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -812,6 +813,26 @@ HeaderInfo read_header(const std::string& path, const Limits& limits) {
   for (auto& e : file.header.entries)
     info.tensors.push_back({std::move(e.name), std::move(e.dtype), std::move(e.shape), e.offsets[0], e.offsets[1]});
   return info;
+}
+
+MappedFile map_file(const std::string& path, const Limits& limits) {
+  OpenedFile file(path, limits);
+  MappedFile m;
+  m.header.metadata = std::move(file.header.metadata);
+  m.header.tensors.reserve(file.header.entries.size());
+  for (auto& e : file.header.entries)
+    m.header.tensors.push_back({std::move(e.name), std::move(e.dtype), std::move(e.shape), e.offsets[0], e.offsets[1]});
+  m.data_offset = file.data_start;
+  struct stat st {};
+  if (::fstat(file.f.fd, &st) != 0) fail(path, "cannot stat file: " + errno_text(errno));
+  const auto size = static_cast<size_t>(st.st_size);
+  m.data_bytes = size - file.data_start;
+  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, file.f.fd, 0);
+  if (base == MAP_FAILED) fail(path, "cannot map file: " + errno_text(errno));
+  // The mapping outlives the descriptor (closed when `file` goes); it goes with the last tensor.
+  const std::shared_ptr<uint8_t> owner(static_cast<uint8_t*>(base), [size](uint8_t* p) { ::munmap(p, size); });
+  m.data = std::shared_ptr<uint8_t>(owner, owner.get() + file.data_start);
+  return m;
 }
 
 Contents read_file(const std::string& path, const Limits& limits) {

@@ -41,6 +41,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -98,6 +99,19 @@ Contents read_file(const std::string& path, const Limits& limits = {});
 // many-gigabyte checkpoint costs what its header costs.
 HeaderInfo read_header(const std::string& path, const Limits& limits = {});
 
+// A validated file mapped into memory (mmap, MAP_PRIVATE: a page written to becomes this
+// process's own copy; the file never changes). Pages are read on first touch and shared with
+// the page cache. The file must not be truncated while the mapping lives: touching a page
+// past its new end raises SIGBUS (files replaced by rename, as sparo writes them, are safe).
+struct MappedFile {
+  HeaderInfo header;
+  std::shared_ptr<uint8_t> data;  // the data buffer (first byte after the header), keeps the mapping
+  uint64_t data_offset = 0;       // where the data buffer starts in the file (8 + header length)
+  uint64_t data_bytes = 0;
+};
+// The same checks as read_header, on the file that is then mapped (one open).
+MappedFile map_file(const std::string& path, const Limits& limits = {});
+
 // Parses and validates an in-memory file. source_name is used in messages.
 Contents parse(const uint8_t* data, size_t size, const std::string& source_name,
                const Limits& limits = {});
@@ -149,5 +163,10 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 // (range-checked). Errors name the file and the tensor.
 NamedTensors load_safetensors(const std::string& path, Device device = Device::cpu(),
                               std::map<std::string, std::string>* metadata = nullptr);
+// The same tensors on the CPU, read without a copy where the file allows: F32 and I32 tensors
+// whose data are 4-byte aligned in the file use a private mapping of it in place
+// (safetensors::map_file; writing to them never changes the file); other dtypes are converted
+// as load_safetensors does. The checksum, where present, is verified over the mapped data.
+NamedTensors map_safetensors(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
 
 }  // namespace sparo

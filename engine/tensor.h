@@ -97,6 +97,10 @@ class Tensor {
                             Device device = Device::cpu());
   static Tensor from_vector(const std::vector<int32_t>& values, const Shape& shape,
                             Device device = Device::cpu());
+  // A CPU tensor over memory it does not own (f32 or i32, 4-byte aligned, numel(shape) values):
+  // no copy is made, and `owner` stays alive as long as any tensor uses the memory. For
+  // weights used in place from a mapped file (map_safetensors).
+  static Tensor from_host_memory(std::shared_ptr<void> owner, void* data, const Shape& shape, DType dtype);
   // Standard normal / uniform [low, high) from a counter-based generator (random.h).
   static Tensor randn(const Shape& shape, Generator& gen, Device device = Device::cpu());
   static Tensor uniform(const Shape& shape, double low, double high, Generator& gen,

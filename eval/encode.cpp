@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "engine/autograd.h"
+#include "engine/backend.h"
 #include "models/module.h"
 
 namespace sparo {
@@ -40,7 +41,8 @@ std::unique_ptr<TrainedClip> TrainedClip::load(const std::string& run_dir, Devic
   auto model = std::make_unique<Clip>(ClipConfig::from_json(cfg.model_json, run_dir + "/config.json model"), cfg.seed);
   if (which == Weights::trained) {
     const std::string weights = required_file(run_dir, "model.safetensors");
-    load_state_dict(*model, load_safetensors(weights), model->aliases(), weights);
+    adopt_state_dict(*model, map_safetensors(weights), model->aliases(), weights);  // the file's pages, no copy
+    backend_for(Device::cpu()).empty_cache();  // the random init they replaced
   }
   model->set_training(false);
   to_device(*model, device);
@@ -90,7 +92,8 @@ std::unique_ptr<TrainedDino> TrainedDino::load(const std::string& run_dir, Devic
   auto model = std::make_unique<Dino>(DinoConfig::from_json(cfg.model_json, run_dir + "/config.json model"), cfg.seed);
   if (which == Weights::trained) {
     const std::string weights = required_file(run_dir, "model.safetensors");
-    load_state_dict(*model, load_safetensors(weights), model->aliases(), weights);
+    adopt_state_dict(*model, map_safetensors(weights), model->aliases(), weights);  // the file's pages, no copy
+    backend_for(Device::cpu()).empty_cache();  // the random init they replaced
   }
   model->set_training(false);
   model->backbone.set_training(false);

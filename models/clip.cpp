@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/autograd.h"
+#include "engine/backend.h"
 #include "engine/safetensors.h"
 
 namespace sparo {
@@ -76,8 +77,10 @@ std::unique_ptr<Clip> load_clip(const std::string& config_path, const std::strin
   auto model = std::make_unique<Clip>(ClipConfig::load(config_path));
   {
     NoGradGuard no_grad;
-    load_state_dict(*model, load_safetensors(checkpoint_path, Device::cpu()), model->aliases(), checkpoint_path);
+    // The file's pages are the weights (no copy); the random init they replace goes back.
+    adopt_state_dict(*model, map_safetensors(checkpoint_path), model->aliases(), checkpoint_path);
   }
+  backend_for(Device::cpu()).empty_cache();
   to_device(*model, device);
   model->set_training(false);
   return model;

@@ -31,8 +31,12 @@ NamedTensors state_dict(const Module& module, const StateAliases& aliases) {
   return out;
 }
 
-void load_state_dict(const Module& module, const NamedTensors& state, const StateAliases& aliases,
-                     const std::string& source) {
+namespace {
+
+enum class LoadMode { copy, adopt };
+
+void load_into(const Module& module, const NamedTensors& state, const StateAliases& aliases, const std::string& source,
+               LoadMode mode) {
   std::map<std::string, Tensor> given;
   std::vector<std::string> duplicates;
   for (const auto& [name, t] : state)
@@ -88,9 +92,23 @@ void load_state_dict(const Module& module, const NamedTensors& state, const Stat
   NoGradGuard no_grad;
   for (const auto& [name, p] : params) {
     Tensor dst = p;
-    Tensor src = given.at(name).to(p.device());
-    copy_(dst, src);
+    const Tensor& src = given.at(name);
+    if (mode == LoadMode::adopt && src.device() == p.device())
+      p.impl()->storage = src.impl()->storage;  // same shape and dtype, checked above
+    else
+      copy_(dst, src.to(p.device()));
   }
+}
+
+}  // namespace
+
+void load_state_dict(const Module& module, const NamedTensors& state, const StateAliases& aliases,
+                     const std::string& source) {
+  load_into(module, state, aliases, source, LoadMode::copy);
+}
+
+void adopt_state_dict(const Module& module, NamedTensors state, const StateAliases& aliases, const std::string& source) {
+  load_into(module, state, aliases, source, LoadMode::adopt);
 }
 
 }  // namespace sparo

@@ -49,4 +49,11 @@ NamedTensors state_dict(const Module& module, const StateAliases& aliases = {});
 void load_state_dict(const Module& module, const NamedTensors& state, const StateAliases& aliases = {},
                      const std::string& source = "state dict");
 
+// The same checks, but each parameter takes over the given tensor's storage where both are on
+// one device, instead of a copy: loading weights this way holds them once (with
+// map_safetensors, as pages of the mapped file). The parameters keep their identity; the
+// caller gives up `state` (its tensors now share memory with the module).
+void adopt_state_dict(const Module& module, NamedTensors state, const StateAliases& aliases = {},
+                      const std::string& source = "state dict");
+
 }  // namespace sparo

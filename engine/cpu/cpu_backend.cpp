@@ -137,11 +137,16 @@ BlockCache& block_cache() {
 CpuStorage::CpuStorage(size_t bytes) : Storage(Device::cpu(), bytes), capacity_(bytes ? block_cache().capacity_for(bytes) : 0) {
   data_ = capacity_ ? block_cache().get(capacity_) : nullptr;
 }
+CpuStorage::CpuStorage(std::shared_ptr<void> owner, void* data, size_t bytes)
+    : Storage(Device::cpu(), bytes), capacity_(0), data_(data), owner_(std::move(owner)) {}
 CpuStorage::~CpuStorage() {
-  if (data_) block_cache().put(data_, capacity_);
+  if (data_ && capacity_) block_cache().put(data_, capacity_);
 }
 
 std::shared_ptr<Storage> CpuBackend::allocate(size_t bytes) { return std::make_shared<CpuStorage>(bytes); }
+std::shared_ptr<Storage> CpuBackend::wrap_host_memory(std::shared_ptr<void> owner, void* data, size_t bytes) {
+  return std::make_shared<CpuStorage>(std::move(owner), data, bytes);
+}
 MemoryStats CpuBackend::memory_stats() const { return block_cache().stats(); }
 void CpuBackend::empty_cache() { block_cache().release_all(); }
 void CpuBackend::reset_peak_memory() { block_cache().reset_peak(); }

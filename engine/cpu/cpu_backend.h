@@ -14,12 +14,15 @@ namespace sparo::cpu {
 class CpuStorage final : public Storage {
  public:
   explicit CpuStorage(size_t bytes);
+  // Memory from elsewhere (a mapped file), kept alive by `owner`; not from the block cache.
+  CpuStorage(std::shared_ptr<void> owner, void* data, size_t bytes);
   ~CpuStorage() override;
   void* data() const { return data_; }
 
  private:
-  size_t capacity_;  // the cached block's size (bytes rounded up to its bucket)
+  size_t capacity_;  // the cached block's size (bytes rounded up to its bucket); 0 when not ours
   void* data_;
+  std::shared_ptr<void> owner_;
 };
 
 // Raw access for CPU kernels only: this header is not part of the public API.
@@ -62,6 +65,7 @@ class CpuBackend final : public Backend {
   Device device() const override { return Device::cpu(); }
 
   std::shared_ptr<Storage> allocate(size_t bytes) override;
+  std::shared_ptr<Storage> wrap_host_memory(std::shared_ptr<void> owner, void* data, size_t bytes) override;
   MemoryStats memory_stats() const override;
   void empty_cache() override;
   void reset_peak_memory() override;

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "engine/backend.h"
+#include "engine/cpu/cpu_backend.h"
 #include "engine/ops.h"
 #include "engine/safetensors.h"
 
@@ -170,6 +171,78 @@ TEST(Tensor, SafetensorsChecksumCatchesAFlippedByte) {
   safetensors::write_file(path, {safetensors::from_f32("v", {2}, v.data())});
   EXPECT_EQ(load_safetensors(path).at(0).second.to_float_vector(), v);
   std::filesystem::remove(path);
+}
+
+// The address range of the mapping of `path` that holds `p` in /proc/self/maps, or false.
+bool mapped_from(const void* p, const std::string& path) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  const std::string name = std::filesystem::canonical(path).string();
+  while (std::getline(maps, line)) {
+    if (line.size() < name.size() || line.compare(line.size() - name.size(), name.size(), name) != 0) continue;
+    const uintptr_t begin = std::stoull(line.substr(0, line.find('-')), nullptr, 16);
+    const uintptr_t end = std::stoull(line.substr(line.find('-') + 1, line.find(' ')), nullptr, 16);
+    if (address >= begin && address < end) return true;
+  }
+  return false;
+}
+
+// map_safetensors: the f32 and i32 tensors are the file's pages (no engine memory, the
+// address inside the file's mapping); writing to one changes neither the file nor a second
+// mapping; other dtypes and misaligned data are converted as load_safetensors does.
+TEST(Tensor, MapSafetensorsUsesTheFileInPlace) {
+  const std::string path = ::testing::TempDir() + "/sparo_mapped.safetensors";
+  Generator gen(8);
+  const Tensor w = Tensor::randn({300, 70}, gen);
+  const Tensor ids = Tensor::from_vector(std::vector<int32_t>{4, -2, 9}, {3});
+  save_safetensors(path, {{"w", w}, {"ids", ids}});
+  Backend& cpu = backend_for(Device::cpu());
+  const size_t before = cpu.memory_stats().in_use;
+  std::map<std::string, std::string> metadata;
+  NamedTensors mapped = map_safetensors(path, &metadata);
+  EXPECT_EQ(cpu.memory_stats().in_use, before) << "the tensors took engine memory";
+  EXPECT_EQ(metadata[kDataChecksumKey].size(), 8u);
+  ASSERT_EQ(mapped.size(), 2u);
+  EXPECT_EQ(mapped[0].second.to_float_vector(), w.to_float_vector());
+  EXPECT_EQ(mapped[1].second.to_int_vector(), ids.to_int_vector());
+  EXPECT_TRUE(mapped_from(cpu::data<float>(mapped[0].second), path));
+  EXPECT_TRUE(mapped_from(cpu::data<int32_t>(mapped[1].second), path));
+
+  fill_(mapped[0].second, 7.0f);  // a private copy of the touched pages
+  EXPECT_EQ(load_safetensors(path).at(0).second.to_float_vector(), w.to_float_vector());
+  EXPECT_EQ(map_safetensors(path).at(0).second.to_float_vector(), w.to_float_vector());
+  mapped.clear();  // unmaps
+  EXPECT_FALSE(mapped_from(cpu::data<float>(w), path));
+
+  // An F16 tensor first leaves the F32 one at byte offset 2: both are converted copies.
+  const uint8_t half_one[2] = {0x00, 0x3C};  // 1.0 in IEEE half precision
+  const std::vector<float> v = {1.5f, -2.0f};
+  safetensors::TensorRecord h{"h", "F16", {1}, std::vector<uint8_t>(half_one, half_one + 2)};
+  safetensors::write_file(path, {h, safetensors::from_f32("v", {2}, v.data())});
+  const NamedTensors converted = map_safetensors(path);
+  EXPECT_EQ(converted.at(0).second.to_float_vector(), std::vector<float>{1.0f});
+  EXPECT_EQ(converted.at(1).second.to_float_vector(), v);
+  EXPECT_FALSE(mapped_from(cpu::data<float>(converted.at(1).second), path));
+  std::filesystem::remove(path);
+}
+
+TEST(Tensor, MapSafetensorsChecksAndNamesBadFiles) {
+  const std::string path = ::testing::TempDir() + "/sparo_mapped_bad.safetensors";
+  Generator gen(9);
+  save_safetensors(path, {{"w", Tensor::randn({64}, gen)}});
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-1, std::ios::end);
+    const char c = static_cast<char>(f.get() ^ 0x01);
+    f.seekp(-1, std::ios::end);
+    f.put(c);
+  }
+  expect_error([&] { map_safetensors(path); }, {path, "corrupt", "CRC-32"});
+  std::filesystem::resize_file(path, 20);
+  expect_error([&] { map_safetensors(path); }, {path});
+  std::filesystem::remove(path);
+  expect_error([&] { map_safetensors(path); }, {path, "cannot open"});
 }
 
 TEST(Threads, SetNumThreadsLimitsTheEngine) {

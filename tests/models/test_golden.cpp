@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "engine/cpu/cpu_backend.h"
 #include "models/clip.h"
 #include "models/dino.h"
 #include "training/optimizer.h"
@@ -253,6 +254,34 @@ TEST(StrictLoading, SharedKeyValueAliasMustEqualTheKeys) {
   for (auto& [name, t] : state)
     if (name == "visual.sparo.v.bias") t = affine(t, 1.0f, 1.0f);
   EXPECT_THROW(load_state_dict(model, state, model.aliases(), "alias.safetensors"), Error);
+}
+
+// adopt_state_dict: the parameters take the mapped file's storage (same values, the given
+// tensors' memory), with load_state_dict's checks; load_state_dict still copies.
+TEST(StateDict, AdoptTakesTheGivenStorageAndChecksLikeLoad) {
+  const Fixture f = load_fixture("sparo_const");
+  Clip a(ClipConfig::from_json(f.metadata.at("config"), f.name), 1);
+  load_state_dict(a, f.weights(), a.aliases(), f.name);
+  const std::string path = ::testing::TempDir() + "/sparo_adopt.safetensors";
+  save_safetensors(path, state_dict(a, a.aliases()));
+  Clip b(ClipConfig::from_json(f.metadata.at("config"), f.name), 2);
+  const NamedTensors mapped = map_safetensors(path);
+  std::map<std::string, const void*> memory;
+  for (const auto& [name, t] : mapped) memory[name] = cpu::data<float>(t);
+  adopt_state_dict(b, mapped, b.aliases(), path);
+  const NamedTensors sa = a.named_parameters(), sb = b.named_parameters();
+  ASSERT_EQ(sa.size(), sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) {
+    EXPECT_EQ(sa[i].second.to_float_vector(), sb[i].second.to_float_vector()) << sa[i].first;
+    EXPECT_EQ(cpu::data<float>(sb[i].second), memory.at(sb[i].first)) << sb[i].first;
+  }
+  Clip c(ClipConfig::from_json(f.metadata.at("config"), f.name), 3);
+  load_state_dict(c, mapped, c.aliases(), path);
+  EXPECT_NE(cpu::data<float>(c.named_parameters()[0].second), memory.at(c.named_parameters()[0].first));
+  NamedTensors wrong = map_safetensors(path);
+  wrong.erase(wrong.begin());  // a parameter (aliases come last and are optional)
+  expect_error([&] { adopt_state_dict(c, wrong, c.aliases(), "short.safetensors"); }, {"short.safetensors", "missing keys"});
+  std::filesystem::remove(path);
 }
 
 TEST(StateDict, SavedStateRoundTripsThroughSafetensors) {
