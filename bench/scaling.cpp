@@ -418,6 +418,7 @@ int bench(int64_t batch, int warmup, int steps, int rounds, bool collectives) {
     std::printf("mean communication per step, rank by rank (the last round): %s s\n", c["comm_per_rank_s"].dump().c_str());
   }
 
+  const json* two = merged.size() == 3 && ok(merged[2]) ? &merged[2] : nullptr;
   if (!coll_rounds.empty()) {
     const json& first = coll_rounds.front();
     if (!ok(first)) {
@@ -457,15 +458,27 @@ int bench(int64_t batch, int warmup, int steps, int rounds, bool collectives) {
         const auto [a, b] = fit_line(ns, t);
         std::printf("fit %-22s t = %.3e s + n · %.3e s/B  ->  α = %.2f µs, β = %.2f GB/s\n", what, a, b,
                     1e6 * a / alpha_terms, 1e-9 * beta_terms / b);
+        return std::pair{a, b};
       };
       std::printf("α–β fit (weighted least squares, weights 1/t²), ring model with p = %.0f, on the medians:\n", p);
       report("MPI_Allreduce", ar, 2 * (p - 1), 2 * (p - 1) / p);
       report("MPI_Allgather", ag, p - 1, (p - 1) / p);
-      report("sparo allreduce_mean", sa, 2 * (p - 1), 2 * (p - 1) / p);
+      const auto sparo_median = report("sparo allreduce_mean", sa, 2 * (p - 1), 2 * (p - 1) / p);
       std::printf("... and on the minimums (what the links give when nothing else runs):\n");
       report("MPI_Allreduce", ar_min, 2 * (p - 1), 2 * (p - 1) / p);
       report("MPI_Allgather", ag_min, p - 1, (p - 1) / p);
-      report("sparo allreduce_mean", sa_min, 2 * (p - 1), 2 * (p - 1) / p);
+      const auto sparo_min = report("sparo allreduce_mean", sa_min, 2 * (p - 1), 2 * (p - 1) / p);
+      if (two) {
+        // The model against the train step: its gradients travel in buckets of up to 4 MiB,
+        // each one call of allreduce_mean.
+        const double bytes = (*two)["grad_bytes"].get<double>();
+        const double buckets = std::ceil(bytes / double(size_t{4} << 20));
+        const std::vector<double> grad = doubles((*two)["grad_s"]);
+        std::printf("the model for the train step's gradients (%.2f MiB, about %.0f buckets): %.4f s (median fit), "
+                    "%.4f s (minimum fit); measured %.4f s (median), %.4f s (minimum)\n",
+                    bytes / 1048576.0, buckets, buckets * sparo_median.first + bytes * sparo_median.second,
+                    buckets * sparo_min.first + bytes * sparo_min.second, median(grad), minimum(grad));
+      }
     }
   }
 
