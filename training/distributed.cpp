@@ -11,6 +11,7 @@
 #include <mpi.h>
 #endif
 
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,36 @@ namespace sparo::distributed {
 namespace {
 
 int g_rank = 0, g_size = 1;
+
+// ---- communication time (comm_stats) ----
+
+using Clock = std::chrono::steady_clock;
+CommStats g_stats;
+int g_depth = 0;  // collectives in progress: one called inside another is counted by the outer one
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Adds the time from construction to destruction to one field of g_stats, unless it runs inside
+// another CommTimer (allreduce_mean's shape check, all_gather's): that time is the outer one's.
+class CommTimer {
+ public:
+  explicit CommTimer(double CommStats::*field) : field_(field), outer_(g_depth++ == 0) {
+    if (outer_) start_ = Clock::now();
+  }
+  ~CommTimer() {
+    --g_depth;
+    if (!outer_) return;
+    g_stats.*field_ += seconds_since(start_);
+    ++g_stats.calls;
+  }
+  CommTimer(const CommTimer&) = delete;
+  CommTimer& operator=(const CommTimer&) = delete;
+
+ private:
+  double CommStats::*field_;
+  bool outer_;
+  Clock::time_point start_{};
+};
 
 // ---- the MPI primitives everything else is built from (or their one-process versions) ----
 
@@ -40,32 +71,62 @@ void check(int rc, const char* call) {
   throw Error(std::string("MPI: ") + call + " failed" + at_rank() + ": " + std::string(text, static_cast<size_t>(length)));
 }
 
+// Runs one MPI call, its time added to g_stats.mpi_s; returns its return code.
+template <typename Call>
+int timed(Call&& call) {
+  const auto start = Clock::now();
+  const int rc = call();
+  g_stats.mpi_s += seconds_since(start);
+  return rc;
+}
+
 int count_of(size_t n) {
   if (n > static_cast<size_t>(INT_MAX)) throw Error("MPI: a message of " + std::to_string(n) + " elements exceeds INT_MAX");
   return static_cast<int>(n);
 }
 #endif
 
-// In place: element i becomes Σ_ranks data_rank[i], summed in rank order. Each rank owns one
-// chunk of the buffer: an all-to-all hands it every rank's copy of its chunk, it adds them in
-// rank order, and an all-gather spreads the sums — the traffic of a ring allreduce, but the
-// order of the additions is ours, not the MPI library's choice, so every rank gets the same
-// bits on every run.
-void sum_over_ranks([[maybe_unused]] std::vector<float>& data) {
-  if (g_size == 1) return;
+// This rank's chunk of Σ_ranks data_rank, each element summed in rank order: `data` (padded
+// with zeros to N equal chunks, in place) is split into N chunks, an all-to-all hands rank r
+// every rank's copy of chunk r, and it adds them in rank order — the traffic of a ring
+// reduce-scatter, but the order of the additions is ours, not the MPI library's choice, so every
+// run gets the same bits.
+std::vector<float> sum_chunk_over_ranks(std::vector<float>& data) {
+  if (g_size == 1) return data;
+  std::vector<float> sums;
 #if SPARO_HAVE_MPI
-  const size_t n = data.size(), ranks = static_cast<size_t>(g_size);
-  const size_t chunk = (n + ranks - 1) / ranks;
+  const size_t ranks = static_cast<size_t>(g_size);
+  const size_t chunk = (data.size() + ranks - 1) / ranks;
   data.resize(chunk * ranks, 0.0f);
-  std::vector<float> copies(chunk * ranks), sums(chunk);
-  check(MPI_Alltoall(data.data(), count_of(chunk), MPI_FLOAT, copies.data(), count_of(chunk), MPI_FLOAT, MPI_COMM_WORLD),
+  std::vector<float> copies(chunk * ranks);
+  sums.resize(chunk);
+  check(timed([&] {
+          return MPI_Alltoall(data.data(), count_of(chunk), MPI_FLOAT, copies.data(), count_of(chunk), MPI_FLOAT,
+                              MPI_COMM_WORLD);
+        }),
         "MPI_Alltoall");
   for (size_t i = 0; i < chunk; ++i) {
     float acc = copies[i];
     for (size_t r = 1; r < ranks; ++r) acc += copies[r * chunk + i];
     sums[i] = acc;
   }
-  check(MPI_Allgather(sums.data(), count_of(chunk), MPI_FLOAT, data.data(), count_of(chunk), MPI_FLOAT, MPI_COMM_WORLD),
+#endif
+  return sums;
+}
+
+// In place: element i becomes Σ_ranks data_rank[i], summed in rank order: each rank sums its
+// chunk (sum_chunk_over_ranks) and an all-gather spreads the sums — the traffic of a ring
+// allreduce, and every rank gets the same bits on every run.
+void sum_over_ranks([[maybe_unused]] std::vector<float>& data) {
+  if (g_size == 1) return;
+#if SPARO_HAVE_MPI
+  const size_t n = data.size();
+  const std::vector<float> sums = sum_chunk_over_ranks(data);
+  const size_t chunk = sums.size();
+  check(timed([&] {
+          return MPI_Allgather(sums.data(), count_of(chunk), MPI_FLOAT, data.data(), count_of(chunk), MPI_FLOAT,
+                               MPI_COMM_WORLD);
+        }),
         "MPI_Allgather");
   data.resize(n);
 #endif
@@ -79,7 +140,10 @@ std::vector<unsigned char> gather_bytes(const void* value, size_t bytes) {
     return out;
   }
 #if SPARO_HAVE_MPI
-  check(MPI_Allgather(value, count_of(bytes), MPI_BYTE, out.data(), count_of(bytes), MPI_BYTE, MPI_COMM_WORLD),
+  const CommTimer timer(&CommStats::other_s);
+  check(timed([&] {
+          return MPI_Allgather(value, count_of(bytes), MPI_BYTE, out.data(), count_of(bytes), MPI_BYTE, MPI_COMM_WORLD);
+        }),
         "MPI_Allgather");
 #endif
   return out;
@@ -151,6 +215,7 @@ BatchShard batch_shard(int64_t global_batch, const std::string& what) {
 
 void allreduce_mean(const std::vector<Tensor>& tensors, size_t bucket_bytes) {
   if (g_size == 1) return;
+  const CommTimer timer(&CommStats::grad_s);
   // Every rank must bring the same tensors, or the buckets would pair unrelated values.
   int64_t total = 0;
   for (const Tensor& t : tensors) total += t.numel();
@@ -159,6 +224,7 @@ void allreduce_mean(const std::vector<Tensor>& tensors, size_t bucket_bytes) {
     if (totals[static_cast<size_t>(r)] != total)
       throw Error("allreduce_mean: rank " + std::to_string(r) + " brings " + std::to_string(totals[static_cast<size_t>(r)]) +
                   " values, rank " + std::to_string(g_rank) + " " + std::to_string(total));
+  g_stats.grad_bytes += total * static_cast<int64_t>(sizeof(float));
   NoGradGuard no_grad;
   const float inv = 1.0f / static_cast<float>(g_size);
   const size_t bucket_floats = std::max<size_t>(1, bucket_bytes / sizeof(float));
@@ -206,17 +272,20 @@ std::string broadcast(const std::string& value) {
   if (g_size == 1) return value;
   std::string out = value;
 #if SPARO_HAVE_MPI
+  const CommTimer timer(&CommStats::other_s);
   uint64_t length = value.size();
-  check(MPI_Bcast(&length, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD), "MPI_Bcast");
+  check(timed([&] { return MPI_Bcast(&length, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD); }), "MPI_Bcast");
   out.resize(static_cast<size_t>(length));
-  check(MPI_Bcast(out.data(), count_of(out.size()), MPI_CHAR, 0, MPI_COMM_WORLD), "MPI_Bcast");
+  check(timed([&] { return MPI_Bcast(out.data(), count_of(out.size()), MPI_CHAR, 0, MPI_COMM_WORLD); }), "MPI_Bcast");
 #endif
   return out;
 }
 
 void barrier() {
 #if SPARO_HAVE_MPI
-  if (g_size > 1) check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  if (g_size == 1) return;
+  const CommTimer timer(&CommStats::other_s);
+  check(timed([] { return MPI_Barrier(MPI_COMM_WORLD); }), "MPI_Barrier");
 #endif
 }
 
@@ -224,6 +293,7 @@ Tensor all_gather(const Tensor& local) {
   if (g_size == 1) return local;
   if (local.dtype() != DType::f32 || local.dim() < 1)
     throw Error("all_gather: needs an f32 tensor with a batch axis, got " + local.str());
+  const CommTimer timer(&CommStats::gather_s);
   const int64_t rows = local.size(0), numel = local.numel();
   for (int64_t n : allgather(numel))
     if (n != numel)
@@ -236,18 +306,23 @@ Tensor all_gather(const Tensor& local) {
   Shape shape = local.shape();
   shape[0] = rows * g_size;
   const Tensor out = Tensor::from_vector(all, shape, local.device());
+  g_stats.gather_bytes += out.numel() * static_cast<int64_t>(sizeof(float));
   const Shape local_shape = local.shape();
   const Device device = local.device();
-  const int r = g_rank;
-  return record("all_gather", out, {&local}, [local_shape, device, numel, r](const Tensor& grad_out) {
+  return record("all_gather", out, {&local}, [local_shape, device, numel](const Tensor& grad_out) {
     // Each rank's loss may depend on every rank's rows, so the gradient of the local rows is the
-    // sum of every rank's incoming gradient for them.
+    // sum of every rank's incoming gradient for them: a reduce-scatter, whose chunk r is rank r's
+    // rows (N chunks of `numel`), half the traffic of summing everywhere and keeping a slice.
+    const CommTimer timer(&CommStats::gather_s);
     std::vector<float> g = grad_out.to_float_vector();
-    sum_over_ranks(g);
-    const auto first = g.begin() + static_cast<std::ptrdiff_t>(r * numel);
-    return std::vector<Tensor>{Tensor::from_vector(std::vector<float>(first, first + numel), local_shape, device)};
+    std::vector<float> mine = sum_chunk_over_ranks(g);
+    if (mine.size() != static_cast<size_t>(numel)) throw Error("all_gather: backward's gradient has the wrong size");
+    return std::vector<Tensor>{Tensor::from_vector(mine, local_shape, device)};
   });
 }
+
+CommStats comm_stats() { return g_stats; }
+void reset_comm_stats() { g_stats = CommStats{}; }
 
 uint64_t hash_tensors(const std::vector<Tensor>& tensors) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a, one 32-bit word at a time

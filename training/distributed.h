@@ -62,6 +62,23 @@ void barrier();
 // the local rows (torch.distributed.nn.all_gather). Outside mpirun: `local` itself.
 Tensor all_gather(const Tensor& local);
 
+// Time spent communicating, accumulated since the start or the last reset_comm_stats(): a
+// steady_clock read on entry and exit of each collective above (cheap beside any message). A
+// collective's time includes waiting for the slowest rank to arrive, so it is communication plus
+// imbalance, not link time alone. Outside mpirun nothing communicates and everything stays 0.
+struct CommStats {
+  double grad_s = 0.0;        // allreduce_mean(tensors): packing, MPI and unpacking
+  int64_t grad_bytes = 0;     // the f32 bytes those calls averaged (per rank, before any split)
+  double gather_s = 0.0;      // all_gather's forward (the gather) and backward (the sum of gradients)
+  int64_t gather_bytes = 0;   // the bytes all_gather's forwards returned (the gathered tensors)
+  double other_s = 0.0;       // everything else: scalars, broadcasts, barriers, hashes
+  double mpi_s = 0.0;         // of all the above, the time inside MPI calls alone
+  int64_t calls = 0;          // collectives counted (an all_gather's forward and backward: 2)
+  double total_s() const { return grad_s + gather_s + other_s; }
+};
+CommStats comm_stats();
+void reset_comm_stats();
+
 // A 64-bit FNV-1a hash of the tensors' values (and shapes), in order.
 uint64_t hash_tensors(const std::vector<Tensor>& tensors);
 // Throws, naming every rank whose tensors differ from rank 0's, unless all ranks hold the same

@@ -300,6 +300,7 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
   const auto t_begin = Clock::now();
   auto t_interval = t_begin;
   int64_t interval_steps = 0;
+  double comm_at_interval = distributed::comm_stats().total_s();
   for (int64_t step = start; step < cfg.steps; ++step) {
     optimizer.zero_grad();
     double loss_value = 0.0;
@@ -350,6 +351,11 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       json m = {{"step", done}, {"loss", loss_value}, {"lr", lr_at(step)}, {"samples_per_s", samples_per_s},
                 {"elapsed_s", elapsed_s}};
       if (grad_norm.defined()) m["grad_norm"] = grad_norm.item();
+      if (ranks > 1) {  // this process's time in communication, per step over the interval
+        const double comm_total = distributed::comm_stats().total_s();
+        m["comm_s"] = (comm_total - comm_at_interval) / static_cast<double>(interval_steps);
+        comm_at_interval = comm_total;
+      }
       if (root) {
         for (const auto& [k, v] : task->metrics(step)) m[k] = v;
         metrics << m.dump() << "\n" << std::flush;

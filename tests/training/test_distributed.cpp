@@ -142,6 +142,22 @@ void two_processes_equal_one(const std::string& task) {
   EXPECT_EQ(std::count(two.output.begin(), two.output.end(), '\n'), std::count(one.output.begin(), one.output.end(), '\n') + 1)
       << two.output;
   expect_close_losses(tmp / "two", tmp / "one", 1e-5);
+  // Each logged step of the 2-process run reports its communication time (the gradients'
+  // allreduce at least); the 1-process run communicates nothing and reports none.
+  for (const auto& [run, ranks] : {std::pair{tmp / "one", 1}, std::pair{tmp / "two", 2}}) {
+    std::ifstream in(run + "/metrics.jsonl");
+    int steps = 0;
+    for (std::string line; std::getline(in, line);) {
+      const json j = json::parse(line);
+      if (!j.contains("loss")) continue;
+      ++steps;
+      if (ranks == 1)
+        EXPECT_FALSE(j.contains("comm_s")) << line;
+      else
+        EXPECT_GT(j.value("comm_s", 0.0), 0.0) << line;
+    }
+    EXPECT_EQ(steps, 10) << run;
+  }
   // The exported weights (DINO: the teacher) and the trained model in the last checkpoint (DINO:
   // the student, which moves faster; its teacher and centre are the "extra." tensors).
   const double exported = expect_close_tensors(tmp / "two", tmp / "one", "model.safetensors", 1e-5);
