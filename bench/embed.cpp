@@ -404,7 +404,7 @@ int main(int argc, char** argv) {
               "resize and normalisation not timed)\n",
               static_cast<long long>(meta["batch"].get<int64_t>()));
   std::printf("per round and side: load, 1 checked batch-32 run (warm-up), %d × batch 32, 2 + %d × batch 1; "
-              "%d rounds, ABAB (ours, PyTorch, onnxruntime, ...)\n",
+              "%d round(s), ABAB (ours, PyTorch, onnxruntime, ...)\n",
               s.reps32, s.reps1, s.rounds);
   std::printf("PyTorch: %s %s bench/torch_embed.py | onnxruntime: node bench/ort_embed.js | model: %s\n", kTorchEnv,
               python_path().c_str(), s.cache.c_str());
