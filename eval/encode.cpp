@@ -1,9 +1,11 @@
 #include "eval/encode.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
+#include "models/layers.h"
 #include "models/module.h"
 
 namespace sparo {
@@ -38,7 +40,13 @@ Embeddings batched(int64_t n, int64_t batch, bool attention, Encode&& encode) {
 std::unique_ptr<TrainedClip> TrainedClip::load(const std::string& run_dir, Device device, Weights which) {
   const TrainConfig cfg = TrainConfig::load(required_file(run_dir, "config.json"));
   if (cfg.task != "clip") throw Error(run_dir + ": a \"" + cfg.task + "\" run, not a CLIP run");
-  auto model = std::make_unique<Clip>(ClipConfig::from_json(cfg.model_json, run_dir + "/config.json model"), cfg.seed);
+  std::unique_ptr<Clip> model;
+  {
+    // Trained weights replace every parameter: no random init to write first.
+    std::optional<SkipInitGuard> no_random_init;
+    if (which == Weights::trained) no_random_init.emplace();
+    model = std::make_unique<Clip>(ClipConfig::from_json(cfg.model_json, run_dir + "/config.json model"), cfg.seed);
+  }
   if (which == Weights::trained) {
     const std::string weights = required_file(run_dir, "model.safetensors");
     adopt_state_dict(*model, map_safetensors(weights), model->aliases(), weights);  // the file's pages, no copy
@@ -89,7 +97,13 @@ Embeddings TrainedClip::encode_texts(const std::vector<std::string>& texts, int6
 std::unique_ptr<TrainedDino> TrainedDino::load(const std::string& run_dir, Device device, Weights which) {
   const TrainConfig cfg = TrainConfig::load(required_file(run_dir, "config.json"));
   if (cfg.task != "dino") throw Error(run_dir + ": a \"" + cfg.task + "\" run, not a DINO run");
-  auto model = std::make_unique<Dino>(DinoConfig::from_json(cfg.model_json, run_dir + "/config.json model"), cfg.seed);
+  std::unique_ptr<Dino> model;
+  {
+    // Trained weights replace every parameter: no random init to write first.
+    std::optional<SkipInitGuard> no_random_init;
+    if (which == Weights::trained) no_random_init.emplace();
+    model = std::make_unique<Dino>(DinoConfig::from_json(cfg.model_json, run_dir + "/config.json model"), cfg.seed);
+  }
   if (which == Weights::trained) {
     const std::string weights = required_file(run_dir, "model.safetensors");
     adopt_state_dict(*model, map_safetensors(weights), model->aliases(), weights);  // the file's pages, no copy

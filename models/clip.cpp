@@ -5,6 +5,7 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/safetensors.h"
+#include "models/layers.h"
 
 namespace sparo {
 
@@ -74,10 +75,15 @@ StateAliases Clip::aliases() const {
 }
 
 std::unique_ptr<Clip> load_clip(const std::string& config_path, const std::string& checkpoint_path, Device device) {
-  auto model = std::make_unique<Clip>(ClipConfig::load(config_path));
+  const ClipConfig config = ClipConfig::load(config_path);
+  std::unique_ptr<Clip> model;
+  {
+    const SkipInitGuard no_random_init;  // every parameter is about to come from the file
+    model = std::make_unique<Clip>(config);
+  }
   {
     NoGradGuard no_grad;
-    // The file's pages are the weights (no copy); the random init they replace goes back.
+    // The file's pages are the weights (no copy); the unwritten storage they replace goes back.
     adopt_state_dict(*model, map_safetensors(checkpoint_path), model->aliases(), checkpoint_path);
   }
   backend_for(Device::cpu()).empty_cache();

@@ -2,12 +2,21 @@
 
 namespace sparo {
 
+namespace {
+thread_local bool tls_skip_init = false;
+}  // namespace
+
+SkipInitGuard::SkipInitGuard() : saved_(tls_skip_init) { tls_skip_init = true; }
+SkipInitGuard::~SkipInitGuard() { tls_skip_init = saved_; }
+
 Tensor init_normal(const Shape& shape, float std, Generator& gen) {
+  if (tls_skip_init) return Tensor::empty(shape).requires_grad_();
   NoGradGuard no_grad;
   return affine(Tensor::randn(shape, gen), std, 0.0f).requires_grad_();
 }
 
 Tensor init_uniform(const Shape& shape, float bound, Generator& gen) {
+  if (tls_skip_init) return Tensor::empty(shape).requires_grad_();
   return Tensor::uniform(shape, -bound, bound, gen).requires_grad_();
 }
 

@@ -9,6 +9,21 @@
 namespace sparo {
 
 // ---- initialisers (seeded, reproducible) ----------------------------------------------
+// While a SkipInitGuard lives on this thread, the init_* functions below allocate parameters
+// without writing them (the memory stays untouched, so it costs no resident pages), for a
+// model whose weights are about to be loaded in place (load_clip): a random init would only
+// be replaced, and would double the peak memory of loading.
+class SkipInitGuard {
+ public:
+  SkipInitGuard();
+  ~SkipInitGuard();
+  SkipInitGuard(const SkipInitGuard&) = delete;
+  SkipInitGuard& operator=(const SkipInitGuard&) = delete;
+
+ private:
+  bool saved_;
+};
+
 Tensor init_normal(const Shape& shape, float std, Generator& gen);
 Tensor init_uniform(const Shape& shape, float bound, Generator& gen);  // U(-bound, bound)
 Tensor init_xavier_uniform(int64_t fan_out, int64_t fan_in, Generator& gen);
