@@ -1,4 +1,6 @@
-// AVX-512 single-precision GEMM: BLIS-style packing + register-blocked micro-kernel.
+// AVX-512 GEMM: BLIS-style packing + register-blocked micro-kernel, in two formats sharing one
+// driver: f32 (FMA) and bf16 inputs with f32 sums (AVX512_BF16: operands rounded to bf16 while
+// packed, pairs of k multiplied by vdpbf16ps; see Bf16Format).
 //
 // Only the functions marked SPARO_AVX512 contain AVX-512 instructions; they are compiled
 // for that target whatever the project's -march is, and sgemm() (gemm.cpp) calls into this
