@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   try {
     sparo::distributed::init(&argc, &argv);  // only when mpirun launched this process
   } catch (const std::exception& e) {
-    std::cerr << "sparo: error: " << e.what() << "\n";
+    std::cerr << std::string("sparo: error: ") + e.what() + "\n";  // one write (see below)
     return 1;
   }
   CLI::App app{
@@ -75,7 +75,9 @@ int main(int argc, char** argv) {
     sparo::distributed::finalize();
     return 128 + e.signal;  // as a shell reports a process the signal stopped; the message is logged
   } catch (const std::exception& e) {
-    std::cerr << "sparo: error: " << rank_prefix() << e.what() << "\n";
+    // One write: std::cerr is unbuffered, so three << were three writes, and under mpirun
+    // another process's output (MPI_Abort's banner) could land in the middle of the line.
+    std::cerr << "sparo: error: " + rank_prefix() + e.what() + "\n";
     return fail(1);
   }
   sparo::distributed::finalize();
