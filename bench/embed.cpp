@@ -70,12 +70,7 @@ constexpr float kStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
 double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using sparo::bench::median;
 
 int64_t peak_rss_bytes() {
   rusage ru{};
@@ -293,19 +288,8 @@ void print_round(const char* who, int round, int rounds, const json& r) {
                1e3 * median(r["batch1_s"].get<std::vector<double>>()), r["peak_rss_bytes"].get<double>() / 1048576.0);
 }
 
-double load_1min() {
-  std::ifstream f("/proc/loadavg");
-  double a = 0;
-  f >> a;
-  return a;
-}
-
-std::string load_average() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
+using sparo::bench::load_1min;
+using sparo::bench::load_average;
 
 std::string default_cache() {
   std::error_code ec;

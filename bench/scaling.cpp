@@ -77,12 +77,7 @@ constexpr int kRanks = 2;
 
 double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using sparo::bench::median;
 
 // This process's CPU time (all threads; one here): unlike the wall clock it does not grow while
 // other processes hold the cores, so on a busy machine it still shows what a step costs. MPI's
@@ -294,19 +289,8 @@ json merge(const std::vector<json>& rounds) {
   return out;
 }
 
-double load_1min() {
-  std::ifstream f("/proc/loadavg");
-  double a = 0;
-  f >> a;
-  return a;
-}
-
-std::string load_average() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
+using sparo::bench::load_1min;
+using sparo::bench::load_average;
 
 // The line t = a + b·n through the smallest and the largest message: the smallest is nearly
 // all latency, the largest nearly all bandwidth (out of cache: 16 MiB). Least squares on these

@@ -99,12 +99,7 @@ double seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using sparo::bench::median;
 
 // A field of /proc/self/status in bytes ("VmHWM", "VmRSS"); -1 when unreadable.
 int64_t proc_status_bytes(const char* field) {
@@ -384,19 +379,8 @@ pid_t start_contender() {
   return pid;
 }
 
-double load_1min() {
-  std::ifstream f("/proc/loadavg");
-  double a = 0;
-  f >> a;
-  return a;
-}
-
-std::string load_average() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
+using sparo::bench::load_1min;
+using sparo::bench::load_average;
 
 std::string mib(double bytes) {
   char s[32];
