@@ -56,7 +56,8 @@ TEST(Experiment, TrainsEvaluatesAndReusesRuns) {
   ASSERT_EQ(s.metrics.size(), s.baseline_init.size());
   ASSERT_EQ(s.metrics.size(), s.sparo_init.size());
   ASSERT_EQ(s.metrics.size(), s.pixels.size());
-  for (const char* needed : {"CLIP zero-shot item top-1", "CLIP retrieval image->text R@1", "CLIP compose mean",
+  for (const char* needed : {"CLIP zero-shot item top-1", "CLIP linear probe item top-1 (image embeddings)",
+                             "CLIP retrieval image->text R@1", "CLIP compose mean",
                              "CLIP compose swap-colours", "CLIP compose mean, held-out colour-item pairs",
                              "CLIP zero-shot top-1, inverted images", "CLIP zero-shot top-1, selected slots (test)",
                              "CLIP zero-shot top-1, named place, 2 distractors",
