@@ -146,9 +146,6 @@ TensorRecord from_i32(std::string name, std::vector<int64_t> shape, const int32_
 
 namespace sparo {
 
-// Tensors by name, in a stable order (state dicts, checkpoints).
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
 // Flushes a directory's entries to the disk, so a file renamed into it survives a power loss.
 void sync_directory(const std::string& dir);
 

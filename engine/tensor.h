@@ -13,18 +13,13 @@
 #include <initializer_list>
 #include <iosfwd>
 #include <memory>
-#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
-namespace sparo {
+#include "engine/error.h"
 
-// Every error the engine raises for bad input: the message names the op (or file,
-// or field), the shapes involved, and what was expected.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace sparo {
 
 enum class DType : uint8_t { f32, i32, f16, bf16 };  // f16/bf16: storage types for GPUs, later
 size_t dtype_size(DType dtype);
@@ -149,5 +144,10 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 // Limits every parallel loop of the engine to n threads (n <= 0: all cores).
 void set_num_threads(int n);
 int num_threads();
+
+// Tensors by name, in a stable order: a module's parameters and state dict (models/module.h),
+// what a safetensors file holds (engine/safetensors.h). Here rather than beside Module because
+// the engine's file I/O reads and writes it too, and the engine cannot see models/.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 }  // namespace sparo

@@ -1,4 +1,4 @@
-// CPU memory, creation kernels, copies and the backend registry.
+// CPU memory, creation kernels and copies.
 #include "engine/cpu/cpu_backend.h"
 
 #include <bit>
@@ -12,11 +12,6 @@
 #include <unistd.h>
 
 #include "engine/random.h"
-#if defined(SPARO_HAVE_VULKAN)
-#include <map>
-
-#include "engine/vulkan/vulkan_backend.h"
-#endif
 
 namespace sparo {
 
@@ -282,32 +277,5 @@ void CpuBackend::copy(const Tensor& src, Tensor& dst, const CopyPlan& plan) {
 }
 
 }  // namespace cpu
-
-// ---- backend registry --------------------------------------------------------------------
-
-Backend& backend_for(Device device) {
-  static cpu::CpuBackend cpu_backend;
-  if (device.kind == Device::Kind::cpu) return cpu_backend;
-#if defined(SPARO_HAVE_VULKAN)
-  // One backend per Vulkan device, created on first use and kept for the whole process
-  // (tensors may outlive any scope that could own it).
-  static std::mutex vulkan_mutex;
-  static auto* vulkan_backends = new std::map<int, vk::VulkanBackend*>();  // never destroyed, like the backends
-  std::lock_guard<std::mutex> lock(vulkan_mutex);
-  auto it = vulkan_backends->find(device.index);
-  if (it == vulkan_backends->end()) it = vulkan_backends->emplace(device.index, new vk::VulkanBackend(device.index)).first;
-  return *it->second;
-#else
-  throw Error("device " + device.str() + ": this build has no Vulkan backend (configured with SPARO_VULKAN=OFF)");
-#endif
-}
-
-std::vector<std::string> compiled_backends() {
-#if defined(SPARO_HAVE_VULKAN)
-  return {"cpu", "vulkan (validated on lavapipe; not yet benchmarked on a GPU)"};
-#else
-  return {"cpu"};
-#endif
-}
 
 }  // namespace sparo
