@@ -205,7 +205,7 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps, const
     const sparo::ClipConfig cfg = sparo::ClipConfig::load(preset_path(kind));
     if (cfg.text.vocab_size != kEot + 1)
       throw sparo::Error("tiny-clip-sparo: expected vocab_size 1024 (end of text 1023)");
-    const sparo::Clip model(cfg, 0);
+    sparo::Clip model(cfg, 0);
     sparo::to_device(model, device);
     const int64_t S = cfg.vision.image_size, T = cfg.text.context_length;
     const sparo::Tensor images = sparo::Tensor::randn({kBatch, 3, S, S}, gen).to(device);
@@ -226,7 +226,7 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps, const
   } else {
     sparo::DinoConfig cfg = sparo::DinoConfig::load(preset_path(kind));
     cfg.drop_path_rate = 0.0f;
-    const sparo::Dino student(cfg, 0), teacher(cfg, 0);
+    sparo::Dino student(cfg, 0), teacher(cfg, 0);
     sparo::load_state_dict(teacher, sparo::state_dict(student));
     sparo::to_device(student, device);
     sparo::to_device(teacher, device);

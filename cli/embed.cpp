@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "engine/profiler.h"
 #include "eval/encode.h"
+#include "text/text_files.h"
 
 namespace sparo::cli {
 

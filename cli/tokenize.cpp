@@ -20,7 +20,9 @@
 
 #include "cli/commands.h"
 #include "engine/tensor.h"  // sparo::Error
-#include "training/tokenizer.h"
+#include "text/bpe_train.h"
+#include "text/text_files.h"
+#include "text/tokenizer.h"
 
 namespace sparo::cli {
 

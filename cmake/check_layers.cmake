@@ -1,23 +1,26 @@
 # Fails when a source file includes a header of a layer above its own. Every header is reached
 # through the repository root ("engine/ops.h", "eval/encode.h"), so the include path cannot
 # stop an arrow from pointing up; this check, run on every build before anything compiles,
-# does. The arrows: cli → eval → training → models → engine; capi (the C API, with its
-# public header in include/sparo/) → eval; include/sparo/ → nothing internal.
+# does. The arrows: cli → eval → training → models → engine; training → text, image → engine
+# (text and image: neutral layers beside models); capi (the C API, with its public header in
+# include/sparo/) → eval; include/sparo/ → nothing internal.
 #   cmake -DROOT=<source dir> [-DSTAMP=<file touched on success>] -P check_layers.cmake
 # Prints every offending "file:line: layer includes "header"" and fails, or touches STAMP.
 set(allowed_engine   engine)
+set(allowed_text     engine text)
+set(allowed_image    engine image)
 set(allowed_models   engine models)
-set(allowed_training engine models training)
-set(allowed_eval     engine models training eval)
-set(allowed_capi     engine models training eval capi sparo)
-set(allowed_cli      engine models training eval cli)
+set(allowed_training engine text image models training)
+set(allowed_eval     engine text image models training eval)
+set(allowed_capi     engine text image models training eval capi sparo)
+set(allowed_cli      engine text image models training eval cli)
 set(allowed_include  sparo)
-set(known engine models training eval capi cli sparo)
+set(known engine text image models training eval capi cli sparo)
 string(REPLACE ";" "|" known_regex "${known}")
 
 set(errors "")
 set(checked 0)
-foreach(layer engine models training eval capi cli include)
+foreach(layer engine text image models training eval capi cli include)
   file(GLOB_RECURSE files ${ROOT}/${layer}/*.cpp ${ROOT}/${layer}/*.h ${ROOT}/${layer}/*.c)
   foreach(file ${files})
     math(EXPR checked "${checked} + 1")
@@ -54,7 +57,7 @@ endforeach()
 
 if(errors)
   message(FATAL_ERROR "layer check: an include points up (cli → eval → training → models → engine; "
-                      "capi → eval):\n${errors}Move the code it needs down a layer, or the file up.")
+                      "training → text, image → engine; capi → eval):\n${errors}Move the code it needs down a layer, or the file up.")
 endif()
 if(checked EQUAL 0)
   message(FATAL_ERROR "layer check: no source files under ${ROOT}")

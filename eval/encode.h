@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "image/image.h"
 #include "models/clip.h"
 #include "models/dino.h"
-#include "training/image.h"
-#include "training/tokenizer.h"
+#include "text/tokenizer.h"
 #include "training/train_config.h"
 
 namespace sparo {

@@ -4,8 +4,8 @@
 #include <filesystem>
 
 #include "engine/tensor.h"
+#include "text/text_files.h"
 #include "training/data/scenes.h"
-#include "training/tokenizer.h"
 
 namespace sparo {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "training/image.h"
+#include "image/image.h"
 
 namespace sparo {
 

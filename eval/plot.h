@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "training/image.h"
+#include "image/image.h"
 
 namespace sparo {
 

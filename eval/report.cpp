@@ -11,7 +11,7 @@
 
 #include "engine/tensor.h"
 #include "eval/plot.h"
-#include "training/tokenizer.h"
+#include "text/text_files.h"
 
 namespace sparo {
 

@@ -17,7 +17,7 @@
 
 #include "engine/safetensors.h"
 #include "eval/encode.h"
-#include "training/image.h"
+#include "image/image.h"
 
 namespace fs = std::filesystem;
 

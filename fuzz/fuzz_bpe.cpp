@@ -3,7 +3,8 @@
 // captions at newlines. A run that succeeds must write a merges file that Tokenizer::load
 // reads back with the same vocabulary, and that encodes every caption to ids in range.
 #include "fuzz/fuzz_support.h"
-#include "training/tokenizer.h"
+#include "text/bpe_train.h"
+#include "text/tokenizer.h"
 
 using sparo::fuzz::check;
 

@@ -3,7 +3,7 @@
 // through the evaluation preprocessing every decoded image meets (clip_preprocess: bicubic
 // resize and centre crop), which must take any size the decoder returns.
 #include "fuzz/fuzz_support.h"
-#include "training/image.h"
+#include "image/image.h"
 
 using sparo::fuzz::check;
 

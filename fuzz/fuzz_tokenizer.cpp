@@ -3,7 +3,8 @@
 // below. Encoding never fails; every id lies in the vocabulary and decodes; tokenize() rows
 // hold context_length ids framed by <start_of_text> and <end_of_text>.
 #include "fuzz/fuzz_support.h"
-#include "training/tokenizer.h"
+#include "text/bpe_train.h"
+#include "text/tokenizer.h"
 
 #include <algorithm>
 

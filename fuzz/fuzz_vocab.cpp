@@ -2,7 +2,7 @@
 // 512 byte symbols, one token per merge and the two special tokens; every token decodes, and
 // text (the file's own start included, so that its merges apply) encodes to ids in range.
 #include "fuzz/fuzz_support.h"
-#include "training/tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <algorithm>
 #include <optional>

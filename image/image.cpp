@@ -1,4 +1,4 @@
-#include "training/image.h"
+#include "image/image.h"
 
 #include <stb_image.h>
 #include <stb_image_write.h>

@@ -18,7 +18,7 @@ int64_t Module::parameter_count() const {
   return n;
 }
 
-void to_device(const Module& module, Device device) {
+void to_device(Module& module, Device device) {
   NoGradGuard no_grad;
   for (const auto& [name, p] : module.named_parameters())
     if (p.device() != device) p.impl()->storage = p.to(device).impl()->storage;
@@ -35,7 +35,7 @@ namespace {
 
 enum class LoadMode { copy, adopt };
 
-void load_into(const Module& module, const NamedTensors& state, const StateAliases& aliases, const std::string& source,
+void load_into(Module& module, const NamedTensors& state, const StateAliases& aliases, const std::string& source,
                LoadMode mode) {
   std::map<std::string, Tensor> given;
   std::vector<std::string> duplicates;
@@ -102,12 +102,12 @@ void load_into(const Module& module, const NamedTensors& state, const StateAlias
 
 }  // namespace
 
-void load_state_dict(const Module& module, const NamedTensors& state, const StateAliases& aliases,
+void load_state_dict(Module& module, const NamedTensors& state, const StateAliases& aliases,
                      const std::string& source) {
   load_into(module, state, aliases, source, LoadMode::copy);
 }
 
-void adopt_state_dict(const Module& module, NamedTensors state, const StateAliases& aliases, const std::string& source) {
+void adopt_state_dict(Module& module, NamedTensors state, const StateAliases& aliases, const std::string& source) {
   load_into(module, state, aliases, source, LoadMode::adopt);
 }
 

@@ -34,7 +34,7 @@ class Module {
 
 // Moves every parameter to `device` in place: each tensor keeps its identity (optimisers and
 // other holders see the move), only its storage changes. Make optimisers after moving.
-void to_device(const Module& module, Device device);
+void to_device(Module& module, Device device);
 
 // Extra entries a state dict carries besides the parameters: aliases such as SPARO's
 // `v` = `k` when keys and values are shared. Each alias names the parameter it equals.
@@ -46,14 +46,14 @@ NamedTensors state_dict(const Module& module, const StateAliases& aliases = {});
 // Copies `state` into the module's parameters (tensors keep their identity, so optimisers
 // holding them stay valid). Strict: every missing, unexpected and wrongly shaped key is
 // listed in one error; an alias must equal its parameter.
-void load_state_dict(const Module& module, const NamedTensors& state, const StateAliases& aliases = {},
+void load_state_dict(Module& module, const NamedTensors& state, const StateAliases& aliases = {},
                      const std::string& source = "state dict");
 
 // The same checks, but each parameter takes over the given tensor's storage where both are on
 // one device, instead of a copy: loading weights this way holds them once (with
 // map_safetensors, as pages of the mapped file). The parameters keep their identity; the
 // caller gives up `state` (its tensors now share memory with the module).
-void adopt_state_dict(const Module& module, NamedTensors state, const StateAliases& aliases = {},
+void adopt_state_dict(Module& module, NamedTensors state, const StateAliases& aliases = {},
                       const std::string& source = "state dict");
 
 }  // namespace sparo

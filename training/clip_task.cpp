@@ -9,15 +9,16 @@
 #include <optional>
 #include <ostream>
 
+#include "image/image.h"
 #include "models/clip.h"
+#include "text/bpe_train.h"
+#include "text/tokenizer.h"
 #include "training/data/augment.h"
 #include "training/data/batches.h"
 #include "training/data/caption_table.h"
 #include "training/data/fashion_mnist.h"
 #include "training/data/scenes.h"
 #include "training/distributed.h"
-#include "training/image.h"
-#include "training/tokenizer.h"
 #include "training/trainer.h"
 
 namespace sparo {
@@ -108,7 +109,7 @@ class ClipTask : public TrainTask {
     to_device(model_, device_);
   }
 
-  const Module& model() const override { return model_; }
+  Module& model() override { return model_; }
   StateAliases aliases() const override { return model_.aliases(); }
   Generator& generator() override { return generator_; }
   std::vector<ParamGroup> param_groups() const override {

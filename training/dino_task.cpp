@@ -8,13 +8,13 @@
 #include <optional>
 #include <ostream>
 
+#include "image/image.h"
 #include "models/dino.h"
 #include "training/data/augment.h"
 #include "training/data/batches.h"
 #include "training/data/caption_table.h"
 #include "training/data/fashion_mnist.h"
 #include "training/distributed.h"
-#include "training/image.h"
 #include "training/knn.h"
 #include "training/losses.h"
 #include "training/schedule.h"
@@ -112,8 +112,8 @@ class DinoTask : public TrainTask {
     freeze_steps_ = cfg.freeze_last_layer_steps >= 0 ? cfg.freeze_last_layer_steps : epoch_steps;
   }
 
-  const Module& model() const override { return student_; }
-  const Module& exported_model() const override { return teacher_; }
+  Module& model() override { return student_; }
+  const Module& exported_model() override { return teacher_; }
   StateAliases aliases() const override { return student_.aliases(); }
   Generator& generator() override { return generator_; }
   std::vector<ParamGroup> param_groups() const override {

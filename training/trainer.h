@@ -31,9 +31,9 @@ namespace sparo {
 class TrainTask {
  public:
   virtual ~TrainTask() = default;
-  virtual const Module& model() const = 0;                 // the trained model
+  virtual Module& model() = 0;                             // the trained model (--resume loads into it)
   // What model.safetensors holds at the end (DINO: the teacher, which DINO evaluates).
-  virtual const Module& exported_model() const { return model(); }
+  virtual const Module& exported_model() { return model(); }
   virtual StateAliases aliases() const { return {}; }      // for model.safetensors
   virtual std::vector<ParamGroup> param_groups() const = 0;
   virtual Generator& generator() = 0;                      // drop-path / dropout randomness

@@ -9,10 +9,11 @@
 #include <fstream>
 #include <iostream>
 
+#include "image/image.h"
 #include "models/clip.h"
 #include "models/dino.h"
-#include "training/image.h"
-#include "training/tokenizer.h"
+#include "text/bpe_train.h"
+#include "text/tokenizer.h"
 
 using namespace sparo;
 

@@ -16,9 +16,10 @@
 #include <thread>
 #include <unistd.h>
 
+#include "image/image.h"
 #include "models/clip.h"
-#include "training/image.h"
-#include "training/tokenizer.h"
+#include "text/bpe_train.h"
+#include "text/tokenizer.h"
 
 namespace sparo {
 namespace {

@@ -15,10 +15,11 @@
 #include <regex>
 #include <unistd.h>
 
+#include "image/image.h"
 #include "models/clip.h"
 #include "tests/expect_error.h"
-#include "training/image.h"
-#include "training/tokenizer.h"
+#include "text/bpe_train.h"
+#include "text/tokenizer.h"
 
 namespace sparo {
 namespace {

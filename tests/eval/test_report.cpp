@@ -12,9 +12,9 @@
 
 #include "eval/report.h"
 #include "eval/visualize.h"
+#include "image/image.h"
 #include "tests/expect_error.h"
 #include "tests/temp_dir.h"
-#include "training/image.h"
 #include "training/train_config.h"
 #include "training/trainer.h"
 

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "image/image.h"
 #include "tests/expect_error.h"
-#include "training/image.h"
 
 namespace sparo {
 namespace {

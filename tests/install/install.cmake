@@ -9,7 +9,8 @@ if(NOT rc EQUAL 0)
 endif()
 foreach(f include/sparo/sparo.h include/sparo/engine/tensor.h include/sparo/eval/encode.h
           ${LIBDIR}/libsparo.so ${LIBDIR}/libsparo.so.0 ${LIBDIR}/libsparo.a-absent
-          ${LIBDIR}/libsparo_engine.a ${LIBDIR}/libsparo_models.a ${LIBDIR}/libsparo_training.a ${LIBDIR}/libsparo_eval.a ${LIBDIR}/libsparo_capi.a
+          include/sparo/text/tokenizer.h include/sparo/image/image.h
+          ${LIBDIR}/libsparo_engine.a ${LIBDIR}/libsparo_text.a ${LIBDIR}/libsparo_image.a ${LIBDIR}/libsparo_models.a ${LIBDIR}/libsparo_training.a ${LIBDIR}/libsparo_eval.a ${LIBDIR}/libsparo_capi.a
           ${LIBDIR}/cmake/sparo/sparoConfig.cmake ${LIBDIR}/cmake/sparo/sparoConfigVersion.cmake
           ${LIBDIR}/cmake/sparo/sparoTargets.cmake ${LIBDIR}/cmake/sparo/sparoCxxTargets.cmake
           ${LIBDIR}/pkgconfig/sparo.pc bin/sparo share/sparo/configs/ViT-B-32.json)

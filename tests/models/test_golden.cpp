@@ -87,6 +87,7 @@ bool is_dino(const Fixture& f) {
 struct Model {
   std::unique_ptr<Clip> clip;
   std::unique_ptr<Dino> dino;
+  Module& module() { return clip ? static_cast<Module&>(*clip) : *dino; }
   const Module& module() const { return clip ? static_cast<const Module&>(*clip) : *dino; }
   StateAliases aliases() const { return clip ? clip->aliases() : dino->aliases(); }
 };

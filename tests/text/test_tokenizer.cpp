@@ -22,7 +22,9 @@
 #include <vector>
 
 #include "engine/tensor.h"
-#include "training/tokenizer.h"
+#include "text/bpe_train.h"
+#include "text/text_files.h"
+#include "text/tokenizer.h"
 
 #include "tests/expect_error.h"
 #include "tests/temp_dir.h"

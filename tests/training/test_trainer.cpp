@@ -495,7 +495,7 @@ TEST(TrainerVulkan, AClipStepReadsNothingBackUntilTheLossIsAskedFor) {
   use_lavapipe_with_validation();
   const Device gpu = Device::vulkan(0);
   auto& backend = static_cast<vk::VulkanBackend&>(backend_for(gpu));
-  const Clip model(ClipConfig::from_json(kClipModel, "test clip model"), 0);
+  Clip model(ClipConfig::from_json(kClipModel, "test clip model"), 0);
   to_device(model, gpu);
   std::vector<Tensor> params;
   for (const auto& [name, p] : model.named_parameters()) params.push_back(p);

@@ -20,8 +20,8 @@
 
 #include <vector>
 
+#include "image/image.h"
 #include "training/data/sample_rng.h"
-#include "training/image.h"
 
 namespace sparo {
 

@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "training/image.h"
+#include "image/image.h"
 
 namespace sparo {
 

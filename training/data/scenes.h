@@ -28,8 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "image/image.h"
 #include "training/data/fashion_mnist.h"
-#include "training/image.h"
 
 namespace sparo {
 
