@@ -1,5 +1,5 @@
 // `sparo tokenize` and `sparo tokenizer train`: OpenCLIP's BPE tokenizer from the command
-// line (training/tokenizer.h).
+// line (text/tokenizer.h, text/bpe_train.h).
 //
 //   sparo tokenize --vocab bpe_simple_vocab_16e6.txt.gz "a photo of a cat."
 //   [49406,320,1125,539,320,2368,269,49407,0,0,...]        (77 ids, one line per text)

@@ -5,7 +5,7 @@
  * prints one line per image, "IMAGE: LABEL (PROBABILITY)", and exits with 1 if any image
  * failed. Images are decoded with stb_image (Debian's libstb-dev), as an app would bring its
  * own decoder: the C API takes pixels, not files. (stb_image 2.27 mis-decodes some crafted
- * JPEGs, see training/image.cpp; an app that takes untrusted files should use a hardened
+ * JPEGs, see image/image.cpp; an app that takes untrusted files should use a hardened
  * decoder.) */
 #include <stdio.h>
 #include <stdlib.h>

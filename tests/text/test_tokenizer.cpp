@@ -1,4 +1,4 @@
-// OpenCLIP's BPE tokenizer (training/tokenizer.h): every case of the golden file made with
+// OpenCLIP's BPE tokenizer (text/tokenizer.h): every case of the golden file made with
 // OpenCLIP (clip_bpe_golden.json), OpenCLIP's tokenize() layout (truncation keeps EOT, zero
 // padding), the text clean-up (html.unescape, white space, lower-case), the pre-tokeniser,
 // decode, the BPE trainer and the error messages.
