@@ -89,8 +89,10 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   });
 }
 
-// No profiler scope: linear records no node of its own, so its matmul and add are the rows
-// (forward and backward alike).
+// With a bias, one op of its own: the output starts as the bias in every row and the GEMM adds
+// x·Wᵀ into it (MatmulDesc::accumulate), one pass over the output where a separate add made
+// three (read the product, read the bias, write the sum) and allocated a second output.
+// Without one, it is matmul alone.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_defined("linear", x, "x");
   check_defined("linear", weight, "weight");
@@ -99,15 +101,57 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (x.dim() < 1 || x.shape().back() != weight.shape()[1])
     throw Error("linear: input of shape " + shape_str(x.shape()) + " does not match weight of shape " +
                 shape_str(weight.shape()) + " (expected last input axis " + std::to_string(weight.shape()[1]) + ")");
-  const Tensor x2 = x.dim() == 1 ? reshape(x, {1, x.shape()[0]}) : x;
-  Tensor y = matmul(x2, weight, false, true);
-  if (bias.defined()) {
-    if (bias.shape() != Shape{weight.shape()[0]})
-      throw Error("linear: bias has shape " + shape_str(bias.shape()) + ", expected [" +
-                  std::to_string(weight.shape()[0]) + "]");
-    y = add(y, bias);
+  const int64_t in = weight.shape()[1], out_features = weight.shape()[0];
+  const Tensor x2 = x.dim() == 1 ? reshape(x, {1, in}) : x;
+  if (!bias.defined()) {
+    const Tensor y = matmul(x2, weight, false, true);
+    return x.dim() == 1 ? reshape(y, {out_features}) : y;
   }
-  return x.dim() == 1 ? reshape(y, {weight.shape()[0]}) : y;
+  if (bias.shape() != Shape{out_features})
+    throw Error("linear: bias has shape " + shape_str(bias.shape()) + ", expected [" + std::to_string(out_features) +
+                "]");
+  check_dtype("linear", x, DType::f32, "x");
+  check_dtype("linear", weight, DType::f32, "weight");
+  check_dtype("linear", bias, DType::f32, "bias");
+  check_same_device("linear", x, weight);
+  check_same_device("linear", x, bias);
+
+  profiler::Scope scope("linear");
+  const int64_t rows_of_x = numel(Shape(x2.shape().begin(), x2.shape().end() - 1));
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = expand(bias.detach(), {rows_of_x, out_features});
+  }
+  const MatmulPrecision precision = matmul_precision();
+  if (rows_of_x > 0 && in > 0) {
+    MatmulDesc d;
+    d.M = rows_of_x, d.N = out_features, d.K = in;
+    d.trans_b = true;
+    d.c_batch_stride = rows_of_x * out_features;
+    d.accumulate = true;
+    d.precision = precision;
+    backend_of(x).matmul(reshape(x2.detach(), {rows_of_x, in}), weight.detach(), y, d);
+    profiler::add_work(2.0 * static_cast<double>(rows_of_x) * static_cast<double>(out_features) *
+                           static_cast<double>(in), 0.0);
+  }
+  Shape out_shape = x2.shape();
+  out_shape.back() = out_features;
+  y = reshape(y, out_shape);
+  if (needs_grad({&x2, &weight, &bias}))
+    y = record("linear", y, {&x2, &weight, &bias},
+               [x = x2.detach(), w = weight.detach(), precision, rows_of_x, need_x = x2.requires_grad(),
+                need_w = weight.requires_grad(), need_b = bias.requires_grad()](const Tensor& g) {
+                 // y = x·Wᵀ + b:  dx = G·W,  dW = Gᵀ·x,  db = Σ_rows G.
+                 const MatmulPrecisionScope same_as_forward(precision);
+                 const Tensor g2 = reshape(g, {rows_of_x, g.shape().back()});
+                 Tensor dx, dw, db;
+                 if (need_x) dx = reshape(matmul(g2, w), x.shape());
+                 if (need_w) dw = matmul(g2, reshape(x, {rows_of_x, w.shape()[1]}), true, false);
+                 if (need_b) db = sum(g2, 0);
+                 return std::vector<Tensor>{dx, dw, db};
+               });
+  return x.dim() == 1 ? reshape(y, {out_features}) : y;
 }
 
 }  // namespace sparo

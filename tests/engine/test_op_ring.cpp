@@ -120,6 +120,20 @@ std::vector<Case> make_cases() {
              y.shape = {2};
              return y;
            });
+  // The bias is the GEMM's starting value (accumulate): sides of 32 and more take Vulkan's tiled
+  // shader, and bf16 inputs must keep the bias and the sums in f32.
+  add_case("linear", "bias_2x20x33_to_37", {{{2, 20, 33}}, {{37, 33}}, {{37}}},
+           [](auto& x) { return linear(x[0], x[1], x[2]); },
+           [](auto& r) { return ref::zip(ref::matmul(r[0], r[1], false, true), r[2], std::plus<double>()); });
+  Case& linear_bf16 = add_case("linear", "bf16_bias_40x33_to_37", {{{40, 33}}, {{37, 33}}, {{37}}},
+                               [](auto& x) {
+                                 const MatmulPrecisionScope bf16(MatmulPrecision::bf16);
+                                 return linear(x[0], x[1], x[2]);
+                               },
+                               [](auto& r) {
+                                 return ref::zip(ref::matmul(r[0], r[1], false, true), r[2], std::plus<double>());
+                               });
+  linear_bf16.rtol = 2e-2, linear_bf16.atol = 0.1, linear_bf16.grad_tol = 2e-2;
 
   // binary ops with broadcasting edge cases.
   const std::vector<std::pair<std::string, std::pair<Shape, Shape>>> broadcasts = {
