@@ -71,6 +71,14 @@ struct MatmulDesc {
   MatmulPrecision precision = MatmulPrecision::f32;  // bf16: inputs rounded, f32 sums
 };
 
+// Sizes of a fused multi-head attention (Backend::attention): B, N, H, dh, the scale of q·kᵀ,
+// and the precision of its products.
+struct AttentionDesc {
+  int64_t batch = 0, tokens = 0, heads = 0, head_dim = 0;
+  float scale = 1.0f;
+  MatmulPrecision precision = MatmulPrecision::f32;
+};
+
 enum class RandomDist { uniform, normal };
 
 struct MemoryStats {
@@ -140,6 +148,24 @@ class Backend {
 
   // ---- linear algebra --------------------------------------------------------------
   virtual void matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& desc) = 0;
+
+  // ---- multi-head attention, fused (optional) ------------------------------------------
+  // The core of a transformer's attention in one kernel that reads the heads in place:
+  // qkv [B, N, 3·D] holds q, k, v side by side (head h in columns h·dh .. h·dh + dh of each),
+  // out [B, N, D] gets softmax(scale · q·kᵀ + mask) · v with head h in columns h·dh ..;
+  // probs [B, H, N, N] keeps the probabilities for the backward. mask is undefined or an
+  // additive [N, N]; a row that the mask leaves empty gets probability 0 everywhere. The
+  // backward writes dqkv [B, N, 3·D]. A backend without it (has_fused_attention() false)
+  // gets the op composed from slices, permutes, matmuls and softmax (engine/ops/attention.cpp).
+  virtual bool has_fused_attention() const { return false; }
+  virtual void attention(const Tensor& /*qkv*/, const Tensor& /*mask*/, Tensor& /*probs*/, Tensor& /*out*/,
+                         const AttentionDesc& /*desc*/) {
+    throw Error(name() + ": no fused attention kernel");
+  }
+  virtual void attention_backward(const Tensor& /*qkv*/, const Tensor& /*probs*/, const Tensor& /*dout*/,
+                                  Tensor& /*dqkv*/, const AttentionDesc& /*desc*/) {
+    throw Error(name() + ": no fused attention kernel");
+  }
 
   // ---- softmax over the last axis (cols) of x viewed as [rows, cols] -------------------
   // mask (optional, may be an undefined Tensor) is added before the softmax; mask_plan

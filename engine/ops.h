@@ -93,6 +93,14 @@ Tensor max(const Tensor& x);
 // Sums the broadcast axes of x away so the result has `shape` (the backward of broadcasting).
 Tensor sum_to_shape(const Tensor& x, const Shape& shape);
 
+// ---- attention ---------------------------------------------------------------------------
+// Multi-head self-attention's core: qkv [B, N, 3·D] holds the projected q, k and v side by side
+// (head h in columns h·dh .. h·dh + dh of each, dh = D / heads); returns [B, N, D], head h's
+// softmax(q·kᵀ/√dh + mask)·v in its columns. mask: undefined or additive [N, N] (e.g. causal,
+// -inf above the diagonal); a row it leaves empty attends to nothing (zeros). Its matmuls
+// follow matmul_precision(). The CPU runs it fused, reading the heads in place.
+Tensor attention(const Tensor& qkv, int64_t heads, const Tensor& mask = Tensor());
+
 // ---- softmax over the last axis, with an optional additive mask broadcastable to x -------
 Tensor softmax(const Tensor& x, const Tensor& mask = Tensor());
 Tensor log_softmax(const Tensor& x, const Tensor& mask = Tensor());
@@ -148,6 +156,7 @@ void fill_(Tensor& dst, float value);
   X(sqrt) X(rsqrt) X(tanh) X(sigmoid) X(relu) X(gelu) X(gelu_tanh) X(quick_gelu) X(square) \
   X(abs) X(pow) X(clamp) X(sum) X(mean) X(max) X(sum_to_shape) X(softmax) X(log_softmax)    \
   X(layer_norm) X(l2_normalize) X(embedding) X(index_select) X(where) X(masked_fill)         \
+  X(attention)                                                                              \
   X(reshape) X(permute) X(transpose) X(slice) X(concat) X(expand) X(cross_entropy)          \
   X(dropout) X(drop_path)
 

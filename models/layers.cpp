@@ -67,15 +67,8 @@ TransformerBlock::TransformerBlock(int64_t width, int64_t heads_, float mlp_rati
 }
 
 Tensor TransformerBlock::attention(const Tensor& x, const Tensor& mask) const {
-  const int64_t B = x.size(0), N = x.size(1), D = x.size(2), dh = D / heads;
-  // [B, N, 3D] -> [3, B, H, N, dh]
-  const Tensor qkv = permute(reshape(linear(x, qkv_weight, qkv_bias), {B, N, 3, heads, dh}), {2, 0, 3, 1, 4});
-  const Tensor q = affine(reshape(slice(qkv, 0, 0, 1), {B, heads, N, dh}), 1.0f / std::sqrt(static_cast<float>(dh)), 0.0f);
-  const Tensor k = reshape(slice(qkv, 0, 1, 2), {B, heads, N, dh});
-  const Tensor v = reshape(slice(qkv, 0, 2, 3), {B, heads, N, dh});
-  const Tensor a = softmax(matmul(q, k, false, true), mask);  // [B, H, N, N]
-  const Tensor o = reshape(permute(matmul(a, v), {0, 2, 1, 3}), {B, N, D});
-  return out_proj.forward(o);
+  // [B, N, D] -> q, k, v side by side [B, N, 3D] -> the heads' attention [B, N, D]
+  return out_proj.forward(sparo::attention(linear(x, qkv_weight, qkv_bias), heads, mask));
 }
 
 Tensor TransformerBlock::forward(const Tensor& x, const Tensor& mask, Generator* gen) const {

@@ -88,6 +88,10 @@ class CpuBackend final : public Backend {
   void reduce(ReduceOp op, const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t inner) override;
   void matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& desc) override;
 
+  bool has_fused_attention() const override { return true; }
+  void attention(const Tensor& qkv, const Tensor& mask, Tensor& probs, Tensor& out, const AttentionDesc& d) override;
+  void attention_backward(const Tensor& qkv, const Tensor& probs, const Tensor& dout, Tensor& dqkv,
+                          const AttentionDesc& d) override;
   void softmax(const Tensor& x, const Tensor& mask, const ElementwisePlan& mask_plan, Tensor& y,
                int64_t rows, int64_t cols, bool log) override;
   void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx, int64_t rows, int64_t cols,

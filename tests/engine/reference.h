@@ -177,6 +177,37 @@ inline Ref softmax(const Ref& x, const Ref* mask, bool log) {
   return out;
 }
 
+// Multi-head attention from q, k, v side by side: qkv [B, N, 3D] → [B, N, D], head h in columns
+// h·dh .. of each; softmax(q·kᵀ/√dh + mask)·v with mask [N, N] or none; an empty row gives 0.
+inline Ref attention(const Ref& qkv, int64_t heads, const Ref* mask) {
+  const int64_t B = qkv.shape[0], N = qkv.shape[1], D = qkv.shape[2] / 3, dh = D / heads;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+  Ref out({B, N, D});
+  const auto at = [&](int64_t b, int64_t n, int64_t part, int64_t h, int64_t c) {
+    return qkv.v[static_cast<size_t>((b * N + n) * 3 * D + part * D + h * dh + c)];
+  };
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < N; ++i) {
+        std::vector<double> s(static_cast<size_t>(N));
+        for (int64_t j = 0; j < N; ++j) {
+          double dot = 0;
+          for (int64_t c = 0; c < dh; ++c) dot += at(b, i, 0, h, c) * at(b, j, 1, h, c);
+          s[j] = dot * scale + (mask ? mask->v[static_cast<size_t>(i * N + j)] : 0.0);
+        }
+        const double m = *std::max_element(s.begin(), s.end());
+        if (m == -INFINITY) continue;  // out stays 0
+        double total = 0;
+        for (double& v : s) total += v = std::exp(v - m);
+        for (int64_t c = 0; c < dh; ++c) {
+          double o = 0;
+          for (int64_t j = 0; j < N; ++j) o += s[j] / total * at(b, j, 2, h, c);
+          out.v[static_cast<size_t>((b * N + i) * D + h * dh + c)] = o;
+        }
+      }
+  return out;
+}
+
 inline Ref layer_norm(const Ref& x, const Ref& w, const Ref* b, double eps) {
   const int64_t cols = x.shape.back(), rows = x.size() / cols;
   Ref out(x.shape);

@@ -254,6 +254,27 @@ std::vector<Case> make_cases() {
              [=](auto& r) { return ref::softmax(r[0], &r[1], log); });
   }
 
+  // attention: q, k, v side by side, heads read in place on the CPU (fused), composed from
+  // slices, permutes, matmuls and softmax on Vulkan. 1, 2 and 3 heads of dh 4, 6 and 16, 17
+  // tokens (not a multiple of the SIMD width), a causal mask, and bf16 products. The bf16 case
+  // has dh 16, a power-of-two scale (1/4): the fused path rounds q to bf16 and scales the
+  // product, the composed one scales q and rounds that, and only with a power-of-two scale are
+  // those the same values, as the ring's Vulkan-against-CPU check needs. At other dh each path is
+  // within bf16's tolerance of the reference, not of the other.
+  add_case("attention", "2x5_2heads", {{{2, 5, 24}}}, [](auto& x) { return attention(x[0], 2); },
+           [](auto& r) { return ref::attention(r[0], 2, nullptr); });
+  add_case("attention", "1x17_3heads_dh16", {{{1, 17, 144}}}, [](auto& x) { return attention(x[0], 3); },
+           [](auto& r) { return ref::attention(r[0], 3, nullptr); });
+  add_case("attention", "causal", {{{2, 6, 18}}, {{6, 6}, Kind::causal}}, [](auto& x) { return attention(x[0], 1, x[1]); },
+           [](auto& r) { return ref::attention(r[0], 1, &r[1]); });
+  Case& attention_bf16 = add_case("attention", "bf16_2x9_2heads_dh16", {{{2, 9, 96}}},
+                                  [](auto& x) {
+                                    const MatmulPrecisionScope bf16(MatmulPrecision::bf16);
+                                    return attention(x[0], 2);
+                                  },
+                                  [](auto& r) { return ref::attention(r[0], 2, nullptr); });
+  attention_bf16.rtol = 2e-2, attention_bf16.atol = 0.05, attention_bf16.grad_tol = 2e-2;
+
   // normalisation.
   add_case("layer_norm", "bias", {{{4, 7}}, {{7}}, {{7}}}, [](auto& x) { return layer_norm(x[0], x[1], x[2], 1e-5f); },
            [](auto& r) { return ref::layer_norm(r[0], r[1], &r[2], 1e-5); });

@@ -1,0 +1,112 @@
+// CPU kernels: multi-head attention fused (Backend::attention). Each (batch, head) is three
+// GEMMs and a softmax on its own, with the heads read from and written to the [B, N, 3·D]
+// and [B, N, D] buffers in place through the GEMM's leading dimensions: no slice, permute or
+// scale pass over q, k, v or the output, forward or backward.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/gemm.h"
+#include "engine/cpu/vector_math.h"
+
+namespace sparo::cpu {
+
+namespace {
+
+void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  if (precision == MatmulPrecision::bf16)
+    sgemm_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, false);
+  else
+    sgemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, false);
+}
+
+// Σ x·y over n in 16 float lanes added in double in a fixed order, as softmax.cpp's backward.
+double lane_dot(const float* x, const float* y, int64_t n) {
+  float lanes[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) lanes[k] += x[i + k] * y[i + k];
+  double total = 0.0;
+  for (; i < n; ++i) total += static_cast<double>(x[i]) * y[i];
+  for (float v : lanes) total += v;
+  return total;
+}
+
+}  // namespace
+
+void CpuBackend::attention(const Tensor& qkv_t, const Tensor& mask_t, Tensor& probs_t, Tensor& out_t,
+                           const AttentionDesc& d) {
+  const int64_t N = d.tokens, H = d.heads, dh = d.head_dim, D = H * dh;
+  const float* qkv = data<float>(qkv_t);
+  const float* mask = mask_t.defined() ? data<float>(mask_t) : nullptr;
+  float* probs = data<float>(probs_t);
+  float* out = data<float>(out_t);
+  // One (batch, head) per item; the GEMMs inside split further when they are large.
+  parallel_for(d.batch * H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / H, h = item % H;
+      const float* q = qkv + b * N * 3 * D + h * dh;
+      const float* k = q + D;
+      const float* v = q + 2 * D;
+      float* p = probs + item * N * N;
+      gemm(d.precision, false, true, N, N, dh, q, 3 * D, k, 3 * D, p, N);  // q·kᵀ
+      for (int64_t i = 0; i < N; ++i) {
+        float* row = p + i * N;
+        float m = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < N; ++j) {
+          row[j] = row[j] * d.scale + (mask ? mask[i * N + j] : 0.0f);
+          m = std::max(m, row[j]);
+        }
+        if (m == -std::numeric_limits<float>::infinity()) {  // everything masked: no probability mass
+          for (int64_t j = 0; j < N; ++j) row[j] = 0.0f;
+          continue;
+        }
+        double total = 0.0;
+        for (int64_t j = 0; j < N; ++j) total += row[j] = fast_exp(row[j] - m);
+        const float inv = static_cast<float>(1.0 / total);
+        for (int64_t j = 0; j < N; ++j) row[j] *= inv;
+      }
+      gemm(d.precision, false, false, N, dh, N, p, N, v, 3 * D, out + b * N * D + h * dh, D);  // p·v
+    }
+  });
+}
+
+void CpuBackend::attention_backward(const Tensor& qkv_t, const Tensor& probs_t, const Tensor& dout_t, Tensor& dqkv_t,
+                                    const AttentionDesc& d) {
+  const int64_t N = d.tokens, H = d.heads, dh = d.head_dim, D = H * dh;
+  const float* qkv = data<float>(qkv_t);
+  const float* probs = data<float>(probs_t);
+  const float* dout = data<float>(dout_t);
+  float* dqkv = data<float>(dqkv_t);
+  parallel_for(d.batch * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> ds(static_cast<size_t>(N * N));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / H, h = item % H;
+      const float* q = qkv + b * N * 3 * D + h * dh;
+      const float* k = q + D;
+      const float* v = q + 2 * D;
+      const float* p = probs + item * N * N;
+      const float* go = dout + b * N * D + h * dh;
+      float* dq = dqkv + b * N * 3 * D + h * dh;
+      float* dk = dq + D;
+      float* dv = dq + 2 * D;
+      // o = p·v:  dp = do·vᵀ,  dv = pᵀ·do
+      gemm(d.precision, false, true, N, N, dh, go, D, v, 3 * D, ds.data(), N);
+      gemm(d.precision, true, false, N, dh, N, p, N, go, D, dv, 3 * D);
+      // p = softmax(s):  ds = p ⊙ (dp − Σ dp⊙p), times the scale of s = scale · q·kᵀ
+      for (int64_t i = 0; i < N; ++i) {
+        float* row = ds.data() + i * N;
+        const float* pr = p + i * N;
+        const float total = static_cast<float>(lane_dot(row, pr, N));
+        for (int64_t j = 0; j < N; ++j) row[j] = pr[j] * (row[j] - total) * d.scale;
+      }
+      // s = q·kᵀ:  dq = ds·k,  dk = dsᵀ·q
+      gemm(d.precision, false, false, N, dh, N, ds.data(), N, k, 3 * D, dq, 3 * D);
+      gemm(d.precision, true, false, N, dh, N, ds.data(), N, q, 3 * D, dk, 3 * D);
+    }
+  });
+}
+
+}  // namespace sparo::cpu
