@@ -22,18 +22,6 @@ void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int6
     sgemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, false);
 }
 
-// Σ x·y over n in 16 float lanes added in double in a fixed order, as softmax.cpp's backward.
-double lane_dot(const float* x, const float* y, int64_t n) {
-  float lanes[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int k = 0; k < 16; ++k) lanes[k] += x[i + k] * y[i + k];
-  double total = 0.0;
-  for (; i < n; ++i) total += static_cast<double>(x[i]) * y[i];
-  for (float v : lanes) total += v;
-  return total;
-}
-
 }  // namespace
 
 void CpuBackend::attention(const Tensor& qkv_t, const Tensor& mask_t, Tensor& probs_t, Tensor& out_t,
@@ -63,8 +51,8 @@ void CpuBackend::attention(const Tensor& qkv_t, const Tensor& mask_t, Tensor& pr
           for (int64_t j = 0; j < N; ++j) row[j] = 0.0f;
           continue;
         }
-        double total = 0.0;
-        for (int64_t j = 0; j < N; ++j) total += row[j] = fast_exp(row[j] - m);
+        for (int64_t j = 0; j < N; ++j) row[j] = fast_exp(row[j] - m);
+        const double total = lane_sum(row, N);
         const float inv = static_cast<float>(1.0 / total);
         for (int64_t j = 0; j < N; ++j) row[j] *= inv;
       }

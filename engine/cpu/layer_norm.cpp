@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/vector_math.h"
 
 namespace sparo::cpu {
 
@@ -17,14 +18,9 @@ void CpuBackend::layer_norm(const Tensor& xt, const Tensor& wt, const Tensor& bt
   parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const float* xr = x + r * cols;
-      double s = 0.0;
-      for (int64_t c = 0; c < cols; ++c) s += xr[c];
-      const float mu = static_cast<float>(s / static_cast<double>(cols));
-      double sq = 0.0;  // two passes: no cancellation for rows with a large mean
-      for (int64_t c = 0; c < cols; ++c) {
-        const float d = xr[c] - mu;
-        sq += static_cast<double>(d) * d;
-      }
+      const float mu = static_cast<float>(lane_sum(xr, cols) / static_cast<double>(cols));
+      // Two passes: no cancellation for rows with a large mean.
+      const double sq = lane_squared_deviation(xr, mu, cols);
       const float inv = static_cast<float>(1.0 / std::sqrt(sq / static_cast<double>(cols) + eps));
       mean[r] = mu;
       rstd[r] = inv;
@@ -54,6 +50,7 @@ void CpuBackend::layer_norm_backward(const Tensor& xt, const Tensor& wt, const T
   std::vector<float> partial_db(want_db ? static_cast<size_t>(blocks * cols) : 0);
 
   parallel_for(blocks, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> scratch(static_cast<size_t>(2 * cols));
     for (int64_t blk = b; blk < e; ++blk) {
       float* pdw = want_dw ? partial_dw.data() + blk * cols : nullptr;
       float* pdb = want_db ? partial_db.data() + blk * cols : nullptr;
@@ -63,23 +60,20 @@ void CpuBackend::layer_norm_backward(const Tensor& xt, const Tensor& wt, const T
         const float* xr = x + r * cols;
         const float* gr = dy + r * cols;
         const float mu = mean[r], inv = rstd[r];
-        // dx = rstd · (g - mean(g) - x̂ · mean(g · x̂)), g = dy · w
-        double sum_g = 0.0, sum_gx = 0.0;
+        // dx = rstd · (g - mean(g) - x̂ · mean(g · x̂)), g = dy · w; x̂ and g into the row's
+        // scratch so that the sums are vectorised lane sums.
+        float* xhat = scratch.data();
+        float* g = xhat + cols;
         for (int64_t c = 0; c < cols; ++c) {
-          const float xhat = (xr[c] - mu) * inv;
-          const float g = gr[c] * w[c];
-          sum_g += g;
-          sum_gx += static_cast<double>(g) * xhat;
-          if (pdw) pdw[c] += gr[c] * xhat;
-          if (pdb) pdb[c] += gr[c];
+          xhat[c] = (xr[c] - mu) * inv;
+          g[c] = gr[c] * w[c];
         }
-        const float mean_g = static_cast<float>(sum_g / static_cast<double>(cols));
-        const float mean_gx = static_cast<float>(sum_gx / static_cast<double>(cols));
+        if (pdw) for (int64_t c = 0; c < cols; ++c) pdw[c] += gr[c] * xhat[c];
+        if (pdb) for (int64_t c = 0; c < cols; ++c) pdb[c] += gr[c];
+        const float mean_g = static_cast<float>(lane_sum(g, cols) / static_cast<double>(cols));
+        const float mean_gx = static_cast<float>(lane_dot(g, xhat, cols) / static_cast<double>(cols));
         float* dr = dx + r * cols;
-        for (int64_t c = 0; c < cols; ++c) {
-          const float xhat = (xr[c] - mu) * inv;
-          dr[c] = inv * (gr[c] * w[c] - mean_g - xhat * mean_gx);
-        }
+        for (int64_t c = 0; c < cols; ++c) dr[c] = inv * (g[c] - mean_g - xhat[c] * mean_gx);
       }
     }
   });

@@ -8,31 +8,6 @@
 
 namespace sparo::cpu {
 
-namespace {
-// Sum in 16 float lanes (vectorised), the lanes added in double in a fixed order:
-// accurate, and the same bits for any thread count.
-double lane_sum(const float* x, int64_t n) {
-  float lanes[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int k = 0; k < 16; ++k) lanes[k] += x[i + k];
-  double total = 0.0;
-  for (; i < n; ++i) total += x[i];
-  for (float v : lanes) total += v;
-  return total;
-}
-double lane_dot(const float* x, const float* y, int64_t n) {
-  float lanes[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int k = 0; k < 16; ++k) lanes[k] += x[i + k] * y[i + k];
-  double total = 0.0;
-  for (; i < n; ++i) total += static_cast<double>(x[i]) * y[i];
-  for (float v : lanes) total += v;
-  return total;
-}
-}  // namespace
-
 void CpuBackend::softmax(const Tensor& xt, const Tensor& maskt, const ElementwisePlan& mask_plan, Tensor& yt,
                          int64_t rows, int64_t cols, bool log) {
   const float* x = data<float>(xt);

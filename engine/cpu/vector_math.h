@@ -1,5 +1,5 @@
 // Branch-free float versions of exp, sigmoid and erf that the compiler vectorises (the
-// libm calls do not, and were ~10 % of a training step). Accuracy, checked over their
+// libm calls do not, and were ~10 % of a training step), and row sums that vectorise too. Accuracy, checked over their
 // whole range in tests/engine/test_vector_math.cpp: exp within 2 ulp; erf within 6e-7
 // absolute (the formula PyTorch's vectorised erf also uses). Inputs that are NaN give NaN.
 #pragma once
@@ -47,6 +47,47 @@ inline float fast_erf(float x) {
   poly = poly * t + 0.254829592f;
   const float r = 1.0f - poly * t * fast_exp(-ax * ax);
   return x < 0.0f ? -r : r;
+}
+
+// Sums over a row in 16 float lanes (vectorised), the lanes then added in double in a fixed
+// order: accurate, and the same bits for any thread count. A plain double accumulator is one
+// dependent add per element, which no compiler may reorder; these run 16 at a time.
+inline double lane_sum(const float* x, int64_t n) {
+  float lanes[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) lanes[k] += x[i + k];
+  double total = 0.0;
+  for (; i < n; ++i) total += x[i];
+  for (float v : lanes) total += v;
+  return total;
+}
+inline double lane_dot(const float* x, const float* y, int64_t n) {
+  float lanes[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) lanes[k] += x[i + k] * y[i + k];
+  double total = 0.0;
+  for (; i < n; ++i) total += static_cast<double>(x[i]) * y[i];
+  for (float v : lanes) total += v;
+  return total;
+}
+// Σ (x - mean)², for a variance that does not cancel when the mean is large.
+inline double lane_squared_deviation(const float* x, float mean, int64_t n) {
+  float lanes[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) {
+      const float d = x[i + k] - mean;
+      lanes[k] += d * d;
+    }
+  double total = 0.0;
+  for (; i < n; ++i) {
+    const double d = static_cast<double>(x[i]) - mean;
+    total += d * d;
+  }
+  for (float v : lanes) total += v;
+  return total;
 }
 
 }  // namespace sparo::cpu
