@@ -22,17 +22,32 @@ SparoReadout::SparoReadout(int64_t width, int64_t encoder_head_width, const Spar
   proj.bias = Tensor::zeros({proj.weight.size(0)}).requires_grad_();
 }
 
+// The read-out never forms the keys and values themselves. Slot l of group g has the query
+// q_l (already divided by √d) and reads the tokens x_n through the group's key and value maps:
+//   s_ln = q_l · (Wk_g x_n + bk_g) = (Wk_gᵀ q_l) · x_n + q_l · bk_g
+//   z_l  = Σ_n a_ln (Wv_g x_n + bv_g) = Wv_g (Σ_n a_ln x_n) + bv_g Σ_n a_ln,   a_l = softmax(s_l + mask).
+// So the scores are one small product of the tokens with L vectors u_l = Wk_gᵀ q_l, and the
+// values are mapped after the attention has pooled the tokens, once per slot instead of once
+// per token. The same function as the formulas in docs/MODELS.md, without the [B, N, G·d]
+// keys (102 MB and 10 GFLOP per tiny-CLIP image batch: more than a transformer block).
 SparoOutput SparoReadout::forward(const Tensor& x, const Tensor& key_mask) const {
-  const int64_t B = x.size(0), N = x.size(1), per_group = L / groups;
-  // Keys and values per group: [B, G, N, d]
-  const Tensor keys = permute(reshape(k.forward(x), {B, N, groups, key_dim}), {0, 2, 1, 3});
-  const Tensor values =
-      share_kv ? keys : permute(reshape(v.forward(x), {B, N, groups, value_dim}), {0, 2, 1, 3});
-  // s = (q / sqrt(d)) · Kᵀ: [1, G, L/G, d] x [B, G, N, d]ᵀ -> [B, G, L/G, N]
-  const Tensor q = affine(reshape(q_emb, {1, groups, per_group, key_dim}), 1.0f / std::sqrt(static_cast<float>(key_dim)), 0.0f);
-  const Tensor mask = key_mask.defined() ? reshape(key_mask, {B, 1, 1, N}) : Tensor();
-  const Tensor a = softmax(matmul(q, keys, false, true), mask);
-  const Tensor z = reshape(matmul(a, values), {B, L, value_dim});
+  const int64_t B = x.size(0), N = x.size(1), W = x.size(2), per_group = L / groups;
+  const Tensor q = affine(reshape(q_emb, {groups, per_group, key_dim}), 1.0f / std::sqrt(static_cast<float>(key_dim)), 0.0f);
+  // u_l = Wk_gᵀ q_l [L, W] and q_l · bk_g [L] (a constant per row: it cannot change the
+  // softmax, but keeps the function literal and k.bias's gradient, zero, defined as PyTorch's)
+  const Tensor u = reshape(matmul(q, reshape(k.weight, {groups, key_dim, W})), {L, W});
+  const Tensor c = reshape(matmul(q, reshape(k.bias, {groups, key_dim, 1})), {L, 1});
+  const Tensor mask = key_mask.defined() ? reshape(key_mask, {B, 1, N}) : Tensor();
+  const Tensor a = softmax(add(matmul(u, x, false, true), c), mask);  // [B, L, N]
+  // Σ_n a_ln x_n [B, L, W], then each group's value map: [G, B·P, W] · Wv_gᵀ -> [B, L, dv]
+  const Tensor pooled = permute(reshape(matmul(a, x), {B, groups, per_group, W}), {1, 0, 2, 3});
+  const Linear& vmap = share_kv ? k : v;
+  const Tensor mapped = matmul(reshape(pooled, {groups, B * per_group, W}), reshape(vmap.weight, {groups, value_dim, W}),
+                               false, true);
+  const Tensor bias = reshape(expand(reshape(vmap.bias, {groups, 1, value_dim}), {groups, per_group, value_dim}),
+                              {L, value_dim});
+  const Tensor z = add(reshape(permute(reshape(mapped, {groups, B, per_group, value_dim}), {1, 0, 2, 3}), {B, L, value_dim}),
+                       mul(sum(a, -1, true), bias));  // [B, L, dv]
   const Tensor y = proj.forward(z);  // [B, L, V']
 
   Tensor out;
@@ -45,7 +60,7 @@ SparoOutput SparoReadout::forward(const Tensor& x, const Tensor& key_mask) const
     const Tensor weights = reshape(l2_normalize(softmax(logits), -1), {B, L, 1});
     out = mul(l2_normalize(slice(y, 2, 1, V + 1), -1), weights);
   }
-  return {reshape(out, {B, L * V}), reshape(a, {B, L, N})};
+  return {reshape(out, {B, L * V}), a};
 }
 
 void SparoReadout::collect_parameters(const std::string& p, NamedTensors& out) const {
