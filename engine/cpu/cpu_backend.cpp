@@ -1,6 +1,7 @@
 // CPU memory, creation kernels and copies.
 #include "engine/cpu/cpu_backend.h"
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdlib>
@@ -254,19 +255,36 @@ static void copy_typed(const T* src, T* dst, const CopyPlan& p) {
   for (int d = 0; d < last; ++d) rows *= p.dims[d];
   const int64_t ss = p.src_strides[last], ds = p.dst_strides[last];
   parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
+    // The outer index of row b by division once, then counted up like an odometer: a
+    // division per row per axis cost more than the copy itself for short rows (the ViT's
+    // patch grid moves rows of 4 floats).
+    std::array<int64_t, kMaxDims> index{};
+    int64_t so = p.src_offset, dof = p.dst_offset, rem = b;
+    for (int d = last - 1; d >= 0; --d) {
+      index[static_cast<size_t>(d)] = rem % p.dims[d];
+      rem /= p.dims[d];
+      so += index[static_cast<size_t>(d)] * p.src_strides[d];
+      dof += index[static_cast<size_t>(d)] * p.dst_strides[d];
+    }
     for (int64_t r = b; r < e; ++r) {
-      int64_t so = p.src_offset, dof = p.dst_offset, rem = r;
-      for (int d = last - 1; d >= 0; --d) {
-        const int64_t i = rem % p.dims[d];
-        rem /= p.dims[d];
-        so += i * p.src_strides[d];
-        dof += i * p.dst_strides[d];
-      }
       const T* s = src + so;
       T* o = dst + dof;
-      if (ss == 1 && ds == 1) std::memcpy(o, s, static_cast<size_t>(inner) * sizeof(T));
-      else if (ss == 0 && ds == 1) std::fill(o, o + inner, *s);
-      else for (int64_t i = 0; i < inner; ++i) o[i * ds] = s[i * ss];
+      if (ss == 1 && ds == 1) {
+        if (inner >= 16) std::memcpy(o, s, static_cast<size_t>(inner) * sizeof(T));
+        else for (int64_t i = 0; i < inner; ++i) o[i] = s[i];
+      } else if (ss == 0 && ds == 1) {
+        std::fill(o, o + inner, *s);
+      } else {
+        for (int64_t i = 0; i < inner; ++i) o[i * ds] = s[i * ss];
+      }
+      for (int d = last - 1; d >= 0; --d) {
+        so += p.src_strides[d];
+        dof += p.dst_strides[d];
+        if (++index[static_cast<size_t>(d)] < p.dims[d]) break;
+        so -= p.dims[d] * p.src_strides[d];
+        dof -= p.dims[d] * p.dst_strides[d];
+        index[static_cast<size_t>(d)] = 0;
+      }
     }
   });
 }

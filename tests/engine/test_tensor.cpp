@@ -88,6 +88,11 @@ TEST(Tensor, ErrorsNameTheOpAndTheShapes) {
                {"cross_entropy", "index 3", "[0, 3)"});
   expect_error([&] { cross_entropy(a, Tensor::zeros({2})); }, {"cross_entropy", "targets", "f32", "expected i32"});
   expect_error([&] { expand(a, {3, 3}); }, {"expand", "[2, 3]", "[3, 3]"});
+  expect_error([&] { linear(a, Tensor::zeros({4, 3}), Tensor::zeros({3})); }, {"linear", "bias", "[3]", "expected [4]"});
+  expect_error([&] { attention(a, 1); }, {"attention", "[batch, tokens, 3·width]", "[2, 3]"});
+  expect_error([&] { attention(Tensor::zeros({2, 5, 12}), 3); }, {"attention", "width 4", "[2, 5, 12]", "3 heads"});
+  expect_error([&] { attention(Tensor::zeros({2, 5, 12}), 2, Tensor::zeros({5, 4})); },
+               {"attention", "mask", "[5, 5]", "[5, 4]"});
   expect_error([&] { permute(a, {0, 0}); }, {"permute", "twice"});
   expect_error([&] { Tensor::from_vector(std::vector<float>{1, 2, 3}, {2, 2}); }, {"from_vector", "3 values", "[2, 2]"});
   expect_error([&] { Tensor::zeros({2}).item(); }, {"item", "[2]"});
@@ -260,12 +265,15 @@ TEST(Threads, ResultsAreBitwiseIdenticalForAnyThreadCount) {
     Tensor x = Tensor::randn({64, 300}, gen).requires_grad_();
     Tensor w = Tensor::randn({300, 96}, gen).requires_grad_();
     Tensor g = Tensor::ones({96}).requires_grad_();
-    Tensor y = layer_norm(gelu(matmul(x, w)), g, Tensor());
-    Tensor loss = add(sum(softmax(y)), mean(square(y)));
+    Tensor b = Tensor::randn({96}, gen).requires_grad_();
+    Tensor y = layer_norm(gelu(linear(x, transpose(w, 0, 1), b)), g, Tensor());
+    // attention's (batch, head) tasks: 4 batches × 2 heads, 16 tokens of width 96 / 3 = 32.
+    const Tensor att = attention(reshape(y, {4, 16, 96}), 2);
+    Tensor loss = add(add(sum(softmax(y)), mean(square(y))), mean(square(att)));
     loss = add(loss, sum(Tensor::randn({40000}, gen)));
     loss.backward();
     std::vector<float> out = loss.to_float_vector();
-    for (const Tensor& t : {x, w, g}) {
+    for (const Tensor& t : {x, w, g, b}) {
       const std::vector<float> gv = t.grad().to_float_vector();
       out.insert(out.end(), gv.begin(), gv.end());
     }
