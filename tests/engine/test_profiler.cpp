@@ -39,11 +39,11 @@ TEST_F(Profiler, LinearSoftmaxForwardAndBackwardGiveExactRows) {
   const profiler::Report r = profiler::report();
   profiler::set_enabled(false);
 
-  // linear is matmul + add (the nodes it records); full is backward()'s seed gradient of ones;
-  // grad_accumulate stores the gradients of the three leaves. Nothing nested (add's sum_to_shape,
-  // sum's expand, the GEMMs of matmul's backward) has a row of its own.
-  EXPECT_EQ(row_names(r), (std::set<std::string>{"matmul", "add", "softmax", "mul", "sum", "full", "grad_accumulate"}));
-  for (const char* op : {"matmul", "add", "softmax", "mul", "sum"}) {
+  // linear with a bias is one op (the GEMM accumulates onto the bias); full is backward()'s seed
+  // gradient of ones; grad_accumulate stores the gradients of the three leaves. Nothing nested
+  // (linear's expand of the bias, its backward's GEMMs and sum, sum's expand) has a row of its own.
+  EXPECT_EQ(row_names(r), (std::set<std::string>{"linear", "softmax", "mul", "sum", "full", "grad_accumulate"}));
+  for (const char* op : {"linear", "softmax", "mul", "sum"}) {
     const profiler::Row* row = r.find(op);
     ASSERT_NE(row, nullptr) << op;
     EXPECT_EQ(row->forward.calls, 1) << op;
@@ -51,10 +51,10 @@ TEST_F(Profiler, LinearSoftmaxForwardAndBackwardGiveExactRows) {
     EXPECT_GT(row->forward.seconds, 0.0) << op;
     EXPECT_GT(row->backward.seconds, 0.0) << op;
   }
-  const profiler::Row& matmul = *r.find("matmul");
-  EXPECT_EQ(matmul.forward.flops, 2.0 * M * N * K);
+  const profiler::Row& linear_row = *r.find("linear");
+  EXPECT_EQ(linear_row.forward.flops, 2.0 * M * N * K);
   // Backward: dx = G·W and dW = Gᵀ·x, one GEMM of 2·M·N·K each.
-  EXPECT_EQ(matmul.backward.flops, 2 * 2.0 * M * N * K);
+  EXPECT_EQ(linear_row.backward.flops, 2 * 2.0 * M * N * K);
   const profiler::Row* full = r.find("full");
   const profiler::Row* accumulate = r.find("grad_accumulate");
   ASSERT_NE(full, nullptr);
@@ -63,8 +63,8 @@ TEST_F(Profiler, LinearSoftmaxForwardAndBackwardGiveExactRows) {
   EXPECT_EQ(full->backward.calls, 0);
   EXPECT_EQ(accumulate->backward.calls, 3);
   EXPECT_EQ(accumulate->forward.calls, 0);
-  // Elementwise rows state their bytes: add reads [M, N] and [N], writes [M, N].
-  EXPECT_EQ(r.find("add")->forward.bytes, 4.0 * (M * N + N + M * N));
+  // Elementwise rows state their bytes: mul reads [M, N] twice, writes [M, N].
+  EXPECT_EQ(r.find("mul")->forward.bytes, 4.0 * (3 * M * N));
   // Sorted by total time, and no row holds more than the wall time.
   double tracked = 0.0;
   for (size_t i = 0; i < r.rows.size(); ++i) {
