@@ -149,6 +149,17 @@ class Backend {
   // ---- linear algebra --------------------------------------------------------------
   virtual void matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& desc) = 0;
 
+  // ---- linear + GELU, fused (optional) ------------------------------------------------
+  // pre = x·wᵀ (+ pre on entry when d.accumulate: the bias rows), out = gelu(pre) with the
+  // erf form, each block of out computed as soon as the GEMM has finished it, while it is
+  // still in cache (d as for matmul with trans_b). A backend without it
+  // (has_fused_linear_gelu() false) gets gelu(linear(...)) (engine/ops/matmul.cpp).
+  virtual bool has_fused_linear_gelu() const { return false; }
+  virtual void linear_gelu(const Tensor& /*x*/, const Tensor& /*w*/, Tensor& /*pre*/, Tensor& /*out*/,
+                           const MatmulDesc& /*d*/) {
+    throw Error(name() + ": no fused linear + GELU kernel");
+  }
+
   // ---- multi-head attention, fused (optional) ------------------------------------------
   // The core of a transformer's attention in one kernel that reads the heads in place:
   // qkv [B, N, 3·D] holds q, k, v side by side (head h in columns h·dh .. h·dh + dh of each),

@@ -76,7 +76,10 @@ Tensor TransformerBlock::forward(const Tensor& x, const Tensor& mask, Generator*
     return gen && training_ && drop_path > 0.0f ? sparo::drop_path(t, drop_path, *gen) : t;
   };
   Tensor h = add(x, maybe_drop(attention(ln_1.forward(x), mask)));
-  return add(h, maybe_drop(fc2.forward(activate(fc1.forward(ln_2.forward(h)), act))));
+  // GELU (erf) fused into fc1 where the backend can (engine/ops.h linear_gelu).
+  const Tensor hidden = act == Activation::gelu ? linear_gelu(ln_2.forward(h), fc1.weight, fc1.bias)
+                                                : activate(fc1.forward(ln_2.forward(h)), act);
+  return add(h, maybe_drop(fc2.forward(hidden)));
 }
 
 void TransformerBlock::collect_parameters(const std::string& p, NamedTensors& out) const {

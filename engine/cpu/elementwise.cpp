@@ -93,7 +93,7 @@ void CpuBackend::unary(UnaryOp op, const Tensor& xt, Tensor& outt, UnaryParams p
     case UnaryOp::sigmoid: return map1(x, out, n, [](float v) { return sigmoidf(v); });
     case UnaryOp::relu: return map1(x, out, n, [](float v) { return v > 0.0f ? v : 0.0f; });
     case UnaryOp::gelu_erf:
-      return map1(x, out, n, [](float v) { return 0.5f * v * (1.0f + fast_erf(v * kInvSqrt2)); });
+      return map1(x, out, n, [](float v) { return gelu_erf(v); });
     case UnaryOp::gelu_tanh:
       return map1(x, out, n, [](float v) {
         return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluTanhCubic * v * v * v)));

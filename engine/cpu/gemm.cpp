@@ -24,10 +24,10 @@ namespace detail {
 // Defined in gemm_avx512.cpp. Requires an AVX-512F CPU and M, N, K > 0.
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                  bool accumulate);
+                  bool accumulate, const GemmEpilogue* epilogue);
 void sgemm_avx512_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                        int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                       bool accumulate);
+                       bool accumulate, const GemmEpilogue* epilogue);
 const char* avx512_kernel_name();
 const char* avx512_bf16_kernel_name();
 }  // namespace detail
@@ -52,11 +52,13 @@ bool have_avx512_bf16() {
 
 // The empty cases every entry point shares: nothing to do for M or N = 0; C = 0 (or left
 // as it is when accumulating) for K = 0. Returns true when it handled the call.
-bool handle_empty(int64_t M, int64_t N, int64_t K, float* C, int64_t ldc, bool accumulate) {
+bool handle_empty(int64_t M, int64_t N, int64_t K, float* C, int64_t ldc, bool accumulate,
+                  const GemmEpilogue* epilogue) {
   if (M <= 0 || N <= 0) return true;
   if (K > 0) return false;
   if (!accumulate)
     for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, size_t(N) * sizeof(float));
+  if (epilogue) epilogue->apply(epilogue->context, 0, 0, M, N);
   return true;
 }
 
@@ -98,13 +100,8 @@ void eigen_gemm(const OpA& a, const OpB& b, MutMap& c, bool accumulate) {
 
 void detail::sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                         int64_t ldc, bool accumulate) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, size_t(N) * sizeof(float));
-    return;
-  }
+                         int64_t ldc, bool accumulate, const GemmEpilogue* epilogue) {
+  if (handle_empty(M, N, K, C, ldc, accumulate, epilogue)) return;
   MutMap c(C, M, N, Eigen::OuterStride<>(ldc));
   const ConstMap a = trans_a ? ConstMap(A, K, M, Eigen::OuterStride<>(lda))
                              : ConstMap(A, M, K, Eigen::OuterStride<>(lda));
@@ -114,14 +111,17 @@ void detail::sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
   if (!trans_a && trans_b) eigen_gemm(a, b.transpose(), c, accumulate);
   if (trans_a && !trans_b) eigen_gemm(a.transpose(), b, c, accumulate);
   if (trans_a && trans_b) eigen_gemm(a.transpose(), b.transpose(), c, accumulate);
+  // The fallback finishes C as a whole: one block.
+  if (epilogue) epilogue->apply(epilogue->context, 0, 0, M, N);
 }
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+           int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+           const GemmEpilogue* epilogue) {
   if (!have_avx512())
-    return detail::sgemm_eigen(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-  if (handle_empty(M, N, K, C, ldc, accumulate)) return;
-  detail::sgemm_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    return detail::sgemm_eigen(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
+  if (handle_empty(M, N, K, C, ldc, accumulate, epilogue)) return;
+  detail::sgemm_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
 }
 
 const char* sgemm_kernel_name() {
@@ -143,8 +143,8 @@ float round_to_bf16(float x) {
 
 void detail::sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                                  const float* A, int64_t lda, const float* B, int64_t ldb,
-                                 float* C, int64_t ldc, bool accumulate) {
-  if (handle_empty(M, N, K, C, ldc, accumulate)) return;
+                                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue) {
+  if (handle_empty(M, N, K, C, ldc, accumulate, epilogue)) return;
   // Rounded copies, stored tight (leading dimension = row length).
   auto rounded = [](const float* src, int64_t rows, int64_t cols, int64_t ld) {
     std::vector<float> out(size_t(rows * cols));
@@ -156,15 +156,16 @@ void detail::sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t 
   const int64_t a_cols = trans_a ? M : K, b_cols = trans_b ? K : N;
   const std::vector<float> a = rounded(A, trans_a ? K : M, a_cols, lda);
   const std::vector<float> b = rounded(B, trans_b ? N : K, b_cols, ldb);
-  sgemm(trans_a, trans_b, M, N, K, a.data(), a_cols, b.data(), b_cols, C, ldc, accumulate);
+  sgemm(trans_a, trans_b, M, N, K, a.data(), a_cols, b.data(), b_cols, C, ldc, accumulate, epilogue);
 }
 
 void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
-                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+                const GemmEpilogue* epilogue) {
   if (!have_avx512_bf16())
-    return detail::sgemm_bf16_emulated(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-  if (handle_empty(M, N, K, C, ldc, accumulate)) return;
-  detail::sgemm_avx512_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    return detail::sgemm_bf16_emulated(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
+  if (handle_empty(M, N, K, C, ldc, accumulate, epilogue)) return;
+  detail::sgemm_avx512_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
 }
 
 const char* sgemm_bf16_kernel_name() {

@@ -14,9 +14,19 @@
 
 namespace sparo::cpu {
 
+// Work on C's blocks as they are finished, while they are still in cache (e.g. an activation
+// that would otherwise be a pass of its own over memory): apply(context, row0, col0, rows,
+// cols) is called once for every block of C, rows [row0, row0 + rows) × columns [col0,
+// col0 + cols), after its last product was added, from the thread that computed it. The
+// blocks tile C exactly once; they may run in any order and at the same time.
+struct GemmEpilogue {
+  void (*apply)(const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols);
+  const void* context;
+};
+
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
            const float* A, int64_t lda, const float* B, int64_t ldb,
-           float* C, int64_t ldc, bool accumulate);
+           float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr);
 
 // Name of the kernel sgemm dispatches to on this CPU (e.g. "avx512 12x32", "eigen").
 const char* sgemm_kernel_name();
@@ -28,7 +38,7 @@ const char* sgemm_kernel_name();
 // different summation order, slower. Bitwise identical for any thread count on a given CPU.
 void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                 const float* A, int64_t lda, const float* B, int64_t ldb,
-                float* C, int64_t ldc, bool accumulate);
+                float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr);
 const char* sgemm_bf16_kernel_name();  // "avx512_bf16 12x32" or "emulated (rounded fp32)"
 
 // x rounded to the nearest bfloat16 (ties to even), returned as the float it represents;
@@ -40,11 +50,11 @@ namespace detail {
 // tests cover it on AVX-512 machines too. Same contract as sgemm.
 void sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  const float* A, int64_t lda, const float* B, int64_t ldb,
-                 float* C, int64_t ldc, bool accumulate);
+                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr);
 // sgemm_bf16's path for CPUs without AVX512_BF16, callable directly for the tests.
 void sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          const float* A, int64_t lda, const float* B, int64_t ldb,
-                         float* C, int64_t ldc, bool accumulate);
+                         float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr);
 }  // namespace detail
 
 }  // namespace sparo::cpu

@@ -28,6 +28,8 @@
 //
 // Parameters, measured on this project's Zen 4 machine (2 cores, L1d 32 KiB, L2 1 MiB,
 // L3 32 MiB; peak 112 GFLOP/s per core): see the tuning notes next to the constants.
+#include "engine/cpu/gemm.h"
+
 #include <immintrin.h>
 
 #include <oneapi/tbb/global_control.h>
@@ -507,6 +509,7 @@ struct Problem {
   float* C;
   int64_t ldc;
   bool accumulate;
+  const GemmEpilogue* epilogue;
 };
 
 template <class F>
@@ -585,6 +588,8 @@ void run(const Problem& p, int threads, float* Bbuf) {
           const int64_t mc = std::min(kMC, i1 - is);
           pack_a<F>(p.ta, p.A, p.lda, is, mc, pc, kc, Abuf);
           macro_kernel<F>(mc, n0, n1, kc, Abuf, Bbuf, p.C + is * p.ldc + jc, p.ldc, beta);
+          // The last K block finished these rows × columns: hand them on while in L2.
+          if (p.epilogue && pc + kc == p.K) p.epilogue->apply(p.epilogue->context, is, jc + n0, mc, n1 - n0);
         }
       };
       const int64_t tasks = mt * nt;
@@ -600,8 +605,8 @@ void run(const Problem& p, int threads, float* Bbuf) {
 
 template <class F>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
-  const Problem p{trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate};
+          const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue) {
+  const Problem p{trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue};
   const bool small = double(M) * double(N) * double(K) < kInlineMacs;
   const int threads = small ? 1 : current_threads();
 
@@ -633,14 +638,14 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const flo
 // (M, N, K all > 0 here).
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                  bool accumulate) {
-  gemm<F32Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+                  bool accumulate, const GemmEpilogue* epilogue) {
+  gemm<F32Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
 }
 
 void sgemm_avx512_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                        int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                       bool accumulate) {
-  gemm<Bf16Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+                       bool accumulate, const GemmEpilogue* epilogue) {
+  gemm<Bf16Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
 }
 
 const char* avx512_kernel_name() {

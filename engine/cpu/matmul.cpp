@@ -1,6 +1,7 @@
 // CPU kernel: (batched) matmul on top of sgemm (gemm.h).
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cpu/gemm.h"
+#include "engine/cpu/vector_math.h"
 
 namespace sparo::cpu {
 
@@ -15,8 +16,28 @@ void CpuBackend::matmul(const Tensor& at, const Tensor& bt, Tensor& ct, const Ma
   parallel_for(d.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
       gemm(d.trans_a, d.trans_b, d.M, d.N, d.K, a + i * d.a_batch_stride, lda, b + i * d.b_batch_stride, ldb,
-            c + i * d.c_batch_stride, d.N, d.accumulate);
+            c + i * d.c_batch_stride, d.N, d.accumulate, nullptr);
   });
+}
+
+void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, Tensor& pret, Tensor& outt, const MatmulDesc& d) {
+  struct Blocks {
+    const float* pre;
+    float* out;
+    int64_t ld;
+  } blocks{data<float>(pret), data<float>(outt), d.N};
+  const GemmEpilogue gelu{[](const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
+                            const Blocks& b = *static_cast<const Blocks*>(context);
+                            for (int64_t r = row0; r < row0 + rows; ++r) {
+                              const float* src = b.pre + r * b.ld + col0;
+                              float* dst = b.out + r * b.ld + col0;
+                              for (int64_t c = 0; c < cols; ++c) dst[c] = gelu_erf(src[c]);
+                            }
+                          },
+                          &blocks};
+  const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
+  gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, data<float>(pret), d.N, d.accumulate,
+       &gelu);
 }
 
 }  // namespace sparo::cpu

@@ -49,6 +49,9 @@ inline float fast_erf(float x) {
   return x < 0.0f ? -r : r;
 }
 
+// GELU with the exact (erf) form, PyTorch's nn.GELU(): v · Φ(v).
+inline float gelu_erf(float v) { return 0.5f * v * (1.0f + fast_erf(v * 0.70710678118654752440f)); }
+
 // Sums over a row in 16 float lanes (vectorised), the lanes then added in double in a fixed
 // order: accurate, and the same bits for any thread count. A plain double accumulator is one
 // dependent add per element, which no compiler may reorder; these run 16 at a time.

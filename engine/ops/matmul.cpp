@@ -89,69 +89,132 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   });
 }
 
+namespace {
+
+// linear's and linear_gelu's argument checks; x2 is x as a matrix of rows when it is a vector.
+struct LinearShapes {
+  Tensor x2;
+  int64_t in = 0, out_features = 0, rows = 0;
+  Shape out_shape;
+};
+
+LinearShapes check_linear(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_defined(op, x, "x");
+  check_defined(op, weight, "weight");
+  if (weight.dim() != 2)
+    throw Error(std::string(op) + ": weight must be [out, in], got shape " + shape_str(weight.shape()));
+  if (x.dim() < 1 || x.shape().back() != weight.shape()[1])
+    throw Error(std::string(op) + ": input of shape " + shape_str(x.shape()) + " does not match weight of shape " +
+                shape_str(weight.shape()) + " (expected last input axis " + std::to_string(weight.shape()[1]) + ")");
+  LinearShapes s;
+  s.in = weight.shape()[1], s.out_features = weight.shape()[0];
+  s.x2 = x.dim() == 1 ? reshape(x, {1, s.in}) : x;
+  s.rows = numel(Shape(s.x2.shape().begin(), s.x2.shape().end() - 1));
+  s.out_shape = s.x2.shape();
+  s.out_shape.back() = s.out_features;
+  if (bias.defined()) {
+    if (bias.shape() != Shape{s.out_features})
+      throw Error(std::string(op) + ": bias has shape " + shape_str(bias.shape()) + ", expected [" +
+                  std::to_string(s.out_features) + "]");
+    check_dtype(op, bias, DType::f32, "bias");
+    check_same_device(op, x, bias);
+  }
+  check_dtype(op, x, DType::f32, "x");
+  check_dtype(op, weight, DType::f32, "weight");
+  check_same_device(op, x, weight);
+  return s;
+}
+
+// The product's output before anything is added: the bias in every row (then accumulated
+// onto), or uninitialised.
+Tensor bias_rows(const LinearShapes& s, const Tensor& bias, Device device) {
+  if (!bias.defined()) return Tensor::empty({s.rows, s.out_features}, DType::f32, device);
+  NoGradGuard no_grad;
+  return expand(bias.detach(), {s.rows, s.out_features});
+}
+
+MatmulDesc linear_desc(const LinearShapes& s, bool accumulate, MatmulPrecision precision) {
+  MatmulDesc d;
+  d.M = s.rows, d.N = s.out_features, d.K = s.in;
+  d.trans_b = true;
+  d.c_batch_stride = s.rows * s.out_features;
+  d.accumulate = accumulate;
+  d.precision = precision;
+  return d;
+}
+
+// y = x·Wᵀ + b:  dx = G·W,  dW = Gᵀ·x,  db = Σ_rows G  (G [rows, out] as a matrix).
+std::vector<Tensor> linear_backward(const Tensor& g2, const Tensor& x, const Tensor& w, bool need_x, bool need_w,
+                                    bool need_b) {
+  Tensor dx, dw, db;
+  if (need_x) dx = reshape(matmul(g2, w), x.shape());
+  if (need_w) dw = matmul(g2, reshape(x, {g2.size(0), w.shape()[1]}), true, false);
+  if (need_b) db = sum(g2, 0);
+  return {dx, dw, db};
+}
+
+}  // namespace
+
 // With a bias, one op of its own: the output starts as the bias in every row and the GEMM adds
 // x·Wᵀ into it (MatmulDesc::accumulate), one pass over the output where a separate add made
 // three (read the product, read the bias, write the sum) and allocated a second output.
 // Without one, it is matmul alone.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_defined("linear", x, "x");
-  check_defined("linear", weight, "weight");
-  if (weight.dim() != 2)
-    throw Error("linear: weight must be [out, in], got shape " + shape_str(weight.shape()));
-  if (x.dim() < 1 || x.shape().back() != weight.shape()[1])
-    throw Error("linear: input of shape " + shape_str(x.shape()) + " does not match weight of shape " +
-                shape_str(weight.shape()) + " (expected last input axis " + std::to_string(weight.shape()[1]) + ")");
-  const int64_t in = weight.shape()[1], out_features = weight.shape()[0];
-  const Tensor x2 = x.dim() == 1 ? reshape(x, {1, in}) : x;
+  const LinearShapes s = check_linear("linear", x, weight, bias);
   if (!bias.defined()) {
-    const Tensor y = matmul(x2, weight, false, true);
-    return x.dim() == 1 ? reshape(y, {out_features}) : y;
+    const Tensor y = matmul(s.x2, weight, false, true);
+    return x.dim() == 1 ? reshape(y, {s.out_features}) : y;
   }
-  if (bias.shape() != Shape{out_features})
-    throw Error("linear: bias has shape " + shape_str(bias.shape()) + ", expected [" + std::to_string(out_features) +
-                "]");
-  check_dtype("linear", x, DType::f32, "x");
-  check_dtype("linear", weight, DType::f32, "weight");
-  check_dtype("linear", bias, DType::f32, "bias");
-  check_same_device("linear", x, weight);
-  check_same_device("linear", x, bias);
-
   profiler::Scope scope("linear");
-  const int64_t rows_of_x = numel(Shape(x2.shape().begin(), x2.shape().end() - 1));
-  Tensor y;
-  {
-    NoGradGuard no_grad;
-    y = expand(bias.detach(), {rows_of_x, out_features});
-  }
+  Tensor y = bias_rows(s, bias, x.device());
   const MatmulPrecision precision = matmul_precision();
-  if (rows_of_x > 0 && in > 0) {
-    MatmulDesc d;
-    d.M = rows_of_x, d.N = out_features, d.K = in;
-    d.trans_b = true;
-    d.c_batch_stride = rows_of_x * out_features;
-    d.accumulate = true;
-    d.precision = precision;
-    backend_of(x).matmul(reshape(x2.detach(), {rows_of_x, in}), weight.detach(), y, d);
-    profiler::add_work(2.0 * static_cast<double>(rows_of_x) * static_cast<double>(out_features) *
-                           static_cast<double>(in), 0.0);
+  if (s.rows > 0 && s.in > 0) {
+    backend_of(x).matmul(reshape(s.x2.detach(), {s.rows, s.in}), weight.detach(), y, linear_desc(s, true, precision));
+    profiler::add_work(2.0 * static_cast<double>(s.rows) * static_cast<double>(s.out_features) * static_cast<double>(s.in),
+                       0.0);
   }
-  Shape out_shape = x2.shape();
-  out_shape.back() = out_features;
-  y = reshape(y, out_shape);
-  if (needs_grad({&x2, &weight, &bias}))
-    y = record("linear", y, {&x2, &weight, &bias},
-               [x = x2.detach(), w = weight.detach(), precision, rows_of_x, need_x = x2.requires_grad(),
+  y = reshape(y, s.out_shape);
+  if (needs_grad({&s.x2, &weight, &bias}))
+    y = record("linear", y, {&s.x2, &weight, &bias},
+               [x = s.x2.detach(), w = weight.detach(), precision, rows = s.rows, need_x = s.x2.requires_grad(),
                 need_w = weight.requires_grad(), need_b = bias.requires_grad()](const Tensor& g) {
-                 // y = x·Wᵀ + b:  dx = G·W,  dW = Gᵀ·x,  db = Σ_rows G.
                  const MatmulPrecisionScope same_as_forward(precision);
-                 const Tensor g2 = reshape(g, {rows_of_x, g.shape().back()});
-                 Tensor dx, dw, db;
-                 if (need_x) dx = reshape(matmul(g2, w), x.shape());
-                 if (need_w) dw = matmul(g2, reshape(x, {rows_of_x, w.shape()[1]}), true, false);
-                 if (need_b) db = sum(g2, 0);
-                 return std::vector<Tensor>{dx, dw, db};
+                 return linear_backward(reshape(g, {rows, g.shape().back()}), x, w, need_x, need_w, need_b);
                });
-  return x.dim() == 1 ? reshape(y, {out_features}) : y;
+  return x.dim() == 1 ? reshape(y, {s.out_features}) : y;
+}
+
+// gelu(linear(x, weight, bias)), with GELU applied to each block of the product as the GEMM
+// finishes it (Backend::linear_gelu): the separate pass of GELU over the whole activation
+// (e.g. [B·N, 4·width] in a transformer's MLP) is gone from the forward. The pre-activation
+// is kept for the backward, as gelu would keep its input.
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const LinearShapes s = check_linear("linear_gelu", x, weight, bias);
+  Backend& backend = backend_of(x);
+  if (!backend.has_fused_linear_gelu()) return gelu(linear(x, weight, bias));
+  profiler::Scope scope("linear_gelu");
+  Tensor pre = bias_rows(s, bias, x.device());
+  Tensor out = Tensor::empty({s.rows, s.out_features}, DType::f32, x.device());
+  const MatmulPrecision precision = matmul_precision();
+  if (s.rows > 0 && s.out_features > 0) {
+    backend.linear_gelu(reshape(s.x2.detach(), {s.rows, s.in}), weight.detach(), pre, out,
+                        linear_desc(s, bias.defined(), precision));
+    profiler::add_work(2.0 * static_cast<double>(s.rows) * static_cast<double>(s.out_features) * static_cast<double>(s.in),
+                       0.0);
+  }
+  out = reshape(out, s.out_shape);
+  if (needs_grad({&s.x2, &weight, &bias}))
+    out = record("linear_gelu", out, {&s.x2, &weight, &bias},
+                 [x = s.x2.detach(), w = weight.detach(), pre, precision, rows = s.rows, need_x = s.x2.requires_grad(),
+                  need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad()](const Tensor& g) {
+                   // GELU's derivative at the kept pre-activation, then linear's backward.
+                   Tensor dpre = Tensor::empty(pre.shape(), DType::f32, pre.device());
+                   if (dpre.numel() > 0)
+                     backend_of(pre).unary_backward(UnaryOp::gelu_erf, pre, reshape(g, pre.shape()), dpre, {});
+                   const MatmulPrecisionScope same_as_forward(precision);
+                   return linear_backward(dpre, x, w, need_x, need_w, need_b);
+                 });
+  return x.dim() == 1 ? reshape(out, {s.out_features}) : out;
 }
 
 }  // namespace sparo

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -25,8 +26,9 @@ using sparo::cpu::sgemm;
 using sparo::cpu::sgemm_bf16;
 using sparo::cpu::detail::sgemm_bf16_emulated;
 
+using sparo::cpu::GemmEpilogue;
 using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t,
-                        const float*, int64_t, float*, int64_t, bool);
+                        const float*, int64_t, float*, int64_t, bool, const GemmEpilogue*);
 
 struct Operands {
   int64_t M, N, K, lda, ldb, ldc;
@@ -82,7 +84,7 @@ void check(GemmFn fn, bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t
       if (!accumulate) o.C[size_t(i * o.ldc + j)] = std::numeric_limits<float>::quiet_NaN();
     for (int64_t j = N; j < o.ldc; ++j) o.C[size_t(i * o.ldc + j)] = sentinel;
   }
-  fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, accumulate);
+  fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, accumulate, nullptr);
 
   const double tol = 1e-5 * std::sqrt(double(std::max<int64_t>(K, 1)));
   int failures = 0;
@@ -186,7 +188,7 @@ TEST(Gemm, KZero) {
       for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < N; ++j) C[size_t(i * ldc + j)] = acc ? 2.5f : NAN;
       const float a = 1.0f, b = 1.0f;
-      fn(false, false, M, N, 0, &a, 1, &b, N, C.data(), ldc, acc);
+      fn(false, false, M, N, 0, &a, 1, &b, N, C.data(), ldc, acc, nullptr);
       for (int64_t i = 0; i < M; ++i) {
         for (int64_t j = 0; j < N; ++j) EXPECT_EQ(C[size_t(i * ldc + j)], acc ? 2.5f : 0.0f);
         for (int64_t j = N; j < ldc; ++j) EXPECT_TRUE(std::isnan(C[size_t(i * ldc + j)]));
@@ -247,9 +249,9 @@ TEST(Gemm, NoAccessPastTheEnd) {
         std::memcpy(A.data(), o.A.data(), o.A.size() * sizeof(float));
         std::memcpy(B.data(), o.B.data(), o.B.size() * sizeof(float));
         std::memcpy(C.data(), o.C.data(), o.C.size() * sizeof(float));
-        fn(ta, tb, M, N, K, A.data(), o.lda, B.data(), o.ldb, C.data(), o.ldc, true);
+        fn(ta, tb, M, N, K, A.data(), o.lda, B.data(), o.ldb, C.data(), o.ldc, true, nullptr);
         // Same call on ordinary memory must give the same bits.
-        fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, true);
+        fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, true, nullptr);
         EXPECT_EQ(std::memcmp(C.data(), o.C.data(), o.C.size() * sizeof(float)), 0);
       }
 }
@@ -277,7 +279,7 @@ TEST(Gemm, BitwiseIdenticalAcrossThreadCounts) {
         tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(threads));
         std::vector<float> C = o.C;
         fn(c.ta, c.tb, c.M, c.N, c.K, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), o.ldc,
-           idx == 2);
+           idx == 2, nullptr);
         results[idx++] = std::move(C);
       }
       ASSERT_EQ(results[0].size(), results[1].size());
@@ -285,7 +287,7 @@ TEST(Gemm, BitwiseIdenticalAcrossThreadCounts) {
       // Accumulate on 2 threads from the original C, then compare with 1-thread accumulate.
       tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
       std::vector<float> C1 = o.C;
-      fn(c.ta, c.tb, c.M, c.N, c.K, o.A.data(), o.lda, o.B.data(), o.ldb, C1.data(), o.ldc, true);
+      fn(c.ta, c.tb, c.M, c.N, c.K, o.A.data(), o.lda, o.B.data(), o.ldb, C1.data(), o.ldc, true, nullptr);
       EXPECT_EQ(std::memcmp(results[2].data(), C1.data(), C1.size() * sizeof(float)), 0);
     }
   }
@@ -316,6 +318,55 @@ TEST(Gemm, NestedInsideParallelTasks) {
                           serial[size_t(b)].size() * sizeof(float)),
               0)
         << "batch entry " << b;
+}
+
+// The epilogue sees every element of C exactly once, and only after its last product: here it
+// copies each block it is given into a second matrix and counts the visits. Shapes that split
+// the work every way (columns, rows, several K blocks), K = 0 (C zeroed or kept), and every
+// entry point, on 1 and 2 threads.
+TEST(Gemm, EpilogueSeesEveryFinishedElementOnce) {
+  struct Copy {
+    const float* C;
+    int64_t ldc;
+    float* seen;
+    std::atomic<int>* visits;
+  };
+  const GemmEpilogue copy{[](const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
+                            const Copy& c = *static_cast<const Copy*>(context);
+                            for (int64_t i = row0; i < row0 + rows; ++i)
+                              for (int64_t j = col0; j < col0 + cols; ++j) {
+                                c.seen[i * c.ldc + j] = c.C[i * c.ldc + j];
+                                c.visits[i * c.ldc + j].fetch_add(1);
+                              }
+                          },
+                          nullptr};
+  const int64_t shapes[][3] = {{257, 300, 700}, {16, 1000, 300}, {2000, 64, 64}, {13, 37, 29}, {5, 7, 0}};
+  for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen), GemmFn(&sgemm_bf16),
+                    GemmFn(&sgemm_bf16_emulated)})
+    for (int threads : {1, 2})
+      for (const auto& s : shapes)
+        for (bool acc : {false, true}) {
+          const int64_t M = s[0], N = s[1], K = s[2];
+          SCOPED_TRACE(::testing::Message() << M << "x" << N << "x" << K << " threads " << threads << " acc " << acc);
+          tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(threads));
+          Operands o = make(false, true, M, N, K, 1, 5);
+          std::vector<float> seen(o.C.size(), std::numeric_limits<float>::quiet_NaN());
+          std::vector<std::atomic<int>> visits(o.C.size());
+          const Copy context{o.C.data(), o.ldc, seen.data(), visits.data()};
+          GemmEpilogue e = copy;
+          e.context = &context;
+          fn(false, true, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, acc, &e);
+          int wrong = 0;
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+              const size_t at = size_t(i * o.ldc + j);
+              if ((visits[at].load() != 1 || std::memcmp(&seen[at], &o.C[at], sizeof(float)) != 0) && ++wrong <= 3)
+                ADD_FAILURE() << "C[" << i << "][" << j << "]: " << visits[at].load() << " visits, saw " << seen[at]
+                              << ", final " << o.C[at];
+            }
+          for (int64_t i = 0; i < M; ++i)  // the padding is not C
+            EXPECT_EQ(visits[size_t(i * o.ldc + N)].load(), 0) << "row " << i;
+        }
 }
 
 }  // namespace
@@ -374,7 +425,7 @@ TEST(GemmBf16, ErrorIsOfBf16SizeAgainstUnroundedInputs) {
   Operands o = make(false, false, M, N, K, 0, 21);
   for (GemmFn fn : {GemmFn(&sgemm_bf16), GemmFn(&sgemm_bf16_emulated)}) {
     std::vector<float> C(size_t(M * N));
-    fn(false, false, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), N, false);
+    fn(false, false, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), N, false, nullptr);
     double worst = 0.0;
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) {
@@ -396,7 +447,7 @@ TEST(GemmBf16, NanAndInfPropagate) {
     o.A[size_t(3 * o.lda + 5)] = std::numeric_limits<float>::quiet_NaN();  // row 3
     o.B[size_t(7 * o.ldb + 9)] = std::numeric_limits<float>::infinity();   // column 9
     std::vector<float> C(size_t(20 * 40));
-    fn(false, false, 20, 40, 37, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), 40, false);
+    fn(false, false, 20, 40, 37, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), 40, false, nullptr);
     for (int64_t i = 0; i < 20; ++i)
       for (int64_t j = 0; j < 40; ++j) {
         const float c = C[size_t(i * 40 + j)];

@@ -135,6 +135,37 @@ std::vector<Case> make_cases() {
                                });
   linear_bf16.rtol = 2e-2, linear_bf16.atol = 0.1, linear_bf16.grad_tol = 2e-2;
 
+  // linear_gelu: GELU on each block of the product as the GEMM finishes it (CPU), composed on
+  // Vulkan. Sides past the GEMM's blocking (70 rows, 33 → 37) so several blocks meet; no bias;
+  // a vector; bf16.
+  const auto gelu_ref = [](Ref y) {
+    for (double& v : y.v) v = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+    return y;
+  };
+  add_case("linear_gelu", "bias_2x35x33_to_37", {{{2, 35, 33}}, {{37, 33}}, {{37}}},
+           [](auto& x) { return linear_gelu(x[0], x[1], x[2]); },
+           [=](auto& r) { return gelu_ref(ref::zip(ref::matmul(r[0], r[1], false, true), r[2], std::plus<double>())); });
+  add_case("linear_gelu", "no_bias", {{{6, 5}}, {{3, 5}}}, [](auto& x) { return linear_gelu(x[0], x[1]); },
+           [=](auto& r) { return gelu_ref(ref::matmul(r[0], r[1], false, true)); });
+  add_case("linear_gelu", "vector_input", {{{5}}, {{2, 5}}, {{2}}}, [](auto& x) { return linear_gelu(x[0], x[1], x[2]); },
+           [=](auto& r) {
+             Ref x2 = r[0];
+             x2.shape = {1, 5};
+             Ref y = gelu_ref(ref::zip(ref::matmul(x2, r[1], false, true), r[2], std::plus<double>()));
+             y.shape = {2};
+             return y;
+           });
+  Case& linear_gelu_bf16 = add_case("linear_gelu", "bf16_bias_40x33_to_37", {{{40, 33}}, {{37, 33}}, {{37}}},
+                                    [](auto& x) {
+                                      const MatmulPrecisionScope bf16(MatmulPrecision::bf16);
+                                      return linear_gelu(x[0], x[1], x[2]);
+                                    },
+                                    [=](auto& r) {
+                                      return gelu_ref(ref::zip(ref::matmul(r[0], r[1], false, true), r[2],
+                                                               std::plus<double>()));
+                                    });
+  linear_gelu_bf16.rtol = 2e-2, linear_gelu_bf16.atol = 0.1, linear_gelu_bf16.grad_tol = 2e-2;
+
   // binary ops with broadcasting edge cases.
   const std::vector<std::pair<std::string, std::pair<Shape, Shape>>> broadcasts = {
       {"same", {{3, 4}, {3, 4}}},         {"row", {{3, 4}, {4}}},           {"column", {{3, 1}, {3, 4}}},
