@@ -152,7 +152,8 @@ class Backend {
   // ---- linear + GELU, fused (optional) ------------------------------------------------
   // pre = x·wᵀ (+ pre on entry when d.accumulate: the bias rows), out = gelu(pre) with the
   // erf form, each block of out computed as soon as the GEMM has finished it, while it is
-  // still in cache (d as for matmul with trans_b). A backend without it
+  // still in cache (d as for matmul with trans_b); out may be pre itself (GELU in place, when
+  // no backward needs the pre-activation). A backend without it
   // (has_fused_linear_gelu() false) gets gelu(linear(...)) (engine/ops/matmul.cpp).
   virtual bool has_fused_linear_gelu() const { return false; }
   virtual void linear_gelu(const Tensor& /*x*/, const Tensor& /*w*/, Tensor& /*pre*/, Tensor& /*out*/,

@@ -194,7 +194,10 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (!backend.has_fused_linear_gelu()) return gelu(linear(x, weight, bias));
   profiler::Scope scope("linear_gelu");
   Tensor pre = bias_rows(s, bias, x.device());
-  Tensor out = Tensor::empty({s.rows, s.out_features}, DType::f32, x.device());
+  // Without a backward to keep it for, the pre-activation is overwritten by its GELU: inference
+  // holds one [rows, out] buffer instead of two.
+  const bool keep_pre = needs_grad({&s.x2, &weight, &bias});
+  Tensor out = keep_pre ? Tensor::empty({s.rows, s.out_features}, DType::f32, x.device()) : pre;
   const MatmulPrecision precision = matmul_precision();
   if (s.rows > 0 && s.out_features > 0) {
     backend.linear_gelu(reshape(s.x2.detach(), {s.rows, s.in}), weight.detach(), pre, out,
@@ -203,7 +206,7 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                        0.0);
   }
   out = reshape(out, s.out_shape);
-  if (needs_grad({&s.x2, &weight, &bias}))
+  if (keep_pre)
     out = record("linear_gelu", out, {&s.x2, &weight, &bias},
                  [x = s.x2.detach(), w = weight.detach(), pre, precision, rows = s.rows, need_x = s.x2.requires_grad(),
                   need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad()](const Tensor& g) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/ops.h"
@@ -255,6 +256,25 @@ TEST(Threads, SetNumThreadsLimitsTheEngine) {
   EXPECT_EQ(num_threads(), 1);
   set_num_threads(0);
   EXPECT_GE(num_threads(), 1);
+}
+
+// Without gradients linear_gelu writes GELU over its pre-activation in place (inference holds
+// one buffer): the same bits as with gradients (two buffers), and gelu(linear) up to rounding.
+TEST(Tensor, LinearGeluInPlaceWithoutGradientsMatchesTheRecordedOp) {
+  Generator gen(5);
+  const Tensor x = Tensor::randn({70, 33}, gen), w = Tensor::randn({37, 33}, gen), b = Tensor::randn({37}, gen);
+  Tensor x_grad = x.clone();
+  x_grad.requires_grad_();
+  const std::vector<float> with_grad = linear_gelu(x_grad, w, b).to_float_vector();
+  std::vector<float> without;
+  {
+    NoGradGuard no_grad;
+    without = linear_gelu(x, w, b).to_float_vector();
+  }
+  ASSERT_EQ(with_grad.size(), without.size());
+  EXPECT_EQ(0, std::memcmp(with_grad.data(), without.data(), without.size() * sizeof(float)));
+  const std::vector<float> composed = gelu(linear(x, w, b)).to_float_vector();
+  for (size_t i = 0; i < composed.size(); ++i) EXPECT_NEAR(without[i], composed[i], 1e-5f * (1.0f + std::fabs(composed[i])));
 }
 
 // Kernels split work by output, never by reduction order: any thread count gives the
