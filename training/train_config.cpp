@@ -44,7 +44,7 @@ struct Fields {
             {"eval_every", &c.eval_every}, {"monitor_train", &c.monitor_train}, {"monitor_test", &c.monitor_test}};
     doubles = {{"lr", &c.lr}, {"min_lr", &c.min_lr}, {"weight_decay", &c.weight_decay},
                {"weight_decay_end", &c.weight_decay_end}, {"beta1", &c.beta1}, {"beta2", &c.beta2}, {"eps", &c.eps},
-               {"grad_clip", &c.grad_clip}, {"max_logit_scale", &c.max_logit_scale},
+               {"grad_clip", &c.grad_clip}, {"max_logit_scale", &c.max_logit_scale}, {"scene_lookalike", &c.scene_lookalike},
                {"global_scale_min", &c.global_scale_min}, {"global_scale_max", &c.global_scale_max},
                {"local_scale_min", &c.local_scale_min}, {"local_scale_max", &c.local_scale_max},
                {"student_temp", &c.student_temp}, {"teacher_temp", &c.teacher_temp},
@@ -223,6 +223,9 @@ void TrainConfig::validate(const std::string& source) const {
     fail("scene_group_size", "groups are drawn from fashion-scenes (clip only); must be 1 here");
   if (batch_size % scene_group_size != 0)
     fail("scene_group_size", "must divide batch_size " + std::to_string(batch_size) + ", got " + std::to_string(scene_group_size));
+  if (!(scene_lookalike >= 0 && scene_lookalike <= 1)) fail("scene_lookalike", "must be in [0, 1]");
+  if (scene_lookalike > 0 && scene_group_size == 1)
+    fail("scene_lookalike", "chooses the items of scene groups; needs scene_group_size > 1");
   const auto finite_nonneg = [&](const char* key, double v) {
     if (!std::isfinite(v) || v < 0) fail(key, "must be finite and >= 0");
   };

@@ -32,6 +32,9 @@ struct TrainConfig {
   // fashion-scenes: a batch is batch_size / scene_group_size groups, each a scene and its
   // siblings (same places and colours, other items: SceneGenerator::make_group); 1 = no groups.
   int64_t scene_group_size = 1;
+  // fashion-scenes groups: the probability that a sibling's item is a look-alike of the item it
+  // replaces (SceneOptions::sibling_lookalike), 0..1.
+  double scene_lookalike = 0.0;
 
   // Optimisation.
   int64_t steps = 1000, batch_size = 128, accum_steps = 1;

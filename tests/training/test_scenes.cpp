@@ -405,6 +405,46 @@ TEST(SceneGenerator, GroupsShareCellsAndColoursWithDistinctItemsAndCaptions) {
   expect_error([&] { train.make_group(100000, 2); }, {"scene index 100000 out of range"});
 }
 
+TEST(SceneGenerator, LookalikeSiblingsKeepTheirOriginalsKind) {
+  // kind of each class: tops 0, long garments 1, footwear 2, bag 3
+  const std::array<int, 10> kind = {0, 1, 0, 1, 0, 2, 0, 2, 3, 2};
+  SceneOptions o = options(8, 64, 1, 1);
+  o.sibling_lookalike = 1.0f;
+  const SceneGenerator lookalike(fashion_train(), SceneSplit::train, o);
+  o.sibling_lookalike = 0.0f;
+  const SceneGenerator any(fashion_train(), SceneSplit::train, o);
+  int same_kind_lookalike = 0, same_kind_any = 0, siblings = 0;
+  for (int64_t i = 0; i < 200; ++i) {
+    const std::vector<Scene> a = lookalike.make_group(i, 2), b = any.make_group(i, 2);
+    EXPECT_TRUE(same_scene(a[0], b[0]));  // the original does not depend on the option
+    EXPECT_NE(a[0].caption, a[1].caption);
+    EXPECT_EQ(a[1].items[0].colour, a[0].items[0].colour);
+    EXPECT_FALSE(is_heldout_combination(a[1].items[0].item, a[1].items[0].colour)) << a[1].caption;
+    expect_scene_matches(a[1], fashion_train(), 64);
+    // a look-alike exists unless the kind is a bag, or its only other class is held out in this
+    // colour (trousers and dress); then any class goes
+    const int item = a[0].items[0].item, colour = a[0].items[0].colour;
+    bool has_lookalike = false;
+    for (int c = 0; c < 10; ++c)
+      has_lookalike = has_lookalike || (c != item && kind[static_cast<size_t>(c)] == kind[static_cast<size_t>(item)] &&
+                                        item != 8 && !is_heldout_combination(c, colour));
+    if (!has_lookalike) continue;
+    ++siblings;
+    same_kind_lookalike += kind[static_cast<size_t>(a[1].items[0].item)] == kind[static_cast<size_t>(a[0].items[0].item)];
+    same_kind_any += kind[static_cast<size_t>(b[1].items[0].item)] == kind[static_cast<size_t>(b[0].items[0].item)];
+  }
+  EXPECT_EQ(same_kind_lookalike, siblings);      // every sibling of a non-bag is a look-alike
+  EXPECT_LT(same_kind_any, siblings / 2);        // which drawing from all classes is not
+  // groups larger than a kind still fill with distinct captions (from other kinds)
+  for (int64_t i = 0; i < 20; ++i) {
+    std::set<std::string> captions;
+    for (const Scene& s : lookalike.make_group(i, kMaxSceneGroup)) captions.insert(s.caption);
+    EXPECT_EQ(captions.size(), static_cast<size_t>(kMaxSceneGroup));
+  }
+  o.sibling_lookalike = 1.5f;
+  expect_error([&] { SceneGenerator(fashion_train(), SceneSplit::train, o); }, {"sibling_lookalike 1.5", "0..1"});
+}
+
 TEST(SceneGenerator, RejectsBadOptionsAndIndices) {
   auto make_gen = [](SceneOptions o) { SceneGenerator(fashion_test(), SceneSplit::test, o); };
   SceneOptions o = options(0);

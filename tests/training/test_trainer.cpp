@@ -380,6 +380,9 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
   expect_error([] { clip_config({"scene_group_size=9"}); }, {".scene_group_size", "[1, 8]", "got 9"});
   expect_error([] { clip_config({"scene_group_size=3"}); }, {".scene_group_size", "must divide batch_size 32"});
   expect_error([] { dino_config({"scene_group_size=2"}); }, {".scene_group_size", "fashion-scenes (clip only)"});
+  expect_error([] { clip_config({"scene_group_size=4", "scene_lookalike=1.5"}); }, {".scene_lookalike", "[0, 1]"});
+  expect_error([] { clip_config({"scene_group_size=1", "scene_lookalike=0.5"}); },
+               {".scene_lookalike", "needs scene_group_size > 1"});
   expect_error([] { clip_config({"precision=fp16"}); }, {".precision", "must be f32 or bf16", "\"fp16\""});
 }
 

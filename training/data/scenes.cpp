@@ -178,6 +178,8 @@ SceneGenerator::SceneGenerator(const LabeledImages& source, SceneSplit split, Sc
     throw Error(who + "min_items " + std::to_string(options.min_items) + ", max_items " +
                 std::to_string(options.max_items) + ", expected 1 <= min_items <= max_items <= 4");
   if (options.count <= 0) throw Error(who + "count " + std::to_string(options.count) + ", expected at least 1");
+  if (!(options.sibling_lookalike >= 0 && options.sibling_lookalike <= 1))
+    throw Error(who + "sibling_lookalike " + std::to_string(options.sibling_lookalike) + ", expected 0..1");
   if (source.count <= 0 || source.rows <= 0 || source.cols <= 0 ||
       source.pixels.size() != static_cast<size_t>(source.count) * source.rows * source.cols ||
       source.labels.size() != static_cast<size_t>(source.count))
@@ -253,6 +255,24 @@ Scene SceneGenerator::draw(int64_t index, bool heldout) const {
   return scene;
 }
 
+namespace {
+
+// The classes that look alike at 14 pixels (the confusions of a trained tiny CLIP): an item's
+// kind, itself included. The original's class is in its kind and allowed with its colour, so
+// the held-out redraw below ends. A bag's "kind" is all classes.
+const std::vector<int>& lookalike_kind(int item) {
+  static const std::vector<int> tops = {0, 2, 4, 6}, long_garments = {1, 3}, footwear = {5, 7, 9},
+                                anything = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  switch (item) {
+    case 0: case 2: case 4: case 6: return tops;
+    case 1: case 3: return long_garments;
+    case 5: case 7: case 9: return footwear;
+    default: return anything;
+  }
+}
+
+}  // namespace
+
 std::vector<Scene> SceneGenerator::make_group(int64_t index, int size) const {
   if (size < 1 || size > kMaxSceneGroup)
     throw Error("SceneGenerator::make_group: group size " + std::to_string(size) + ", expected 1.." +
@@ -270,9 +290,18 @@ std::vector<Scene> SceneGenerator::make_group(int64_t index, int size) const {
     for (int attempt = 0;; ++attempt) {
       if (attempt == 1000) throw Error("SceneGenerator::make_group: no distinct sibling caption after 1000 draws");
       sibling.items = group.front().items;
-      for (SceneItem& it : sibling.items) do {
-          it.item = static_cast<int>(rng.below(kClasses));
+      for (SceneItem& it : sibling.items) {
+        // Drawn only when asked for, so that groups without look-alikes keep their streams.
+        // After 100 failed attempts (a one-item scene whose kind is used up) any class goes.
+        const std::vector<int>* kind = options_.sibling_lookalike > 0 && attempt < 100 &&
+                                               rng.bernoulli(options_.sibling_lookalike)
+                                           ? &lookalike_kind(it.item)
+                                           : nullptr;
+        do {
+          it.item = kind ? (*kind)[static_cast<size_t>(rng.below(static_cast<int64_t>(kind->size())))]
+                         : static_cast<int>(rng.below(kClasses));
         } while (split_ == SceneSplit::train && is_heldout_combination(it.item, it.colour));
+      }
       sibling.caption = describe_scene(sibling.items);
       bool repeated = false;
       for (const Scene& s : group) repeated = repeated || s.caption == sibling.caption;

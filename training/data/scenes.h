@@ -59,6 +59,10 @@ struct SceneOptions {
   int min_items = 1, max_items = 3;  // 1 <= min_items <= max_items <= 4
   uint64_t seed = 0;
   int64_t count = 10000;             // scenes per split (indices [0, count))
+  // make_group: the probability that a sibling's item is drawn from its original's look-alike
+  // kind (tops: t-shirt, pullover, coat, shirt; long garments: trousers, dress; footwear:
+  // sandal, sneaker, ankle boot) instead of from all 10 classes. A bag has no look-alikes.
+  float sibling_lookalike = 0.0f;    // 0..1
 };
 
 struct Scene {
@@ -118,7 +122,9 @@ class SceneGenerator {
   // every caption distinct from the group's earlier ones. A batch of such groups has negatives
   // that differ from their positive only in what the items are, so a contrastive loss cannot
   // tell them apart by colour and place alone. 1 <= size <= kMaxSceneGroup (with one item of a
-  // given colour at least 8 classes are allowed, so 8 distinct captions always exist).
+  // given colour at least 8 classes are allowed, so 8 distinct captions always exist). With
+  // options().sibling_lookalike > 0 some sibling items are their original's look-alikes, so the
+  // negatives also differ only in an item's details (a shirt against a t-shirt).
   std::vector<Scene> make_group(int64_t index, int size) const;
 
  private:
