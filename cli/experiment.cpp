@@ -22,18 +22,21 @@ void add_experiment_command(CLI::App& app) {
   cmd->add_option("--seeds", o->seeds, "Seeds per model (mean ± std)")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--clip-steps", o->clip_steps, "CLIP training steps")->capture_default_str();
   cmd->add_option("--dino-steps", o->dino_steps, "DINO training steps")->capture_default_str();
+  cmd->add_option("--clip-precision", o->clip_precision, "CLIP's matmul precision, bf16 or f32 (DINO trains in f32)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bf16", "f32"}));
   cmd->add_option("--eval-scenes", o->eval_scenes, "Test scenes per CLIP evaluation")->capture_default_str();
   cmd->add_option("--dino-train", o->dino_train, "Fashion-MNIST train images for the DINO probes")->capture_default_str();
   cmd->add_option("--dino-test", o->dino_test, "Fashion-MNIST test images for the DINO probes")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu or vulkan[:N]")->capture_default_str();
   cmd->add_option("--set", o->overrides, "Extra training-config override for every run (repeatable)");
   cmd->add_option("--progress", o->progress, "1: live progress line, 0: plain lines")->check(CLI::Range(0, 1));
-  cmd->add_flag("--full", *full, "Longer training (CLIP 400, DINO 8000 steps) with 3 seeds (estimated at under 2 hours on 2 cores)");
+  cmd->add_flag("--full", *full, "Longer training (CLIP 640, DINO 8000 steps) with 3 seeds (estimated at under 2 hours on 2 cores)");
   cmd->callback([o, full] {
     ExperimentOptions opts = *o;
     if (*full) {
       opts.seeds = std::max(opts.seeds, 3);
-      opts.clip_steps = std::max<int64_t>(opts.clip_steps, 400);
+      opts.clip_steps = std::max<int64_t>(opts.clip_steps, 640);
       opts.dino_steps = std::max<int64_t>(opts.dino_steps, 8000);
     }
     run_experiment(opts, std::cout);

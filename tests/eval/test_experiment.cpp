@@ -93,6 +93,13 @@ TEST(Experiment, TrainsEvaluatesAndReusesRuns) {
   EXPECT_EQ(results.at("metrics").size(), s.metrics.size());
   EXPECT_EQ(results.at("runs").size(), 8u);  // 4 trained + the same 4 at their random init
   EXPECT_EQ(results.at("pixels").size(), s.metrics.size());
+  // CLIP trains in the experiment's CLIP precision, DINO in f32.
+  const auto precision = [&](const char* run) {
+    return nlohmann::json::parse(std::ifstream(dir / "out" / run / "config.json")).at("precision").get<std::string>();
+  };
+  EXPECT_EQ(precision("clip-baseline-seed0"), "bf16");
+  EXPECT_EQ(precision("clip-sparo-seed0"), "bf16");
+  EXPECT_EQ(precision("dino-baseline-seed0"), "f32");
 
   // A second call evaluates the finished runs again instead of retraining them.
   std::ostringstream again;
