@@ -31,12 +31,12 @@ void add_experiment_command(CLI::App& app) {
   cmd->add_option("--device", o->device, "cpu or vulkan[:N]")->capture_default_str();
   cmd->add_option("--set", o->overrides, "Extra training-config override for every run (repeatable)");
   cmd->add_option("--progress", o->progress, "1: live progress line, 0: plain lines")->check(CLI::Range(0, 1));
-  cmd->add_flag("--full", *full, "Longer training (CLIP 640, DINO 8000 steps) with 3 seeds (estimated at under 2 hours on 2 cores)");
+  cmd->add_flag("--full", *full, "Longer training (CLIP 900, DINO 8000 steps) with 3 seeds (estimated at under 2 hours on 2 cores)");
   cmd->callback([o, full] {
     ExperimentOptions opts = *o;
     if (*full) {
       opts.seeds = std::max(opts.seeds, 3);
-      opts.clip_steps = std::max<int64_t>(opts.clip_steps, 640);
+      opts.clip_steps = std::max<int64_t>(opts.clip_steps, 900);
       opts.dino_steps = std::max<int64_t>(opts.dino_steps, 8000);
     }
     run_experiment(opts, std::cout);
