@@ -48,15 +48,15 @@ class CaptionedImages {
       o.sibling_lookalike = static_cast<float>(cfg.scene_lookalike);
       scenes_.emplace(*fashion_, SceneSplit::train, o);
       count_ = cfg.train_size;
+      std::string groups;
+      if (cfg.scene_group_size > 1)
+        groups = ", in groups of " + std::to_string(cfg.scene_group_size) + " sharing places and colours";
+      if (cfg.scene_lookalike > 0)
+        groups += ", " + std::to_string(std::lround(cfg.scene_lookalike * 100)) + " % of sibling items look-alikes";
       description_ = "Fashion scenes (train split, " + std::to_string(count_) + " scenes, " +
                      std::to_string(cfg.scene_canvas) + "×" + std::to_string(cfg.scene_canvas) + ", " +
                      std::to_string(cfg.scene_min_items) + "–" + std::to_string(cfg.scene_max_items) + " items" +
-                     (cfg.scene_group_size > 1 ? ", in groups of " + std::to_string(cfg.scene_group_size) +
-                                                     " sharing places and colours" +
-                                                     (cfg.scene_lookalike > 0 ? ", " + std::to_string(std::lround(cfg.scene_lookalike * 100)) + " % of sibling items look-alikes"
-                                                                              : std::string())
-                                               : std::string()) +
-                     ")";
+                     groups + ")";
       return;
     }
     table_.emplace(cfg.csv_path, cfg.caption_table_options());
