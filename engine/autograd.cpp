@@ -12,6 +12,7 @@ namespace sparo {
 
 namespace {
 thread_local bool grad_mode = true;
+thread_local GradReadyHook grad_ready_hook;
 
 // Op names seen by record(), keyed by the literal's address (cheap on the hot path).
 std::mutex recorded_mutex;
@@ -21,6 +22,11 @@ std::unordered_set<const char*> recorded_names;
 bool grad_enabled() { return grad_mode; }
 NoGradGuard::NoGradGuard() : previous_(grad_mode) { grad_mode = false; }
 NoGradGuard::~NoGradGuard() { grad_mode = previous_; }
+
+GradReadyScope::GradReadyScope(GradReadyHook hook) : previous_(std::move(grad_ready_hook)) {
+  grad_ready_hook = std::move(hook);
+}
+GradReadyScope::~GradReadyScope() { grad_ready_hook = std::move(previous_); }
 
 bool needs_grad(std::initializer_list<const Tensor*> inputs) {
   if (!grad_mode) return false;
@@ -121,17 +127,56 @@ void run_backward(const Tensor& root, const Tensor& grad) {
     std::reverse(order.begin(), order.end());  // root first
   }
 
+  // Each leaf's .grad is written as soon as its last contribution has arrived, not after the
+  // whole walk, so a GradReadyHook can act on it while backward goes on: `pending` counts the
+  // edges into each leaf from the nodes still to run (a node that gets no gradient, or returns
+  // none for that input, still counts down).
+  std::unordered_map<TensorImpl*, int> pending;
+  for (const std::shared_ptr<Node>& node : order)
+    for (const Edge& edge : node->inputs)
+      if (edge.leaf) ++pending[edge.leaf.get()];
+  const auto accumulate_into_grad = [&](TensorImpl* key) {
+    auto entry = leaf_grads.find(key);
+    if (entry == leaf_grads.end()) return;  // nothing flowed to it
+    const std::shared_ptr<TensorImpl> impl = std::move(entry->second.first);
+    const Tensor g = std::move(entry->second.second);
+    leaf_grads.erase(entry);
+    if (!impl->requires_grad) return;
+    {
+      profiler::Scope scope("grad_accumulate", profiler::Phase::backward);
+      if (!impl->grad) {
+        impl->grad = g.clone().impl_ptr();
+      } else {
+        Tensor acc(impl->grad);
+        add_(acc, g);
+      }
+    }
+    if (grad_ready_hook) grad_ready_hook(Tensor(impl));
+  };
+  const auto one_edge_done = [&](const Edge& edge) {
+    auto count = pending.find(edge.leaf.get());
+    if (--count->second > 0) return;
+    pending.erase(count);
+    accumulate_into_grad(edge.leaf.get());
+  };
+
   NoGradGuard no_grad;  // backward closures compute with plain ops
   std::unordered_map<Node*, Tensor> grads;
-  if (order.empty())
+  if (order.empty()) {
     to_leaf(root.impl_ptr(), grad.detach());
-  else
+    accumulate_into_grad(root.impl());
+  } else {
     grads[order.front().get()] = grad.detach();
+  }
   for (std::shared_ptr<Node>& owned : order) {
     const std::shared_ptr<Node> node_ptr = std::move(owned);
     Node& node = *node_ptr;
     auto found = grads.find(&node);
-    if (found == grads.end()) continue;  // nothing flowed here
+    if (found == grads.end()) {  // nothing flowed here
+      for (const Edge& edge : node.inputs)
+        if (edge.leaf) one_edge_done(edge);
+      continue;
+    }
     Tensor g = std::move(found->second);
     grads.erase(found);
     if (node.released)
@@ -148,14 +193,16 @@ void run_backward(const Tensor& root, const Tensor& grad) {
                   " gradients for " + std::to_string(node.inputs.size()) + " inputs");
     for (size_t i = 0; i < node.inputs.size(); ++i) {
       const Edge& edge = node.inputs[i];
-      if (!edge.defined() || !input_grads[i].defined()) continue;
-      if (input_grads[i].shape() != edge.shape)
+      if (!edge.defined()) continue;
+      if (input_grads[i].defined() && input_grads[i].shape() != edge.shape)
         throw Error("backward of op \"" + node.op + "\": gradient for input " + std::to_string(i) +
                     " has shape " + shape_str(input_grads[i].shape()) + ", expected " + shape_str(edge.shape));
       if (edge.leaf) {
-        to_leaf(edge.leaf, std::move(input_grads[i]));
+        if (input_grads[i].defined()) to_leaf(edge.leaf, std::move(input_grads[i]));
+        one_edge_done(edge);
         continue;
       }
+      if (!input_grads[i].defined()) continue;
       auto slot = grads.find(edge.node.get());
       if (slot == grads.end()) {
         grads.emplace(edge.node.get(), std::move(input_grads[i]));
@@ -169,19 +216,6 @@ void run_backward(const Tensor& root, const Tensor& grad) {
     node.backward = nullptr;
     node.inputs.clear();
     node.released = true;
-  }
-
-  // Leaves accumulate into .grad once all their contributions are summed.
-  for (auto& [raw, entry] : leaf_grads) {
-    TensorImpl* impl = entry.first.get();
-    if (!impl->requires_grad) continue;
-    profiler::Scope scope("grad_accumulate", profiler::Phase::backward);
-    if (!impl->grad) {
-      impl->grad = entry.second.clone().impl_ptr();
-    } else {
-      Tensor acc(impl->grad);
-      add_(acc, entry.second);
-    }
   }
 }
 

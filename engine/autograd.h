@@ -66,4 +66,22 @@ Tensor record(const char* op, Tensor out, const std::vector<Tensor>& inputs, Bac
 // Runs the backward pass from `root` with upstream gradient `grad` (same shape as root).
 void run_backward(const Tensor& root, const Tensor& grad);
 
+// Called by this thread's backward passes for each leaf that requires a gradient, as soon as its
+// last contribution of the pass has arrived and been added into its .grad (so .grad is final for
+// this pass), in the order that happens. Data-parallel training uses it to start averaging a
+// bucket of gradients while backward goes on (training/distributed.h, GradientReducer).
+using GradReadyHook = std::function<void(const Tensor& leaf)>;
+
+// Installs `hook` for this thread until the scope ends (then the previous one again).
+class GradReadyScope {
+ public:
+  explicit GradReadyScope(GradReadyHook hook);
+  ~GradReadyScope();
+  GradReadyScope(const GradReadyScope&) = delete;
+  GradReadyScope& operator=(const GradReadyScope&) = delete;
+
+ private:
+  GradReadyHook previous_;
+};
+
 }  // namespace sparo

@@ -45,6 +45,47 @@ TEST(Autograd, GradientsAccumulateAcrossBackwardCallsUntilZeroed) {
   EXPECT_EQ(x.grad().to_float_vector(), (std::vector<float>{1, 1}));
 }
 
+// Data-parallel training starts averaging a parameter's gradient as soon as it is final
+// (GradReadyScope): the hook fires once per leaf and pass, while backward still runs (the first
+// layer's weight has no gradient yet when the last layer's is reported), and sees the final
+// .grad: every use of the leaf summed, plus what an earlier pass left there.
+TEST(Autograd, GradReadyHookFiresOncePerLeafAsSoonAsItsGradientIsFinal) {
+  Tensor w1 = vec({1, 2}).requires_grad_();   // first layer, used three times
+  Tensor w2 = vec({3, -1}).requires_grad_();  // last layer
+  const Tensor unused = vec({5}).requires_grad_();
+  std::vector<std::string> order;
+  std::vector<std::vector<float>> seen;
+  const auto pass = [&] {
+    const Tensor h = add(mul(w1, w1), affine(w1, 2.0f, 0.0f));  // w1² + 2 w1
+    sum(mul(h, w2)).backward();
+  };
+  {
+    const GradReadyScope scope([&](const Tensor& leaf) {
+      const bool first_pass = order.size() < 2;
+      if (leaf.impl() == w2.impl()) {
+        order.push_back("w2");
+        if (first_pass) {
+          EXPECT_FALSE(w1.grad().defined()) << "reported after the whole backward pass";
+        }
+      } else {
+        order.push_back(leaf.impl() == w1.impl() ? "w1" : "other");
+      }
+      seen.push_back(leaf.grad().to_float_vector());
+    });
+    pass();
+    pass();  // accumulates: the hook sees the sums
+  }
+  ASSERT_EQ(order, (std::vector<std::string>{"w2", "w1", "w2", "w1"}));
+  EXPECT_EQ(seen[0], (std::vector<float>{3, 8}));    // ∂/∂w2 = h
+  EXPECT_EQ(seen[1], (std::vector<float>{12, -6}));  // ∂/∂w1 = w2 (2 w1 + 2)
+  EXPECT_EQ(seen[2], (std::vector<float>{6, 16}));
+  EXPECT_EQ(seen[3], (std::vector<float>{24, -12}));
+  pass();  // the scope has ended: no hook
+  EXPECT_EQ(order.size(), 4u);
+  EXPECT_EQ(w1.grad().to_float_vector(), (std::vector<float>{36, -18}));
+  EXPECT_FALSE(unused.grad().defined());
+}
+
 TEST(Autograd, ExplicitUpstreamGradient) {
   Tensor x = vec({1, 2, 3}).requires_grad_();
   Tensor y = affine(x, 2.0f, 1.0f);
