@@ -4,10 +4,11 @@
 //   bench_scaling [--batch B] [--steps N] [--rounds R] [--warmup W] [--quick] [--no-collectives]
 //
 // Sides, each a fresh process (or pair of processes) per round, interleaved in rounds
-// (A B C D, A B C D, ...) so that a burst of load from elsewhere hits every side:
+// (A B C E D, A B C E D, ...) so that a burst of load from elsewhere hits every side:
 //   A  1 process,  batch B          (the weak-scaling reference: the same rows per process)
 //   B  1 process,  batch 2·B        (the strong-scaling reference: the same global batch)
-//   C  2 processes (mpirun -np 2), B rows each, global batch 2·B
+//   C  2 processes (mpirun -np 2), B rows each, global batch 2·B, gradients averaged after backward
+//   E  as C, each bucket of gradients averaged as soon as backward has filled it (the overlap)
 //   D  2 processes: MPI_Allreduce, MPI_Allgather and sparo's allreduce_mean timed alone on
 //      messages of 4 KiB ... 16 MiB (the α–β fit; --no-collectives leaves it out)
 // The bench starts every side itself: A and B as `bench_scaling --worker train ...`, C and D
@@ -19,8 +20,8 @@
 // zero_grad; image and text embeddings of the local rows, all_gather'ed over the processes
 // (training/distributed.h); clip_loss over the global batch's logits (global × global, as
 // sparo computes it); backward (the gathers' backward sums the gradients over the processes);
-// loss.item() and its mean over the processes; allreduce_mean of the gradients (buckets of
-// 4 MiB); AdamW (lr 5e-4, betas 0.9/0.98, eps 1e-6, weight decay 0.2 on ndim >= 2). Inputs as
+// loss.item() and its mean over the processes; GradientReducer::finish, the gradients' average
+// (buckets of 4 MiB; E: buckets started from backward's GradReadyHook); AdamW (lr 5e-4, betas 0.9/0.98, eps 1e-6, weight decay 0.2 on ndim >= 2). Inputs as
 // bench_train_step's (N(0, 1) images, token rows of varied lengths), a different draw per rank.
 // One process runs exactly this code with every collective a no-op.
 //
@@ -31,6 +32,7 @@
 // forward and backward; the rest, e.g. the loss's mean), whose remainder is the step's compute.
 //   weak-scaling efficiency = (2·B / t_C) / (2 · B / t_A) = t_A / t_C
 //   strong-scaling speedup  = t_B / t_C
+//   overlap: t_E against C's compute alone (its step less its communication) [target <= 1.05]
 // The load average is printed at the start and the end, with a warning when the machine was
 // not quiet (a 1-minute load above 0.5 at the start, or above 2.5 at the end: the bench itself
 // keeps up to 2 cores busy).
@@ -98,7 +100,7 @@ std::vector<double> doubles(const json& j) {
 
 // ---- worker: one side's training steps ----
 
-json train_worker(int64_t batch, int warmup, int steps) {
+json train_worker(int64_t batch, int warmup, int steps, bool overlap) {
   sparo::set_num_threads(1);
   const sparo::ClipConfig cfg = sparo::ClipConfig::load(sparo::bench::source_path("models/configs/tiny-clip-sparo.json"));
   if (cfg.text.vocab_size != kEot + 1) throw sparo::Error("tiny-clip-sparo: expected vocab_size 1024 (end of text 1023)");
@@ -130,6 +132,7 @@ json train_worker(int64_t batch, int warmup, int steps) {
     parameters += p.numel();
   }
   sparo::AdamW opt(groups, kLr, kBeta1, kBeta2, kEps);
+  dist::GradientReducer reducer(params);
 
   std::vector<double> step_s, cpu_s, forward_s, backward_s, allreduce_s, optimizer_s, grad_s, gather_s, other_s, mpi_s;
   int64_t grad_bytes = 0, gather_bytes = 0;
@@ -144,15 +147,13 @@ json train_worker(int64_t batch, int warmup, int steps) {
     const sparo::Tensor txt = dist::all_gather(model.encode_text(text).embedding);
     const sparo::Tensor loss = sparo::clip_loss(model.logits(image, txt));
     const auto t1 = Clock::now();
-    loss.backward();
+    {
+      const sparo::GradReadyScope grad_ready(overlap ? reducer.hook() : sparo::GradReadyHook{});
+      loss.backward();
+    }
     const auto t2 = Clock::now();
     loss_value = dist::allreduce_mean(static_cast<double>(loss.item()));
-    if (dist::size() > 1) {
-      std::vector<sparo::Tensor> grads;
-      for (const sparo::Tensor& p : params)
-        if (p.grad().defined()) grads.push_back(p.grad());
-      dist::allreduce_mean(grads);
-    }
+    reducer.finish();
     const auto t3 = Clock::now();
     opt.step();
     const auto t4 = Clock::now();
@@ -183,7 +184,8 @@ json train_worker(int64_t batch, int warmup, int steps) {
           {"backward_s", backward_s},    {"allreduce_s", allreduce_s}, {"optimizer_s", optimizer_s},
           {"grad_s", grad_s},            {"gather_s", gather_s},     {"other_s", other_s},
           {"mpi_s", mpi_s},              {"grad_bytes", grad_bytes}, {"gather_bytes", gather_bytes},
-          {"comm_per_rank_s", comm_per_rank}, {"loss", loss_value}};
+          {"comm_per_rank_s", comm_per_rank}, {"loss", loss_value}, {"overlap", overlap},
+          {"buckets", reducer.buckets()}, {"buckets_in_backward", reducer.started_during_backward()}};
 }
 
 // ---- worker: the collectives alone (2 processes) ----
@@ -330,8 +332,11 @@ int bench(int64_t batch, int warmup, int steps, int rounds, bool collectives) {
   std::vector<Side> sides = {{"1 process,  batch " + std::to_string(batch), self + train + " --batch " + std::to_string(batch), {}},
                              {"1 process,  batch " + std::to_string(2 * batch),
                               self + train + " --batch " + std::to_string(2 * batch), {}}};
-  if (dist::compiled_with_mpi())
+  if (dist::compiled_with_mpi()) {
     sides.push_back({"2 processes × " + std::to_string(batch), kMpirun + " " + self + train + " --batch " + std::to_string(batch), {}});
+    sides.push_back({"2 × " + std::to_string(batch) + ", overlap",
+                     kMpirun + " " + self + train + " --overlap --batch " + std::to_string(batch), {}});
+  }
   std::vector<json> coll_rounds;
   for (int r = 0; r < rounds; ++r) {
     for (Side& s : sides) {
@@ -373,7 +378,7 @@ int bench(int64_t batch, int warmup, int steps, int rounds, bool collectives) {
                 median(doubles(m["gather_s"])), median(doubles(m["other_s"])), median(compute));
   }
   const auto ok = [](const json& j) { return !j.contains("error"); };
-  if (merged.size() == 3 && ok(merged[0]) && ok(merged[1]) && ok(merged[2])) {
+  if (merged.size() == 4 && ok(merged[0]) && ok(merged[1]) && ok(merged[2])) {
     const json &a = merged[0], &b = merged[1], &c = merged[2];
     const double ta = median(doubles(a["step_s"])), tb = median(doubles(b["step_s"])), tc = median(doubles(c["step_s"]));
     const double ma = minimum(doubles(a["step_s"])), mb = minimum(doubles(b["step_s"])), mc = minimum(doubles(c["step_s"]));
@@ -394,9 +399,21 @@ int bench(int64_t batch, int warmup, int steps, int rounds, bool collectives) {
                 "MPI calls %.4f s (median)\n",
                 median(comm), minimum(comm), 100.0 * median(comm) / tc, median(doubles(c["mpi_s"])));
     std::printf("mean communication per step, rank by rank (the last round): %s s\n", c["comm_per_rank_s"].dump().c_str());
+    if (ok(merged[3])) {
+      const json& e = merged[3];
+      std::vector<double> compute;  // C's step without its communication
+      for (size_t k = 0; k < comm.size(); ++k) compute.push_back(c["step_s"][k].get<double>() - comm[k]);
+      const double te = median(doubles(e["step_s"])), me = minimum(doubles(e["step_s"]));
+      std::printf("overlap: %lld of %lld buckets started during backward; step %.4f s (median; min %.4f) against "
+                  "%.4f without overlap and %.4f of compute alone (C less its communication): %.3f × compute "
+                  "(medians), %.3f (minimums)  [target <= 1.05]\n",
+                  static_cast<long long>(e["buckets_in_backward"].get<int64_t>()),
+                  static_cast<long long>(e["buckets"].get<int64_t>()), te, me, tc, median(compute),
+                  te / median(compute), me / minimum(compute));
+    }
   }
 
-  const json* two = merged.size() == 3 && ok(merged[2]) ? &merged[2] : nullptr;
+  const json* two = merged.size() == 4 && ok(merged[2]) ? &merged[2] : nullptr;
   if (!coll_rounds.empty()) {
     const json& first = coll_rounds.front();
     if (!ok(first)) {
@@ -482,7 +499,7 @@ int main(int argc, char** argv) {
   std::string worker;
   int64_t batch = 64;
   int steps = -1, rounds = -1, warmup = -1;
-  bool quick = false, collectives = true;
+  bool quick = false, collectives = true, overlap = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -511,6 +528,8 @@ int main(int argc, char** argv) {
       quick = true;
     } else if (a == "--no-collectives") {
       collectives = false;
+    } else if (a == "--overlap") {  // worker train: start buckets from backward's hook
+      overlap = true;
     } else if (a == "--help" || a == "-h") {
       return usage(0);
     } else {
@@ -526,7 +545,7 @@ int main(int argc, char** argv) {
   int code = 0;
   try {
     dist::init(&argc, &argv);  // only under mpirun
-    const json result = worker == "train" ? train_worker(batch, warmup, steps) : collectives_worker();
+    const json result = worker == "train" ? train_worker(batch, warmup, steps, overlap) : collectives_worker();
     if (dist::is_root()) std::printf("RESULT %s\n", result.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_scaling worker (rank %d): %s\n", dist::rank(), e.what());

@@ -15,6 +15,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_map>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -35,23 +36,25 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 
 // Adds the time from construction to destruction to one field of g_stats, unless it runs inside
 // another CommTimer (allreduce_mean's shape check, all_gather's): that time is the outer one's.
+// `collective`: the timed code is one collective (counted in g_stats.calls).
 class CommTimer {
  public:
-  explicit CommTimer(double CommStats::*field) : field_(field), outer_(g_depth++ == 0) {
+  explicit CommTimer(double CommStats::*field, bool collective = true)
+      : field_(field), outer_(g_depth++ == 0), collective_(collective) {
     if (outer_) start_ = Clock::now();
   }
   ~CommTimer() {
     --g_depth;
     if (!outer_) return;
     g_stats.*field_ += seconds_since(start_);
-    ++g_stats.calls;
+    if (collective_) ++g_stats.calls;
   }
   CommTimer(const CommTimer&) = delete;
   CommTimer& operator=(const CommTimer&) = delete;
 
  private:
   double CommStats::*field_;
-  bool outer_;
+  bool outer_, collective_;
   Clock::time_point start_{};
 };
 
@@ -59,6 +62,9 @@ class CommTimer {
 
 #if SPARO_HAVE_MPI
 bool g_started = false;  // MPI_Init ran in this process
+// GradientReducer's own communicators (copies of the world): its non-blocking all-to-alls and
+// all-gathers each keep one order on every rank, whatever else is called in between.
+MPI_Comm g_bucket_scatter_comm = MPI_COMM_NULL, g_bucket_gather_comm = MPI_COMM_NULL;
 
 std::string at_rank() { return " (rank " + std::to_string(g_rank) + " of " + std::to_string(g_size) + ")"; }
 
@@ -86,6 +92,17 @@ int count_of(size_t n) {
 }
 #endif
 
+// sums[i] = Σ_r copies[r·chunk + i], added in rank order 0, 1, ..., N-1.
+void sum_in_rank_order(const std::vector<float>& copies, size_t chunk, std::vector<float>& sums) {
+  const size_t ranks = static_cast<size_t>(g_size);
+  sums.resize(chunk);
+  for (size_t i = 0; i < chunk; ++i) {
+    float acc = copies[i];
+    for (size_t r = 1; r < ranks; ++r) acc += copies[r * chunk + i];
+    sums[i] = acc;
+  }
+}
+
 // This rank's chunk of Σ_ranks data_rank, each element summed in rank order: `data` (padded
 // with zeros to N equal chunks, in place) is split into N chunks, an all-to-all hands rank r
 // every rank's copy of chunk r, and it adds them in rank order — the traffic of a ring
@@ -99,17 +116,12 @@ std::vector<float> sum_chunk_over_ranks(std::vector<float>& data) {
   const size_t chunk = (data.size() + ranks - 1) / ranks;
   data.resize(chunk * ranks, 0.0f);
   std::vector<float> copies(chunk * ranks);
-  sums.resize(chunk);
   check(timed([&] {
           return MPI_Alltoall(data.data(), count_of(chunk), MPI_FLOAT, copies.data(), count_of(chunk), MPI_FLOAT,
                               MPI_COMM_WORLD);
         }),
         "MPI_Alltoall");
-  for (size_t i = 0; i < chunk; ++i) {
-    float acc = copies[i];
-    for (size_t r = 1; r < ranks; ++r) acc += copies[r * chunk + i];
-    sums[i] = acc;
-  }
+  sum_in_rank_order(copies, chunk, sums);
 #endif
   return sums;
 }
@@ -182,6 +194,8 @@ void init([[maybe_unused]] int* argc, [[maybe_unused]] char*** argv) {
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   check(MPI_Comm_rank(MPI_COMM_WORLD, &g_rank), "MPI_Comm_rank");
   check(MPI_Comm_size(MPI_COMM_WORLD, &g_size), "MPI_Comm_size");
+  check(MPI_Comm_dup(MPI_COMM_WORLD, &g_bucket_scatter_comm), "MPI_Comm_dup");  // errors return, as the world's
+  check(MPI_Comm_dup(MPI_COMM_WORLD, &g_bucket_gather_comm), "MPI_Comm_dup");
 #endif
 }
 
@@ -189,7 +203,11 @@ void finalize() {
 #if SPARO_HAVE_MPI
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (g_started && !finalized) MPI_Finalize();
+  if (g_started && !finalized) {
+    for (MPI_Comm* comm : {&g_bucket_scatter_comm, &g_bucket_gather_comm})
+      if (*comm != MPI_COMM_NULL) MPI_Comm_free(comm);
+    MPI_Finalize();
+  }
 #endif
 }
 
@@ -251,6 +269,184 @@ void allreduce_mean(const std::vector<Tensor>& tensors, size_t bucket_bytes) {
     begin = end;
   }
 }
+
+// ---- GradientReducer ----
+
+struct GradientReducer::State {
+  struct Bucket {
+    std::vector<size_t> members;  // indices into params, in packing order
+    size_t waiting = 0;           // members whose gradient the hook has not yet reported final
+    bool started = false;
+    size_t chunk = 0;             // floats per rank: the packed gradients, padded to ranks × chunk
+    std::vector<float> flat;      // packed gradients; after the all-gather, the sums
+    std::vector<float> copies;    // every rank's copy of this rank's chunk
+    std::vector<float> sums;      // this rank's chunk, summed in rank order
+#if SPARO_HAVE_MPI
+    MPI_Request request = MPI_REQUEST_NULL;  // the all-to-all, then the all-gather
+#endif
+  };
+  std::vector<Tensor> params;
+  std::unordered_map<const TensorImpl*, size_t> bucket_of;
+  std::vector<Bucket> buckets;
+  std::vector<size_t> started;  // bucket indices in the order they started (the same on every rank)
+  size_t summed = 0;            // started[0, summed) are summed and their all-gather started
+  int64_t started_during_backward = 0, last_started_during_backward = 0;
+
+  // Packs the bucket's gradients and starts its all-to-all (sum_chunk_over_ranks's, non-blocking).
+  void start(size_t index) {
+    Bucket& b = buckets[index];
+    b.started = true;
+    b.flat.clear();
+    for (size_t m : b.members) {
+      const Tensor g = params[m].grad();
+      if (!g.defined()) continue;
+      const std::vector<float> v = g.to_float_vector();
+      b.flat.insert(b.flat.end(), v.begin(), v.end());
+    }
+    g_stats.grad_bytes += static_cast<int64_t>(b.flat.size() * sizeof(float));
+    const size_t ranks = static_cast<size_t>(g_size);
+    b.chunk = (b.flat.size() + ranks - 1) / ranks;
+    b.flat.resize(b.chunk * ranks, 0.0f);
+    b.copies.resize(b.chunk * ranks);
+#if SPARO_HAVE_MPI
+    check(timed([&] {
+            return MPI_Ialltoall(b.flat.data(), count_of(b.chunk), MPI_FLOAT, b.copies.data(), count_of(b.chunk),
+                                 MPI_FLOAT, g_bucket_scatter_comm, &b.request);
+          }),
+          "MPI_Ialltoall");
+#endif
+    started.push_back(index);
+  }
+
+  // Moves the started buckets on, oldest first: once a bucket's all-to-all is done, sums its
+  // chunk in rank order and starts the all-gather of the sums. `wait`: until every started
+  // bucket is that far; otherwise only as far as MPI has already got.
+  void advance([[maybe_unused]] bool wait) {
+    while (summed < started.size()) {
+      Bucket& b = buckets[started[summed]];
+#if SPARO_HAVE_MPI
+      int done = 1;
+      if (wait)
+        check(timed([&] { return MPI_Wait(&b.request, MPI_STATUS_IGNORE); }), "MPI_Wait");
+      else
+        check(timed([&] { return MPI_Test(&b.request, &done, MPI_STATUS_IGNORE); }), "MPI_Test");
+      if (!done) return;
+#endif
+      sum_in_rank_order(b.copies, b.chunk, b.sums);
+#if SPARO_HAVE_MPI
+      check(timed([&] {
+              return MPI_Iallgather(b.sums.data(), count_of(b.chunk), MPI_FLOAT, b.flat.data(), count_of(b.chunk),
+                                    MPI_FLOAT, g_bucket_gather_comm, &b.request);
+            }),
+            "MPI_Iallgather");
+#endif
+      ++summed;
+    }
+  }
+
+  bool in_flight() const { return !started.empty(); }
+};
+
+GradientReducer::GradientReducer(std::vector<Tensor> params, size_t bucket_bytes) : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  s.params = std::move(params);
+  const size_t bucket_floats = std::max<size_t>(1, bucket_bytes / sizeof(float));
+  size_t floats = 0;
+  for (size_t i = s.params.size(); i-- > 0;) {  // reverse order: the last layers' gradients come first
+    const size_t n = static_cast<size_t>(s.params[i].numel());
+    if (s.buckets.empty() || (!s.buckets.back().members.empty() && floats + n > bucket_floats)) {
+      s.buckets.emplace_back();
+      floats = 0;
+    }
+    if (!s.bucket_of.emplace(s.params[i].impl(), s.buckets.size() - 1).second)
+      throw Error("GradientReducer: a parameter is listed twice");
+    s.buckets.back().members.push_back(i);
+    floats += n;
+  }
+  for (State::Bucket& b : s.buckets) b.waiting = b.members.size();
+}
+
+GradientReducer::~GradientReducer() {
+  // Buckets still in flight (an error left backward or finish): MPI may yet write into their
+  // buffers, so they are left allocated; the error ends the job (abort).
+  if (state_ && state_->in_flight()) (void)state_.release();
+}
+
+GradReadyHook GradientReducer::hook() {
+  if (g_size == 1) return {};
+  return [this](const Tensor& leaf) {
+    State& s = *state_;
+    const auto found = s.bucket_of.find(leaf.impl());
+    if (found == s.bucket_of.end()) return;  // not one of these parameters
+    const CommTimer timer(&CommStats::grad_s, /*collective=*/false);
+    State::Bucket& b = s.buckets[found->second];
+    if (b.started || b.waiting == 0)
+      throw Error("GradientReducer: a gradient became final twice before finish() (the hook must be installed for "
+                  "one backward pass per step, the last)");
+    if (--b.waiting == 0) {
+      s.start(found->second);
+      ++s.started_during_backward;
+    }
+    s.advance(/*wait=*/false);
+  };
+}
+
+void GradientReducer::finish() {
+  if (g_size == 1) return;
+  State& s = *state_;
+  const CommTimer timer(&CommStats::grad_s);
+  // Every rank must bring the same gradients, and its backward must have filled the buckets in
+  // the same order (the same graph), or the buckets would pair unrelated values.
+  struct Signature {
+    int64_t values = 0;
+    uint64_t order = 1469598103934665603ull;  // FNV-1a of the buckets started so far, in order
+  } mine;
+  for (const Tensor& p : s.params)
+    if (p.grad().defined()) mine.values += p.grad().numel();
+  for (size_t index : s.started) mine.order = (mine.order ^ index) * 1099511628211ull;
+  const std::vector<Signature> all = gather_values(mine);
+  for (int r = 0; r < g_size; ++r) {
+    const Signature& theirs = all[static_cast<size_t>(r)];
+    if (theirs.values != mine.values)
+      throw Error("GradientReducer: rank " + std::to_string(r) + " brings " + std::to_string(theirs.values) +
+                  " gradient values, rank " + std::to_string(g_rank) + " " + std::to_string(mine.values));
+    if (theirs.order != mine.order)
+      throw Error("GradientReducer: ranks " + std::to_string(r) + " and " + std::to_string(g_rank) +
+                  " finished their buckets of gradients in different orders (their backward graphs differ); "
+                  "set grad_overlap false");
+  }
+  for (size_t i = 0; i < s.buckets.size(); ++i)
+    if (!s.buckets[i].started) s.start(i);  // in bucket order: the same on every rank
+  s.advance(/*wait=*/true);
+  NoGradGuard no_grad;
+  const float inv = 1.0f / static_cast<float>(g_size);
+  for (size_t index : s.started) {
+    State::Bucket& b = s.buckets[index];
+#if SPARO_HAVE_MPI
+    check(timed([&] { return MPI_Wait(&b.request, MPI_STATUS_IGNORE); }), "MPI_Wait");
+#endif
+    size_t at = 0;
+    for (size_t m : b.members) {
+      Tensor g = s.params[m].grad();
+      if (!g.defined()) continue;
+      const size_t n = static_cast<size_t>(g.numel());
+      std::vector<float> mean(b.flat.begin() + static_cast<std::ptrdiff_t>(at),
+                              b.flat.begin() + static_cast<std::ptrdiff_t>(at + n));
+      for (float& x : mean) x *= inv;
+      copy_(g, Tensor::from_vector(mean, g.shape(), g.device()));
+      at += n;
+    }
+    b.started = false;
+    b.waiting = b.members.size();
+  }
+  s.started.clear();
+  s.summed = 0;
+  s.last_started_during_backward = s.started_during_backward;
+  s.started_during_backward = 0;
+}
+
+int64_t GradientReducer::buckets() const { return static_cast<int64_t>(state_->buckets.size()); }
+int64_t GradientReducer::started_during_backward() const { return state_->last_started_during_backward; }
 
 double allreduce_mean(double value) {
   if (g_size == 1) return value;

@@ -3,7 +3,7 @@
 //
 // A run under `mpirun -np N sparo train ...` keeps the config's batch_size as the global batch:
 // rank r computes rows [r·B/N, (r+1)·B/N) of every global batch, in the one-process sample
-// order, and after backward the ranks average their gradients (allreduce_mean), so every rank
+// order, and the ranks average their gradients (GradientReducer), so every rank
 // holds the same parameters after each update and the run equals the one-process run up to
 // floating-point reduction order. Outside mpirun the world is this one process: every call
 // below returns its input unchanged and nothing touches MPI, so such a run is bit for bit
@@ -15,9 +15,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "engine/autograd.h"
 #include "engine/random.h"
 #include "engine/tensor.h"
 
@@ -48,6 +50,41 @@ BatchShard batch_shard(int64_t global_batch, const std::string& what);
 // Every rank must pass tensors of the same shapes in the same order.
 void allreduce_mean(const std::vector<Tensor>& tensors, size_t bucket_bytes = size_t{4} << 20);
 double allreduce_mean(double value);  // the mean over ranks, summed in rank order
+
+// allreduce_mean of the gradients of `params` (the same buckets of about `bucket_bytes`, each
+// element summed in rank order: the same bits), able to start each bucket during backward, as
+// soon as the last of its gradients is final, so that communication overlaps computation:
+//
+//   GradientReducer reducer(params);               // once: the bucket layout
+//   { GradReadyScope overlap(reducer.hook());       // per step, on the last backward only
+//     loss.backward(); }                            // full buckets start while backward goes on
+//   reducer.finish();                               // starts the rest, waits, writes the means
+//
+// Without the hook, finish() alone is allreduce_mean. Buckets hold the parameters in reverse
+// order (backward reaches the last layers first). Parameters without a gradient are skipped, as
+// allreduce_mean skips them: every rank must have the same ones. Open MPI moves non-blocking
+// collectives on only inside MPI calls, so each hook call also tests the oldest bucket in
+// flight. The buckets use two communicators of their own (for the all-to-all and for the
+// all-gather), each in the order the buckets started — the same on every rank, since it follows
+// the graph — so they never pair with each other or with the blocking collectives backward
+// itself calls (all_gather's backward). Outside mpirun it does nothing.
+class GradientReducer {
+ public:
+  explicit GradientReducer(std::vector<Tensor> params, size_t bucket_bytes = size_t{4} << 20);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+
+  GradReadyHook hook();  // empty outside mpirun
+  void finish();
+  int64_t buckets() const;
+  // Of the last finish()'s buckets, those the hook started during backward.
+  int64_t started_during_backward() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 int allreduce_max(int value);
 // value of every rank, in rank order.
 std::vector<int64_t> allgather(int64_t value);
@@ -67,7 +104,7 @@ Tensor all_gather(const Tensor& local);
 // collective's time includes waiting for the slowest rank to arrive, so it is communication plus
 // imbalance, not link time alone. Outside mpirun nothing communicates and everything stays 0.
 struct CommStats {
-  double grad_s = 0.0;        // allreduce_mean(tensors): packing, MPI and unpacking
+  double grad_s = 0.0;        // allreduce_mean(tensors), GradientReducer: packing, MPI and unpacking
   int64_t grad_bytes = 0;     // the f32 bytes those calls averaged (per rank, before any split)
   double gather_s = 0.0;      // all_gather's forward (the gather) and backward (the sum of gradients)
   int64_t gather_bytes = 0;   // the bytes all_gather's forwards returned (the gathered tensors)

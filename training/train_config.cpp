@@ -29,6 +29,7 @@ struct Fields {
   std::map<std::string, int64_t*> ints;
   std::map<std::string, double*> doubles;
   std::map<std::string, uint64_t*> unsigneds;
+  std::map<std::string, bool*> bools;
 
   explicit Fields(Config& c) {
     strings = {{"task", &c.task}, {"dataset", &c.dataset}, {"data_dir", &c.data_dir}, {"csv_path", &c.csv_path},
@@ -52,8 +53,9 @@ struct Fields {
                {"momentum_teacher", &c.momentum_teacher}, {"momentum_teacher_end", &c.momentum_teacher_end},
                {"lr_reference_batch", &c.lr_reference_batch}, {"blur_p_global1", &c.blur_p_global1},
                {"blur_p_global2", &c.blur_p_global2}, {"blur_p_local", &c.blur_p_local},
-               {"blur_sigma_max", &c.blur_sigma_max}, {"solarize_p", &c.solarize_p}};
+               {"blur_sigma_max", &c.blur_sigma_max}, {"solarize_p", &c.solarize_p}, {"grad_bucket_mib", &c.grad_bucket_mib}};
     unsigneds = {{"seed", &c.seed}};
+    bools = {{"grad_overlap", &c.grad_overlap}};
   }
   std::string known() const {
     std::vector<std::string> names = {"model"};
@@ -61,6 +63,7 @@ struct Fields {
     for (const auto& m : ints) names.push_back(m.first);
     for (const auto& m : doubles) names.push_back(m.first);
     for (const auto& m : unsigneds) names.push_back(m.first);
+    for (const auto& m : bools) names.push_back(m.first);
     std::sort(names.begin(), names.end());
     std::string out;
     for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
@@ -143,6 +146,9 @@ TrainConfig TrainConfig::from_json(const std::string& text, const std::string& s
     } else if (auto u = f.unsigneds.find(key); u != f.unsigneds.end()) {
       if (!v.is_number_unsigned()) throw Error(where + ": expected a non-negative integer, got " + v.dump());
       *u->second = v.get<uint64_t>();
+    } else if (auto b = f.bools.find(key); b != f.bools.end()) {
+      if (!v.is_boolean()) throw Error(where + ": expected true or false, got " + v.dump());
+      *b->second = v.get<bool>();
     } else {
       throw Error(source + ": unknown key \"" + key + "\" (known keys: " + f.known() + ")");
     }
@@ -172,6 +178,7 @@ std::string TrainConfig::to_json() const {
   for (const auto& [k, v] : f.ints) j[k] = *v;
   for (const auto& [k, v] : f.doubles) j[k] = *v;
   for (const auto& [k, v] : f.unsigneds) j[k] = *v;
+  for (const auto& [k, v] : f.bools) j[k] = *v;
   j["model"] = json::parse(model_json);
   return j.dump(2) + "\n";
 }
@@ -253,6 +260,7 @@ void TrainConfig::validate(const std::string& source) const {
                         std::pair{"blur_p_local", blur_p_local}, std::pair{"solarize_p", solarize_p}})
     if (!(v >= 0 && v <= 1)) fail(key, "is a probability: must be in [0, 1]");
   if (!(blur_sigma_max >= 0.1 && blur_sigma_max <= 10)) fail("blur_sigma_max", "must be in [0.1, 10]");
+  if (!(grad_bucket_mib > 0 && grad_bucket_mib <= 1024)) fail("grad_bucket_mib", "must be in (0, 1024] MiB");
   // Every number here is used as a 32-bit float: past its range it became inf, and a nonzero
   // value below its smallest normal rounded toward 0 (a temperature of 1e-300 divided by 0).
   TrainConfig copy = *this;

@@ -74,6 +74,11 @@ struct TrainConfig {
   // Matmul precision (engine/ops.h): "f32", or "bf16" for bf16 inputs with f32 sums
   // (mixed precision; weights, optimiser state, norms and losses stay f32).
   std::string precision = "f32";
+  // Data parallel (mpirun): average each bucket of gradients as soon as backward has finished
+  // it, while the rest of backward runs (CPU devices; on Vulkan the buckets start after backward).
+  // false: all after backward. The same bits either way.
+  bool grad_overlap = true;
+  double grad_bucket_mib = 4.0;  // the size of a bucket of gradients (MiB); > 0
   int64_t log_every = 10, checkpoint_every = 200, keep_checkpoints = 2;
 
   // Parses a config file and applies "key=value" overrides (value: JSON, or a bare string).

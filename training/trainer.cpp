@@ -216,9 +216,17 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     std::istringstream lines(head.str());
     for (std::string l; std::getline(lines, l);) progress.message(l);
   }
+  // Data parallel: the gradients averaged over the processes in buckets, on a CPU device each
+  // started during the last micro-batch's backward as soon as it is full (grad_overlap); on
+  // Vulkan packing a bucket reads the device, which would stall backward's queue, so there they
+  // all start after it.
+  distributed::GradientReducer reducer(params, static_cast<size_t>(cfg.grad_bucket_mib * 1024.0 * 1024.0));
+  const bool overlap = ranks > 1 && cfg.grad_overlap && Device::parse(cfg.device).kind == Device::Kind::cpu;
   if (ranks > 1)
     progress.message("data parallel: " + std::to_string(ranks) + " processes, each " +
-                     std::to_string(cfg.batch_size / ranks) + " of every batch of " + std::to_string(cfg.batch_size));
+                     std::to_string(cfg.batch_size / ranks) + " of every batch of " + std::to_string(cfg.batch_size) +
+                     "; gradients averaged in " + std::to_string(reducer.buckets()) + " buckets " +
+                     (overlap ? "as backward fills them" : "after backward"));
   if (start >= cfg.steps) {
     // A run stopped between its last checkpoint and model.safetensors: the weights come from
     // that checkpoint, so the run ends as the uninterrupted one would have.
@@ -307,6 +315,8 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     for (int64_t micro = 0; micro < cfg.accum_steps; ++micro) {
       Tensor loss = task->loss(step, micro);
       if (cfg.accum_steps > 1) loss = affine(loss, 1.0f / static_cast<float>(cfg.accum_steps), 0.0f);
+      const bool last_micro = micro + 1 == cfg.accum_steps;
+      const GradReadyScope grad_ready(overlap && last_micro ? reducer.hook() : GradReadyHook{});
       loss.backward();
       loss_value += static_cast<double>(loss.item());
     }
@@ -314,12 +324,7 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
     // is already the same everywhere), so every process takes the same decisions below, and the
     // gradients averaged in rank order (bit for bit the same on every process).
     loss_value = distributed::allreduce_mean(loss_value);
-    if (ranks > 1) {
-      std::vector<Tensor> grads;
-      for (const Tensor& p : params)
-        if (p.grad().defined()) grads.push_back(p.grad());
-      distributed::allreduce_mean(grads);
-    }
+    reducer.finish();
     if (!std::isfinite(loss_value)) {
       const std::string message = "step " + std::to_string(step + 1) + ": the loss is " +
                                   (std::isnan(loss_value) ? "NaN" : "infinite") +
@@ -354,6 +359,7 @@ TrainResult run(const TrainConfig& cfg, const fs::path& dir, const TrainOptions&
       if (ranks > 1) {  // this process's time in communication, per step over the interval
         const double comm_total = distributed::comm_stats().total_s();
         m["comm_s"] = (comm_total - comm_at_interval) / static_cast<double>(interval_steps);
+        m["grad_buckets_in_backward"] = reducer.started_during_backward();  // of this step's buckets
         comm_at_interval = comm_total;
       }
       if (root) {

@@ -349,6 +349,10 @@ TEST(TrainConfig, BadConfigsNameTheKey) {
   expect_error([] { clip_config({"batch_size=0"}); }, {".batch_size", "must be > 0"});
   expect_error([] { clip_config({"dataset=fashion-mnist"}); }, {".dataset", "fashion-scenes"});
   expect_error([] { clip_config({"lr=-1"}); }, {".lr", ">= 0"});
+  expect_error([] { clip_config({"grad_overlap=1"}); }, {".grad_overlap", "expected true or false", "1"});
+  expect_error([] { clip_config({"grad_bucket_mib=0"}); }, {".grad_bucket_mib", "(0, 1024]"});
+  EXPECT_FALSE(clip_config({"grad_overlap=false"}).grad_overlap);
+  EXPECT_TRUE(clip_config({}).grad_overlap);  // the default
   expect_error([] { TrainConfig::from_json(R"({"task": "clip"})", "cfg.json"); }, {"cfg.json", "missing \"model\""});
   expect_error([] { TrainConfig::from_json(R"({"task": "clip", "model": "nowhere.json"})", "cfg.json"); },
                {"cfg.json.model", "nowhere.json"});
