@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <unordered_map>
@@ -86,6 +87,54 @@ int timed(Call&& call) {
   return rc;
 }
 
+// Seconds a collective waits for the other ranks before this rank gives up: SPARO_MPI_TIMEOUT
+// (default 1800; 0 = no limit). mpirun ends the job when a rank dies, but a rank that is stuck or
+// stopped (a hung file system, SIGSTOP) would leave the others waiting for ever. The default
+// leaves room for what rank 0 does alone between collectives (checkpoints, the k-NN monitor).
+double collective_timeout_s() {
+  static const double seconds = [] {
+    const char* text = std::getenv("SPARO_MPI_TIMEOUT");
+    if (!text || !*text) return 1800.0;
+    char* end = nullptr;
+    const double v = std::strtod(text, &end);
+    if (*end != '\0' || !(v >= 0) || v > 1e9)
+      throw Error("SPARO_MPI_TIMEOUT=" + std::string(text) + ": expected seconds, a number from 0 (no limit) to 1e9");
+    return v;
+  }();
+  return seconds;
+}
+
+// Completes `request` by testing it in a loop (Open MPI's blocking calls poll the same way);
+// throws when the other ranks have not arrived within collective_timeout_s().
+int wait_for(MPI_Request& request, const char* call) {
+  const double limit = collective_timeout_s();
+  const auto start = Clock::now();
+  for (unsigned spins = 0;; ++spins) {
+    int done = 0;
+    const int rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS || done) return rc;
+    if (limit > 0 && spins % 1024 == 0 && seconds_since(start) > limit) {
+      char seconds[32];
+      std::snprintf(seconds, sizeof seconds, "%g", limit);
+      throw Error(std::string("MPI: ") + call + " waited " + seconds +
+                  " s for the other ranks and gives up (SPARO_MPI_TIMEOUT): one of them is stuck or stopped; "
+                  "ending the job");
+    }
+  }
+}
+
+// One collective to completion: `start` begins it (non-blocking, filling the request), then
+// wait_for; its time is added to g_stats.mpi_s.
+template <typename Start>
+void collective(const char* call, Start&& start) {
+  check(timed([&] {
+          MPI_Request request = MPI_REQUEST_NULL;
+          const int rc = start(&request);
+          return rc != MPI_SUCCESS ? rc : wait_for(request, call);
+        }),
+        call);
+}
+
 int count_of(size_t n) {
   if (n > static_cast<size_t>(INT_MAX)) throw Error("MPI: a message of " + std::to_string(n) + " elements exceeds INT_MAX");
   return static_cast<int>(n);
@@ -116,11 +165,10 @@ std::vector<float> sum_chunk_over_ranks(std::vector<float>& data) {
   const size_t chunk = (data.size() + ranks - 1) / ranks;
   data.resize(chunk * ranks, 0.0f);
   std::vector<float> copies(chunk * ranks);
-  check(timed([&] {
-          return MPI_Alltoall(data.data(), count_of(chunk), MPI_FLOAT, copies.data(), count_of(chunk), MPI_FLOAT,
-                              MPI_COMM_WORLD);
-        }),
-        "MPI_Alltoall");
+  collective("MPI_Ialltoall", [&](MPI_Request* request) {
+    return MPI_Ialltoall(data.data(), count_of(chunk), MPI_FLOAT, copies.data(), count_of(chunk), MPI_FLOAT,
+                         MPI_COMM_WORLD, request);
+  });
   sum_in_rank_order(copies, chunk, sums);
 #endif
   return sums;
@@ -135,11 +183,10 @@ void sum_over_ranks([[maybe_unused]] std::vector<float>& data) {
   const size_t n = data.size();
   const std::vector<float> sums = sum_chunk_over_ranks(data);
   const size_t chunk = sums.size();
-  check(timed([&] {
-          return MPI_Allgather(sums.data(), count_of(chunk), MPI_FLOAT, data.data(), count_of(chunk), MPI_FLOAT,
-                               MPI_COMM_WORLD);
-        }),
-        "MPI_Allgather");
+  collective("MPI_Iallgather", [&](MPI_Request* request) {
+    return MPI_Iallgather(sums.data(), count_of(chunk), MPI_FLOAT, data.data(), count_of(chunk), MPI_FLOAT,
+                          MPI_COMM_WORLD, request);
+  });
   data.resize(n);
 #endif
 }
@@ -153,10 +200,10 @@ std::vector<unsigned char> gather_bytes(const void* value, size_t bytes) {
   }
 #if SPARO_HAVE_MPI
   const CommTimer timer(&CommStats::other_s);
-  check(timed([&] {
-          return MPI_Allgather(value, count_of(bytes), MPI_BYTE, out.data(), count_of(bytes), MPI_BYTE, MPI_COMM_WORLD);
-        }),
-        "MPI_Allgather");
+  collective("MPI_Iallgather", [&](MPI_Request* request) {
+    return MPI_Iallgather(value, count_of(bytes), MPI_BYTE, out.data(), count_of(bytes), MPI_BYTE, MPI_COMM_WORLD,
+                          request);
+  });
 #endif
   return out;
 }
@@ -327,7 +374,7 @@ struct GradientReducer::State {
 #if SPARO_HAVE_MPI
       int done = 1;
       if (wait)
-        check(timed([&] { return MPI_Wait(&b.request, MPI_STATUS_IGNORE); }), "MPI_Wait");
+        check(timed([&] { return wait_for(b.request, "MPI_Ialltoall"); }), "MPI_Ialltoall");
       else
         check(timed([&] { return MPI_Test(&b.request, &done, MPI_STATUS_IGNORE); }), "MPI_Test");
       if (!done) return;
@@ -423,7 +470,7 @@ void GradientReducer::finish() {
   for (size_t index : s.started) {
     State::Bucket& b = s.buckets[index];
 #if SPARO_HAVE_MPI
-    check(timed([&] { return MPI_Wait(&b.request, MPI_STATUS_IGNORE); }), "MPI_Wait");
+    check(timed([&] { return wait_for(b.request, "MPI_Iallgather"); }), "MPI_Iallgather");
 #endif
     size_t at = 0;
     for (size_t m : b.members) {
@@ -470,9 +517,11 @@ std::string broadcast(const std::string& value) {
 #if SPARO_HAVE_MPI
   const CommTimer timer(&CommStats::other_s);
   uint64_t length = value.size();
-  check(timed([&] { return MPI_Bcast(&length, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD); }), "MPI_Bcast");
+  collective("MPI_Ibcast", [&](MPI_Request* request) { return MPI_Ibcast(&length, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD, request); });
   out.resize(static_cast<size_t>(length));
-  check(timed([&] { return MPI_Bcast(out.data(), count_of(out.size()), MPI_CHAR, 0, MPI_COMM_WORLD); }), "MPI_Bcast");
+  collective("MPI_Ibcast", [&](MPI_Request* request) {
+    return MPI_Ibcast(out.data(), count_of(out.size()), MPI_CHAR, 0, MPI_COMM_WORLD, request);
+  });
 #endif
   return out;
 }
@@ -481,7 +530,7 @@ void barrier() {
 #if SPARO_HAVE_MPI
   if (g_size == 1) return;
   const CommTimer timer(&CommStats::other_s);
-  check(timed([] { return MPI_Barrier(MPI_COMM_WORLD); }), "MPI_Barrier");
+  collective("MPI_Ibarrier", [](MPI_Request* request) { return MPI_Ibarrier(MPI_COMM_WORLD, request); });
 #endif
 }
 

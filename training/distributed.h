@@ -11,7 +11,9 @@
 //
 // Faults: an MPI error becomes a sparo::Error; a rank that fails calls abort(), which ends
 // every rank of the job (MPI_Abort), and a rank that dies (a signal) makes mpirun end the
-// others. No rank is left waiting in a collective.
+// others. A rank that is stuck or stopped (alive, so mpirun sees nothing) makes the others give
+// up after SPARO_MPI_TIMEOUT seconds (default 1800) in a collective, with an error that says so.
+// No rank is left waiting in a collective.
 #pragma once
 
 #include <cstdint>

@@ -306,5 +306,24 @@ TEST(Distributed, ARankThatFailsEndsTheJob) {
   EXPECT_NE(r.output.find("/nonexistent/fashion"), std::string::npos) << r.output;
 }
 
+// A rank that is stopped, not dead (SIGSTOP here; a hung file system does the same), is not
+// noticed by mpirun: the other gives up after SPARO_MPI_TIMEOUT seconds in a collective, says so,
+// and ends the job.
+TEST(Distributed, ARankThatStopsRespondingEndsTheJobAfterTheTimeout) {
+  SKIP_WITHOUT_MPI();
+  const TempDir tmp("mpi_stuck");
+  const std::string script = tmp / "rank.sh";
+  // `$$` is the shell, which exec turns into sparo: rank 1 is stopped 2 s into its run.
+  std::ofstream(script) << "#!/bin/sh\n[ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && (sleep 2; kill -STOP $$) &\n"
+                        << "exec env SPARO_MPI_TIMEOUT=3 " << SPARO_BIN << " --threads 1 train dino --config "
+                        << write_config(tmp, "dino") << " --set steps=1000000 --out " << tmp / "run" << " --progress 0\n";
+  const Outcome r = sparo(2, "", "sh " + script);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.code, 124) << "timed out:\n" << r.output;
+  EXPECT_NE(r.output.find("sparo: error: rank 0 of 2: MPI: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" waited 3 s for the other ranks and gives up (SPARO_MPI_TIMEOUT)"), std::string::npos)
+      << r.output;
+}
+
 }  // namespace
 }  // namespace sparo
