@@ -488,8 +488,9 @@ struct Buffer {
   }
 };
 
-thread_local Buffer tls_a;  // packed A block, used only inside one task body
-thread_local Buffer tls_b;  // packed B block of the calling thread
+thread_local Buffer tls_a;        // packed A block, used only inside one task body
+thread_local Buffer tls_b;        // packed B block of the calling thread
+thread_local Buffer tls_b_group;  // a group of packed B panels, used only inside one task body
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -511,6 +512,35 @@ struct Problem {
   bool accumulate;
   const GemmEpilogue* epilogue;
 };
+
+// The whole product for columns [n0, n1) of C, on one thread, for a small A (the column
+// split below): for every K block, all of op(A) is packed once, then the B panels are packed
+// a group at a time, kBGroupBytes of them, just before the row panels use them, so they go
+// from memory into L2 and are consumed there (packing the task's whole B block first sent
+// 1.8 MB through L3 at M = 50, a ViT-B/32 at batch 1).
+// Within a group the order is macro_kernel's: an A micro-panel in L1, the B panels from L2.
+// K blocks loop inside the task: one fork-join per product, not one per K block. Each C
+// element still gets the same chain of FMAs (k in order, block by block).
+constexpr int64_t kBGroupBytes = 256 * 1024;
+
+template <class F>
+void run_columns(const Problem& p, int64_t kc_step, int64_t n0, int64_t n1) {
+  const int64_t kw_max = F::words(std::min(kc_step, p.K));
+  const int64_t group = std::max<int64_t>(1, kBGroupBytes / int64_t(sizeof(float) * kNR * kw_max)) * kNR;
+  float* Abuf = tls_a.get(size_t(ceil_div(p.M, kMR) * kMR * kw_max));
+  float* Bgroup = tls_b_group.get(size_t(group * kw_max));
+  for (int64_t pc = 0; pc < p.K; pc += kc_step) {
+    const int64_t kc = std::min(kc_step, p.K - pc);
+    const bool beta = p.accumulate || pc > 0;
+    pack_a<F>(p.ta, p.A, p.lda, 0, p.M, pc, kc, Abuf);
+    for (int64_t j = n0; j < n1; j += group) {
+      const int64_t cols = std::min(group, n1 - j);
+      pack_b<F>(p.tb, p.B, p.ldb, pc, kc, j, cols, 0, ceil_div(cols, kNR), Bgroup);
+      macro_kernel<F>(p.M, 0, cols, kc, Abuf, Bgroup, p.C + j, p.ldc, beta);
+      if (p.epilogue && pc + kc == p.K) p.epilogue->apply(p.epilogue->context, 0, j, p.M, cols);
+    }
+  }
+}
 
 template <class F>
 void run(const Problem& p, int threads, float* Bbuf) {
@@ -551,16 +581,28 @@ void run(const Problem& p, int threads, float* Bbuf) {
     mt = ceil_div(m_panels, panels_per_mt);
     const int64_t panels_per_nt = ceil_div(n_panels, nt);
     nt = ceil_div(n_panels, panels_per_nt);
-    // With a single row chunk every B panel is used by one task only: that task packs it.
-    const bool own_b = mt == 1;
+    // With a single row chunk every B panel is used by one task only: the task packs it,
+    // and runs all K blocks.
+    if (mt == 1) {
+      auto columns = [&](int64_t tj) {
+        const int64_t c0 = tj * panels_per_nt * kNR, c1 = std::min(nc, c0 + panels_per_nt * kNR);
+        if (c0 < c1) run_columns<F>(p, kc_step, jc + c0, jc + c1);
+      };
+      if (threads == 1 || nt == 1) {
+        for (int64_t tj = 0; tj < nt; ++tj) columns(tj);
+      } else {
+        tbb::parallel_for(int64_t(0), nt, [&](int64_t tj) { columns(tj); },
+                          tbb::simple_partitioner{});
+      }
+      continue;
+    }
 
     for (int64_t pc = 0; pc < p.K; pc += kc_step) {
       const int64_t kc = std::min(kc_step, p.K - pc);
       const bool beta = p.accumulate || pc > 0;
 
       // Pack the B block (shared by the row chunks), in parallel when it is big enough.
-      const int64_t pack_tasks = own_b ? 0
-                                 : threads > 1 && double(F::words(kc)) * double(nc) >= kParallelPackB
+      const int64_t pack_tasks = threads > 1 && double(F::words(kc)) * double(nc) >= kParallelPackB
                                      ? std::min<int64_t>(n_panels, 2 * threads)
                                      : 1;
       auto pack = [&](int64_t t) {
@@ -569,7 +611,7 @@ void run(const Problem& p, int threads, float* Bbuf) {
       };
       if (pack_tasks == 1) {
         pack(0);
-      } else if (pack_tasks > 1) {
+      } else {
         tbb::parallel_for(int64_t(0), pack_tasks, [&](int64_t t) { pack(t); },
                           tbb::simple_partitioner{});
       }
@@ -581,7 +623,6 @@ void run(const Problem& p, int threads, float* Bbuf) {
         const int64_t n0 = tj * panels_per_nt * kNR;
         const int64_t n1 = std::min(nc, n0 + panels_per_nt * kNR);
         if (i0 >= i1 || n0 >= n1) return;
-        if (own_b) pack_b<F>(p.tb, p.B, p.ldb, pc, kc, jc, nc, n0 / kNR, ceil_div(n1, kNR), Bbuf);
         float* Abuf = tls_a.get(size_t(ceil_div(std::min(kMC, i1 - i0), kMR) * kMR * F::words(kc)));
         // Rows are processed in slices of at most kMC so the packed A slice stays in L2.
         for (int64_t is = i0; is < i1; is += kMC) {
