@@ -182,6 +182,12 @@ SPARO_AVX512 void pack_transposed(const float* src, int64_t ld, int rows, int64_
   }
 }
 
+// How many word rows (pairs of k) ahead the k-major packs fetch their source.
+#ifndef SPARO_PACK_AHEAD
+#define SPARO_PACK_AHEAD 4
+#endif
+constexpr int64_t kPackAhead = SPARO_PACK_AHEAD;
+
 // Pack an operand that is already k-major into consecutive panels of `width` columns:
 // panel q holds dst[q*width*kc + k*width + c] = src[k*ld + q*width + c] for
 // q*width + c < cols, zeros past that. Each source row is read from start to end once
@@ -192,6 +198,8 @@ SPARO_AVX512 void pack_direct(const float* src, int64_t ld, int64_t cols, int64_
   for (int64_t k = 0; k < kc; ++k) {
     const float* s = src + k * ld;
     float* d = dst + k * width;
+    if (k + 2 * kPackAhead < kc)
+      for (int64_t c = 0; c < cols; c += 16) __builtin_prefetch(s + 2 * kPackAhead * ld + c, 0, 3);
     for (int64_t q = 0; q < panels; ++q) {
       const int64_t left = cols - q * width;
       for (int c0 = 0; c0 < width; c0 += 16) {
@@ -249,6 +257,11 @@ SPARO_AVX512_BF16 void pack_pairs_direct(const float* src, int64_t ld, int64_t c
   for (int64_t w = 0; w < words; ++w) {
     const float* s0 = src + 2 * w * ld;
     const bool has_odd = 2 * w + 1 < kc;
+    if (2 * (w + kPackAhead) + 1 < kc)
+      for (int64_t c = 0; c < cols; c += 16) {
+        __builtin_prefetch(s0 + 2 * kPackAhead * ld + c, 0, 3);
+        __builtin_prefetch(s0 + (2 * kPackAhead + 1) * ld + c, 0, 3);
+      }
     float* d = dst + w * width;
     for (int64_t q = 0; q < panels; ++q) {
       const int64_t left = cols - q * width;
