@@ -150,10 +150,11 @@ class Backend {
   virtual void matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& desc) = 0;
 
   // ---- linear + GELU, fused (optional) ------------------------------------------------
-  // pre = x·wᵀ (+ pre on entry when d.accumulate: the bias rows), out = gelu(pre) with the
-  // erf form, each block of out computed as soon as the GEMM has finished it, while it is
-  // still in cache (d as for matmul with trans_b); out may be pre itself (GELU in place, when
-  // no backward needs the pre-activation). A backend without it
+  // z = x·wᵀ (+ pre on entry when d.accumulate: the bias rows), out = gelu(z) with the erf
+  // form, each block of out computed as soon as the GEMM has finished it, while it is still
+  // in cache (d as for matmul with trans_b). pre receives gelu'(z), all the backward needs
+  // (its transcendental functions then run once, in the forward, while z is in cache); or out
+  // may be pre itself: GELU in place, when there is no backward. A backend without it
   // (has_fused_linear_gelu() false) gets gelu(linear(...)) (engine/ops/matmul.cpp).
   virtual bool has_fused_linear_gelu() const { return false; }
   virtual void linear_gelu(const Tensor& /*x*/, const Tensor& /*w*/, Tensor& /*pre*/, Tensor& /*out*/,

@@ -9,8 +9,6 @@ namespace sparo::cpu {
 namespace {
 
 constexpr float kSqrt2OverPi = 0.79788456080286535588f;  // sqrt(2/pi)
-constexpr float kInvSqrt2 = 0.70710678118654752440f;
-constexpr float kInvSqrt2Pi = 0.39894228040143267794f;  // 1/sqrt(2 pi)
 constexpr float kGeluTanhCubic = 0.044715f;
 constexpr float kQuickGeluScale = 1.702f;
 
@@ -128,11 +126,7 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& xt, const Tensor& dyt,
       return map2(x, dy, dx, n, [](float v, float g) { const float s = sigmoidf(v); return g * s * (1.0f - s); });
     case UnaryOp::relu: return map2(x, dy, dx, n, [](float v, float g) { return v > 0.0f ? g : 0.0f; });
     case UnaryOp::gelu_erf:
-      return map2(x, dy, dx, n, [](float v, float g) {
-        const float cdf = 0.5f * (1.0f + fast_erf(v * kInvSqrt2));
-        const float pdf = kInvSqrt2Pi * fast_exp(-0.5f * v * v);
-        return g * (cdf + v * pdf);
-      });
+      return map2(x, dy, dx, n, [](float v, float g) { return g * gelu_erf_derivative(v); });
     case UnaryOp::gelu_tanh:
       return map2(x, dy, dx, n, [](float v, float g) {
         const float t = std::tanh(kSqrt2OverPi * (v + kGeluTanhCubic * v * v * v));

@@ -22,22 +22,38 @@ void CpuBackend::matmul(const Tensor& at, const Tensor& bt, Tensor& ct, const Ma
 
 void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, Tensor& pret, Tensor& outt, const MatmulDesc& d) {
   struct Blocks {
-    const float* pre;
+    float* pre;
     float* out;
     int64_t ld;
   } blocks{data<float>(pret), data<float>(outt), d.N};
-  const GemmEpilogue gelu{[](const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
-                            const Blocks& b = *static_cast<const Blocks*>(context);
-                            for (int64_t r = row0; r < row0 + rows; ++r) {
-                              const float* src = b.pre + r * b.ld + col0;
-                              float* dst = b.out + r * b.ld + col0;
-                              for (int64_t c = 0; c < cols; ++c) dst[c] = gelu_erf(src[c]);
-                            }
-                          },
-                          &blocks};
+  // In place: out = gelu(z) over z. Otherwise out = gelu(z) and pre = gelu'(z), the same
+  // expressions as the gelu and unary_backward kernels (elementwise.cpp), so the results
+  // are those of gelu(linear(...)) to the bit.
+  const GemmEpilogue gelu_in_place{[](const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
+                                     const Blocks& b = *static_cast<const Blocks*>(context);
+                                     for (int64_t r = row0; r < row0 + rows; ++r) {
+                                       float* z = b.out + r * b.ld + col0;
+                                       for (int64_t c = 0; c < cols; ++c) z[c] = gelu_erf(z[c]);
+                                     }
+                                   },
+                                   &blocks};
+  const GemmEpilogue gelu_and_derivative{
+      [](const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
+        const Blocks& b = *static_cast<const Blocks*>(context);
+        for (int64_t r = row0; r < row0 + rows; ++r) {
+          float* z = b.pre + r * b.ld + col0;
+          float* out = b.out + r * b.ld + col0;
+          for (int64_t c = 0; c < cols; ++c) {
+            const float v = z[c];
+            out[c] = gelu_erf(v);
+            z[c] = gelu_erf_derivative(v);
+          }
+        }
+      },
+      &blocks};
   const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
   gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, data<float>(pret), d.N, d.accumulate,
-       &gelu);
+       blocks.pre == blocks.out ? &gelu_in_place : &gelu_and_derivative);
 }
 
 }  // namespace sparo::cpu

@@ -51,6 +51,12 @@ inline float fast_erf(float x) {
 
 // GELU with the exact (erf) form, PyTorch's nn.GELU(): v · Φ(v).
 inline float gelu_erf(float v) { return 0.5f * v * (1.0f + fast_erf(v * 0.70710678118654752440f)); }
+// Its derivative Φ(v) + v·φ(v).
+inline float gelu_erf_derivative(float v) {
+  const float cdf = 0.5f * (1.0f + fast_erf(v * 0.70710678118654752440f));
+  const float pdf = 0.39894228040143267794f * fast_exp(-0.5f * v * v);  // 1/√(2π)
+  return cdf + v * pdf;
+}
 
 // Sums over a row in 16 float lanes (vectorised), the lanes then added in double in a fixed
 // order: accurate, and the same bits for any thread count. A plain double accumulator is one

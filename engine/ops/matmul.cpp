@@ -186,16 +186,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 
 // gelu(linear(x, weight, bias)), with GELU applied to each block of the product as the GEMM
 // finishes it (Backend::linear_gelu): the separate pass of GELU over the whole activation
-// (e.g. [B·N, 4·width] in a transformer's MLP) is gone from the forward. The pre-activation
-// is kept for the backward, as gelu would keep its input.
+// (e.g. [B·N, 4·width] in a transformer's MLP) is gone from the forward. For the backward
+// the same pass keeps GELU's derivative at the pre-activation (where gelu would keep its
+// input and evaluate the derivative in the backward): the backward multiplies by it.
 Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const LinearShapes s = check_linear("linear_gelu", x, weight, bias);
   Backend& backend = backend_of(x);
   if (!backend.has_fused_linear_gelu()) return gelu(linear(x, weight, bias));
   profiler::Scope scope("linear_gelu");
-  Tensor pre = bias_rows(s, bias, x.device());
-  // Without a backward to keep it for, the pre-activation is overwritten by its GELU: inference
-  // holds one [rows, out] buffer instead of two.
+  Tensor pre = bias_rows(s, bias, x.device());  // becomes gelu' (or GELU itself, in place)
+  // Without a backward to keep the derivative for, the pre-activation is overwritten by its
+  // GELU: inference holds one [rows, out] buffer instead of two.
   const bool keep_pre = needs_grad({&s.x2, &weight, &bias});
   Tensor out = keep_pre ? Tensor::empty({s.rows, s.out_features}, DType::f32, x.device()) : pre;
   const MatmulPrecision precision = matmul_precision();
@@ -208,12 +209,11 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   out = reshape(out, s.out_shape);
   if (keep_pre)
     out = record("linear_gelu", out, {&s.x2, &weight, &bias},
-                 [x = s.x2.detach(), w = weight.detach(), pre, precision, rows = s.rows, need_x = s.x2.requires_grad(),
-                  need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad()](const Tensor& g) {
-                   // GELU's derivative at the kept pre-activation, then linear's backward.
-                   Tensor dpre = Tensor::empty(pre.shape(), DType::f32, pre.device());
-                   if (dpre.numel() > 0)
-                     backend_of(pre).unary_backward(UnaryOp::gelu_erf, pre, reshape(g, pre.shape()), dpre, {});
+                 [x = s.x2.detach(), w = weight.detach(), derivative = pre, precision, rows = s.rows,
+                  need_x = s.x2.requires_grad(), need_w = weight.requires_grad(),
+                  need_b = bias.defined() && bias.requires_grad()](const Tensor& g) {
+                   // Through GELU (times its kept derivative), then linear's backward.
+                   const Tensor dpre = mul(reshape(g, derivative.shape()), derivative);
                    const MatmulPrecisionScope same_as_forward(precision);
                    return linear_backward(dpre, x, w, need_x, need_w, need_b);
                  });

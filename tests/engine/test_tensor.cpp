@@ -277,6 +277,27 @@ TEST(Tensor, LinearGeluInPlaceWithoutGradientsMatchesTheRecordedOp) {
   for (size_t i = 0; i < composed.size(); ++i) EXPECT_NEAR(without[i], composed[i], 1e-5f * (1.0f + std::fabs(composed[i])));
 }
 
+// With gradients the fused op keeps GELU's derivative from the forward instead of the
+// pre-activation: its gradients are gelu(linear)'s up to rounding.
+TEST(Tensor, LinearGeluGradientsMatchGeluOfLinear) {
+  Generator gen(6);
+  const Tensor x0 = Tensor::randn({70, 33}, gen), w0 = Tensor::randn({37, 33}, gen), b0 = Tensor::randn({37}, gen);
+  const Tensor upstream = Tensor::randn({70, 37}, gen);
+  auto grads = [&](bool fused) {
+    Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+    const Tensor y = fused ? linear_gelu(x, w, b) : gelu(linear(x, w, b));
+    sum(mul(y, upstream)).backward();
+    return std::vector<std::vector<float>>{x.grad().to_float_vector(), w.grad().to_float_vector(),
+                                           b.grad().to_float_vector()};
+  };
+  const auto fused = grads(true), composed = grads(false);
+  for (size_t t = 0; t < fused.size(); ++t) {
+    ASSERT_EQ(fused[t].size(), composed[t].size());
+    for (size_t i = 0; i < fused[t].size(); ++i)
+      EXPECT_NEAR(fused[t][i], composed[t][i], 1e-4f * (1.0f + std::fabs(composed[t][i]))) << "tensor " << t << " at " << i;
+  }
+}
+
 // Kernels split work by output, never by reduction order: any thread count gives the
 // same bits (the property that makes training bitwise reproducible).
 TEST(Threads, ResultsAreBitwiseIdenticalForAnyThreadCount) {
