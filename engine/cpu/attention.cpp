@@ -4,6 +4,7 @@
 // scale pass over q, k, v or the output, forward or backward.
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
@@ -13,6 +14,9 @@
 namespace sparo::cpu {
 
 namespace {
+
+// At least this many (batch, head) items: each runs its GEMMs on one thread.
+constexpr int64_t kSerialItems = 16;
 
 void gemm(MatmulPrecision precision, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
           int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
@@ -31,8 +35,12 @@ void CpuBackend::attention(const Tensor& qkv_t, const Tensor& mask_t, Tensor& pr
   const float* mask = mask_t.defined() ? data<float>(mask_t) : nullptr;
   float* probs = data<float>(probs_t);
   float* out = data<float>(out_t);
-  // One (batch, head) per item; the GEMMs inside split further when they are large.
+  // One (batch, head) per item, its GEMMs on the item's thread when the items alone can
+  // keep the threads busy (a 65-token head's products are too small to split again).
+  const bool serial = d.batch * H >= kSerialItems;
   parallel_for(d.batch * H, 1, [&](int64_t begin, int64_t end) {
+    std::optional<SerialGemmScope> one_thread;
+    if (serial) one_thread.emplace();
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / H, h = item % H;
       const float* q = qkv + b * N * 3 * D + h * dh;
@@ -68,7 +76,10 @@ void CpuBackend::attention_backward(const Tensor& qkv_t, const Tensor& probs_t, 
   const float* probs = data<float>(probs_t);
   const float* dout = data<float>(dout_t);
   float* dqkv = data<float>(dqkv_t);
+  const bool serial = d.batch * H >= kSerialItems;
   parallel_for(d.batch * H, 1, [&](int64_t begin, int64_t end) {
+    std::optional<SerialGemmScope> one_thread;
+    if (serial) one_thread.emplace();
     std::vector<float> ds(static_cast<size_t>(N * N));
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / H, h = item % H;

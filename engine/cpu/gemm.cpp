@@ -62,6 +62,16 @@ bool handle_empty(int64_t M, int64_t N, int64_t K, float* C, int64_t ldc, bool a
   return true;
 }
 
+thread_local int serial_gemm_depth = 0;
+
+}  // namespace
+
+SerialGemmScope::SerialGemmScope() { ++serial_gemm_depth; }
+SerialGemmScope::~SerialGemmScope() { --serial_gemm_depth; }
+bool SerialGemmScope::active() { return serial_gemm_depth > 0; }
+
+namespace {
+
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstMap = Eigen::Map<const RowMat, Eigen::Unaligned, Eigen::OuterStride<>>;
 using MutMap = Eigen::Map<RowMat, Eigen::Unaligned, Eigen::OuterStride<>>;
@@ -88,7 +98,7 @@ void eigen_gemm(const OpA& a, const OpB& b, MutMap& c, bool accumulate) {
     eigen_rows(a, b, c, i0, std::min(kEigenRows, M - i0), accumulate);
   };
   const double macs = double(c.rows()) * double(c.cols()) * double(a.cols());
-  if (chunks == 1 || macs < 64.0 * 64.0 * 64.0) {
+  if (chunks == 1 || macs < 64.0 * 64.0 * 64.0 || SerialGemmScope::active()) {
     for (int64_t t = 0; t < chunks; ++t) body(t);
   } else {
     tbb::this_task_arena::isolate(

@@ -28,6 +28,18 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
            const float* A, int64_t lda, const float* B, int64_t ldb,
            float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr);
 
+// While one lives, the GEMMs that its thread calls run on that thread alone: for callers that
+// already spread many small products over the threads (attention's heads), where splitting
+// each product again only adds task overhead.
+class SerialGemmScope {
+ public:
+  SerialGemmScope();
+  ~SerialGemmScope();
+  SerialGemmScope(const SerialGemmScope&) = delete;
+  SerialGemmScope& operator=(const SerialGemmScope&) = delete;
+  static bool active();
+};
+
 // Name of the kernel sgemm dispatches to on this CPU (e.g. "avx512 12x32", "eigen").
 const char* sgemm_kernel_name();
 

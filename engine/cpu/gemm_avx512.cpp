@@ -662,7 +662,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const flo
           const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue) {
   const Problem p{trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue};
   const bool small = double(M) * double(N) * double(K) < kInlineMacs;
-  const int threads = small ? 1 : current_threads();
+  const int threads = small || SerialGemmScope::active() ? 1 : current_threads();
 
   const int64_t nkb = ceil_div(K, F::kc_max);
   const int64_t kc_max = ceil_div(K, nkb);
