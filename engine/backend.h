@@ -149,16 +149,27 @@ class Backend {
   // ---- linear algebra --------------------------------------------------------------
   virtual void matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& desc) = 0;
 
+  // ---- linear with a bias, fused (optional) --------------------------------------------
+  // y = x·wᵀ + bias (bias [N] in every row; d as for matmul with trans_b, no accumulate),
+  // the bias added to each block of y as the GEMM finishes it. A backend without it
+  // (has_fused_linear() false) gets the bias rows written into y and a matmul that
+  // accumulates onto them: one more pass over y, and y read again by the GEMM.
+  virtual bool has_fused_linear() const { return false; }
+  virtual void linear(const Tensor& /*x*/, const Tensor& /*w*/, const Tensor& /*bias*/, Tensor& /*y*/,
+                      const MatmulDesc& /*d*/) {
+    throw Error(name() + ": no fused linear kernel");
+  }
+
   // ---- linear + GELU, fused (optional) ------------------------------------------------
-  // z = x·wᵀ (+ pre on entry when d.accumulate: the bias rows), out = gelu(z) with the erf
-  // form, each block of out computed as soon as the GEMM has finished it, while it is still
-  // in cache (d as for matmul with trans_b). pre receives gelu'(z), all the backward needs
-  // (its transcendental functions then run once, in the forward, while z is in cache); or out
-  // may be pre itself: GELU in place, when there is no backward. A backend without it
+  // z = x·wᵀ (+ bias in every row when it is defined), out = gelu(z) with the erf form, each
+  // block of out computed as soon as the GEMM has finished it, while it is still in cache
+  // (d as for matmul with trans_b, no accumulate). pre receives gelu'(z), all the backward
+  // needs (its transcendental functions then run once, in the forward, while z is in cache);
+  // or out may be pre itself: GELU in place, when there is no backward. A backend without it
   // (has_fused_linear_gelu() false) gets gelu(linear(...)) (engine/ops/matmul.cpp).
   virtual bool has_fused_linear_gelu() const { return false; }
-  virtual void linear_gelu(const Tensor& /*x*/, const Tensor& /*w*/, Tensor& /*pre*/, Tensor& /*out*/,
-                           const MatmulDesc& /*d*/) {
+  virtual void linear_gelu(const Tensor& /*x*/, const Tensor& /*w*/, const Tensor& /*bias*/, Tensor& /*pre*/,
+                           Tensor& /*out*/, const MatmulDesc& /*d*/) {
     throw Error(name() + ": no fused linear + GELU kernel");
   }
 

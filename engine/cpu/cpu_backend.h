@@ -88,8 +88,11 @@ class CpuBackend final : public Backend {
   void reduce(ReduceOp op, const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t inner) override;
   void matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& desc) override;
 
+  bool has_fused_linear() const override { return true; }
+  void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, const MatmulDesc& d) override;
   bool has_fused_linear_gelu() const override { return true; }
-  void linear_gelu(const Tensor& x, const Tensor& w, Tensor& pre, Tensor& out, const MatmulDesc& d) override;
+  void linear_gelu(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& pre, Tensor& out,
+                   const MatmulDesc& d) override;
   bool has_fused_attention() const override { return true; }
   void attention(const Tensor& qkv, const Tensor& mask, Tensor& probs, Tensor& out, const AttentionDesc& d) override;
   void attention_backward(const Tensor& qkv, const Tensor& probs, const Tensor& dout, Tensor& dqkv,

@@ -20,20 +20,43 @@ void CpuBackend::matmul(const Tensor& at, const Tensor& bt, Tensor& ct, const Ma
   });
 }
 
-void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, Tensor& pret, Tensor& outt, const MatmulDesc& d) {
+void CpuBackend::linear(const Tensor& xt, const Tensor& wt, const Tensor& biast, Tensor& yt, const MatmulDesc& d) {
   struct Blocks {
+    const float* bias;
+    float* y;
+    int64_t ld;
+  } blocks{data<float>(biast), data<float>(yt), d.N};
+  const GemmEpilogue add_bias{[](const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
+                                const Blocks& b = *static_cast<const Blocks*>(context);
+                                const float* bias = b.bias + col0;
+                                for (int64_t r = row0; r < row0 + rows; ++r) {
+                                  float* y = b.y + r * b.ld + col0;
+                                  for (int64_t c = 0; c < cols; ++c) y[c] += bias[c];
+                                }
+                              },
+                              &blocks};
+  const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
+  gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, blocks.y, d.N, false, &add_bias);
+}
+
+void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, const Tensor& biast, Tensor& pret, Tensor& outt,
+                             const MatmulDesc& d) {
+  struct Blocks {
+    const float* bias;  // null: none
     float* pre;
     float* out;
     int64_t ld;
-  } blocks{data<float>(pret), data<float>(outt), d.N};
+  } blocks{biast.defined() ? data<float>(biast) : nullptr, data<float>(pret), data<float>(outt), d.N};
   // In place: out = gelu(z) over z. Otherwise out = gelu(z) and pre = gelu'(z), the same
-  // expressions as the gelu and unary_backward kernels (elementwise.cpp), so the results
-  // are those of gelu(linear(...)) to the bit.
+  // expressions as the gelu and unary_backward kernels (elementwise.cpp).
   const GemmEpilogue gelu_in_place{[](const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
                                      const Blocks& b = *static_cast<const Blocks*>(context);
                                      for (int64_t r = row0; r < row0 + rows; ++r) {
                                        float* z = b.out + r * b.ld + col0;
-                                       for (int64_t c = 0; c < cols; ++c) z[c] = gelu_erf(z[c]);
+                                       if (b.bias)
+                                         for (int64_t c = 0; c < cols; ++c) z[c] = gelu_erf(z[c] + b.bias[col0 + c]);
+                                       else
+                                         for (int64_t c = 0; c < cols; ++c) z[c] = gelu_erf(z[c]);
                                      }
                                    },
                                    &blocks};
@@ -44,7 +67,7 @@ void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, Tensor& pret, T
           float* z = b.pre + r * b.ld + col0;
           float* out = b.out + r * b.ld + col0;
           for (int64_t c = 0; c < cols; ++c) {
-            const float v = z[c];
+            const float v = b.bias ? z[c] + b.bias[col0 + c] : z[c];
             out[c] = gelu_erf(v);
             z[c] = gelu_erf_derivative(v);
           }
@@ -52,7 +75,7 @@ void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, Tensor& pret, T
       },
       &blocks};
   const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
-  gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, data<float>(pret), d.N, d.accumulate,
+  gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, blocks.pre, d.N, false,
        blocks.pre == blocks.out ? &gelu_in_place : &gelu_and_derivative);
 }
 

@@ -155,10 +155,11 @@ std::vector<Tensor> linear_backward(const Tensor& g2, const Tensor& x, const Ten
 
 }  // namespace
 
-// With a bias, one op of its own: the output starts as the bias in every row and the GEMM adds
-// x·Wᵀ into it (MatmulDesc::accumulate), one pass over the output where a separate add made
-// three (read the product, read the bias, write the sum) and allocated a second output.
-// Without one, it is matmul alone.
+// With a bias, one op of its own. Where the backend fuses it (the CPU), the GEMM adds the bias
+// to each block of the output as it finishes it; elsewhere the output starts as the bias in
+// every row and the GEMM adds x·Wᵀ into it (MatmulDesc::accumulate). Either way no separate
+// add (read the product, read the bias, write the sum) and no second output.
+// Without a bias, it is matmul alone.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const LinearShapes s = check_linear("linear", x, weight, bias);
   if (!bias.defined()) {
@@ -166,10 +167,19 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     return x.dim() == 1 ? reshape(y, {s.out_features}) : y;
   }
   profiler::Scope scope("linear");
-  Tensor y = bias_rows(s, bias, x.device());
+  Backend& backend = backend_of(x);
   const MatmulPrecision precision = matmul_precision();
+  Tensor y;
+  if (backend.has_fused_linear() && s.rows > 0) {
+    y = Tensor::empty({s.rows, s.out_features}, DType::f32, x.device());
+    backend.linear(reshape(s.x2.detach(), {s.rows, s.in}), weight.detach(), bias.detach(), y,
+                   linear_desc(s, false, precision));
+  } else {
+    y = bias_rows(s, bias, x.device());
+    if (s.rows > 0 && s.in > 0)
+      backend.matmul(reshape(s.x2.detach(), {s.rows, s.in}), weight.detach(), y, linear_desc(s, true, precision));
+  }
   if (s.rows > 0 && s.in > 0) {
-    backend_of(x).matmul(reshape(s.x2.detach(), {s.rows, s.in}), weight.detach(), y, linear_desc(s, true, precision));
     profiler::add_work(2.0 * static_cast<double>(s.rows) * static_cast<double>(s.out_features) * static_cast<double>(s.in),
                        0.0);
   }
@@ -194,15 +204,16 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Backend& backend = backend_of(x);
   if (!backend.has_fused_linear_gelu()) return gelu(linear(x, weight, bias));
   profiler::Scope scope("linear_gelu");
-  Tensor pre = bias_rows(s, bias, x.device());  // becomes gelu' (or GELU itself, in place)
+  // The product, then gelu' of it (or GELU itself, in place).
+  Tensor pre = Tensor::empty({s.rows, s.out_features}, DType::f32, x.device());
   // Without a backward to keep the derivative for, the pre-activation is overwritten by its
   // GELU: inference holds one [rows, out] buffer instead of two.
   const bool keep_pre = needs_grad({&s.x2, &weight, &bias});
   Tensor out = keep_pre ? Tensor::empty({s.rows, s.out_features}, DType::f32, x.device()) : pre;
   const MatmulPrecision precision = matmul_precision();
   if (s.rows > 0 && s.out_features > 0) {
-    backend.linear_gelu(reshape(s.x2.detach(), {s.rows, s.in}), weight.detach(), pre, out,
-                        linear_desc(s, bias.defined(), precision));
+    backend.linear_gelu(reshape(s.x2.detach(), {s.rows, s.in}), weight.detach(),
+                        bias.defined() ? bias.detach() : Tensor(), pre, out, linear_desc(s, false, precision));
     profiler::add_work(2.0 * static_cast<double>(s.rows) * static_cast<double>(s.out_features) * static_cast<double>(s.in),
                        0.0);
   }
