@@ -126,7 +126,7 @@ void CpuBackend::unary_backward(UnaryOp op, const Tensor& xt, const Tensor& dyt,
       return map2(x, dy, dx, n, [](float v, float g) { const float s = sigmoidf(v); return g * s * (1.0f - s); });
     case UnaryOp::relu: return map2(x, dy, dx, n, [](float v, float g) { return v > 0.0f ? g : 0.0f; });
     case UnaryOp::gelu_erf:
-      return map2(x, dy, dx, n, [](float v, float g) { return g * gelu_erf_derivative(v); });
+      return map2(x, dy, dx, n, [](float v, float g) { return g * gelu_erf_and_derivative(v).derivative; });
     case UnaryOp::gelu_tanh:
       return map2(x, dy, dx, n, [](float v, float g) {
         const float t = std::tanh(kSqrt2OverPi * (v + kGeluTanhCubic * v * v * v));

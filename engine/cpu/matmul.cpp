@@ -47,8 +47,8 @@ void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, const Tensor& b
     float* out;
     int64_t ld;
   } blocks{biast.defined() ? data<float>(biast) : nullptr, data<float>(pret), data<float>(outt), d.N};
-  // In place: out = gelu(z) over z. Otherwise out = gelu(z) and pre = gelu'(z), the same
-  // expressions as the gelu and unary_backward kernels (elementwise.cpp).
+  // In place: out = gelu(z) over z. Otherwise out = gelu(z) and pre = gelu'(z), with the
+  // gelu and unary_backward kernels' functions (elementwise.cpp).
   const GemmEpilogue gelu_in_place{[](const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
                                      const Blocks& b = *static_cast<const Blocks*>(context);
                                      for (int64_t r = row0; r < row0 + rows; ++r) {
@@ -67,9 +67,9 @@ void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, const Tensor& b
           float* z = b.pre + r * b.ld + col0;
           float* out = b.out + r * b.ld + col0;
           for (int64_t c = 0; c < cols; ++c) {
-            const float v = b.bias ? z[c] + b.bias[col0 + c] : z[c];
-            out[c] = gelu_erf(v);
-            z[c] = gelu_erf_derivative(v);
+            const GeluErf g = gelu_erf_and_derivative(b.bias ? z[c] + b.bias[col0 + c] : z[c]);
+            out[c] = g.value;
+            z[c] = g.derivative;
           }
         }
       },

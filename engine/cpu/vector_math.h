@@ -37,7 +37,8 @@ inline float fast_exp(float x) {
 inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
 
 // erf (Abramowitz & Stegun 7.1.26 refined): erf(|x|) = 1 - t·P(t)·exp(-x²), t = 1/(1 + p|x|).
-inline float fast_erf(float x) {
+// Also gives the exp(-x²) it computes on the way (GELU's derivative needs it too).
+inline float fast_erf(float x, float& exp_minus_x2) {
   const float ax = x < 0.0f ? -x : x;
   const float t = 1.0f / (1.0f + 0.3275911f * ax);
   float poly = 1.061405429f;
@@ -45,17 +46,26 @@ inline float fast_erf(float x) {
   poly = poly * t + 1.421413741f;
   poly = poly * t - 0.284496736f;
   poly = poly * t + 0.254829592f;
-  const float r = 1.0f - poly * t * fast_exp(-ax * ax);
+  exp_minus_x2 = fast_exp(-ax * ax);
+  const float r = 1.0f - poly * t * exp_minus_x2;
   return x < 0.0f ? -r : r;
+}
+inline float fast_erf(float x) {
+  float unused;
+  return fast_erf(x, unused);
 }
 
 // GELU with the exact (erf) form, PyTorch's nn.GELU(): v · Φ(v).
 inline float gelu_erf(float v) { return 0.5f * v * (1.0f + fast_erf(v * 0.70710678118654752440f)); }
-// Its derivative Φ(v) + v·φ(v).
-inline float gelu_erf_derivative(float v) {
-  const float cdf = 0.5f * (1.0f + fast_erf(v * 0.70710678118654752440f));
-  const float pdf = 0.39894228040143267794f * fast_exp(-0.5f * v * v);  // 1/√(2π)
-  return cdf + v * pdf;
+// GELU and its derivative Φ(v) + v·φ(v) together, from one erf and one exp (φ(v) is
+// exp(-(v/√2)²)/√(2π), the exp erf computes anyway). value has gelu_erf's bits.
+struct GeluErf {
+  float value, derivative;
+};
+inline GeluErf gelu_erf_and_derivative(float v) {
+  float e;
+  const float erf = fast_erf(v * 0.70710678118654752440f, e);
+  return {0.5f * v * (1.0f + erf), 0.5f * (1.0f + erf) + v * (0.39894228040143267794f * e)};
 }
 
 // Sums over a row in 16 float lanes (vectorised), the lanes then added in double in a fixed
