@@ -570,10 +570,10 @@ void run(const Problem& p, int threads, float* Bbuf) {
 
     // Task grid over this block: mt row chunks x nt column chunks.
     //  - The packed A block is small (M x kc below kSplitColumnsBelow, M <= 2 nc): split
-    //    the columns, one chunk per thread. Each task packs all of A (cheap) and its own B
-    //    panels: one fork-join per K block instead of two (pack B, then compute), and equal
-    //    chunks. On 2 threads: 128^3 170 vs 130 GFLOP/s, 192^3 190 vs 178, 256^3 197 vs
-    //    191; without the M <= 2 nc condition 4096x16x64 fell from 165 to 99.
+    //    the columns, one chunk per thread (run_columns): each task packs all of A (cheap)
+    //    and its own B panels, one fork-join per product, and equal chunks. On 2 threads
+    //    (then with a fork-join per K block): 128^3 170 vs 130 GFLOP/s, 192^3 190 vs 178,
+    //    256^3 197 vs 191; without the M <= 2 nc condition 4096x16x64 fell from 165 to 99.
     //  - Otherwise split the rows into a multiple of `threads` chunks (2x more chunks lost
     //    14 % at 192^3..256^3); the tasks share the B block packed beforehand. Splitting
     //    columns there lost up to 10 % on the 8320-row shapes (every task re-packs A).

@@ -298,6 +298,9 @@ std::vector<Case> make_cases() {
            [](auto& r) { return ref::attention(r[0], 3, nullptr); });
   add_case("attention", "causal", {{{2, 6, 18}}, {{6, 6}, Kind::causal}}, [](auto& x) { return attention(x[0], 1, x[1]); },
            [](auto& r) { return ref::attention(r[0], 1, &r[1]); });
+  // 16 (batch, head) items: the CPU runs each item's GEMMs on the item's thread.
+  add_case("attention", "8x5_2heads_items_serial", {{{8, 5, 24}}}, [](auto& x) { return attention(x[0], 2); },
+           [](auto& r) { return ref::attention(r[0], 2, nullptr); });
   Case& attention_bf16 = add_case("attention", "bf16_2x9_2heads_dh16", {{{2, 9, 96}}},
                                   [](auto& x) {
                                     const MatmulPrecisionScope bf16(MatmulPrecision::bf16);
