@@ -117,8 +117,10 @@ class BlockCache {
   // resident in full (inference's peak memory is weights + 150 MB, with little to spare).
   static void* allocate(size_t size) {
     if (size < kHugeFrom) return std::aligned_alloc(64, size);
-    void* p = std::aligned_alloc(kHugePage, (size + 63) / 64 * 64);
-    if (p) madvise(p, size / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice: failing is fine
+    // posix_memalign, not aligned_alloc: the size need not be a multiple of the alignment.
+    void* p = nullptr;
+    if (posix_memalign(&p, kHugePage, size) != 0) return nullptr;
+    madvise(p, size / kHugePage * kHugePage, MADV_HUGEPAGE);  // advice: failing is fine
     return p;
   }
   static constexpr size_t kHugePage = size_t{2} << 20, kHugeFrom = size_t{4} << 20;
