@@ -556,7 +556,9 @@ void run_columns(const Problem& p, int64_t kc_step, int64_t n0, int64_t n1) {
 }
 
 template <class F>
-void run(const Problem& p, int threads, float* Bbuf) {
+// b_buffer holds the shared packed B block of the row split, b_elems floats; taken only there
+// (run_columns packs into buffers of its own).
+void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
   // K blocks of near-equal size; a function of K only (reproducibility).
   const int64_t nkb = ceil_div(p.K, F::kc_max);
   const int64_t kc_step = ceil_div(p.K, nkb);
@@ -610,6 +612,7 @@ void run(const Problem& p, int threads, float* Bbuf) {
       continue;
     }
 
+    float* Bbuf = b_buffer.get(b_elems);
     for (int64_t pc = 0; pc < p.K; pc += kc_step) {
       const int64_t kc = std::min(kc_step, p.K - pc);
       const bool beta = p.accumulate || pc > 0;
@@ -676,13 +679,12 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const flo
     explicit Claim(Buffer& x) : b(x) { b.busy = true; }
     ~Claim() { b.busy = false; }
   } claim(bb);
-  float* Bbuf = bb.get(b_elems);
   if (threads == 1) {
-    run<F>(p, 1, Bbuf);
+    run<F>(p, 1, bb, b_elems);
   } else {
     // Isolation: while this thread waits for our tasks it must not pick up unrelated work
     // (which might call sgemm again and reuse this thread's buffers).
-    tbb::this_task_arena::isolate([&] { run<F>(p, threads, Bbuf); });
+    tbb::this_task_arena::isolate([&] { run<F>(p, threads, bb, b_elems); });
   }
 }
 
