@@ -1,5 +1,6 @@
 #include "models/config.h"
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -43,6 +44,17 @@ class Reader {
       const json& v = j_.at(key);
       if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX}))
         throw Error(where_ + "." + key + ": expected an integer (at most 2^63 - 1), got " + v.dump());
+    }
+    if constexpr (std::is_floating_point_v<T>) {
+      // json reads doubles: one past a float's range became inf (the cast is undefined besides),
+      // which to_json writes as null; one below its smallest normal rounded toward 0.
+      const json& v = j_.at(key);
+      if (v.is_number()) {
+        const double d = v.get<double>();
+        if (std::fabs(d) > FLT_MAX || (d != 0 && std::fabs(d) < FLT_MIN))
+          throw Error(where_ + "." + key + ": " + number(d) +
+                      " is outside what a 32-bit float holds (0, or 1.2e-38 to 3.4e38 in magnitude)");
+      }
     }
     try {
       value = j_.at(key).get<T>();

@@ -2,6 +2,7 @@
 // ViT-B-32 has exactly OpenCLIP's parameter count.
 #include <gtest/gtest.h>
 
+#include <cfloat>
 #include <filesystem>
 
 #include "models/clip.h"
@@ -125,6 +126,22 @@ TEST(Presets, DuplicateKeysAndOutOfRangeNumbersAreErrorsNamingTheKey) {
                {"c.json: key \"text_cfg.heads\" appears twice"});
   expect_error([] { DinoConfig::from_json(R"({"width": 64, "norm_eps": -1e400})", "d.json"); },
                {"d.json.norm_eps:", "1e400", "expected a finite number"});
+}
+
+// A float field's number past a 32-bit float's range became inf (converting it is undefined
+// behaviour besides): norm_eps 1e39 passed the "positive" check and was written back by
+// to_json as null, so the config changed through to_json + from_json (fuzz_model_config).
+TEST(Presets, FloatFieldsRefuseNumbersPastAFloatsRange) {
+  expect_error([] { DinoConfig::from_json(R"({"norm_eps": 1e39})", "d.json"); },
+               {"d.json.norm_eps: 1e+39 is outside what a 32-bit float holds"});
+  expect_error([] { DinoConfig::from_json(R"({"norm_eps": 1e-300})", "d.json"); }, {"d.json.norm_eps: 1e-300 is outside"});
+  expect_error([] { ClipConfig::from_json(R"({"vision_cfg": {"mlp_ratio": -4e38}})", "c.json"); },
+               {"c.json.vision_cfg.mlp_ratio: -4e+38 is outside"});
+  // The largest float and 0 still read (0 then fails where the field must be positive).
+  EXPECT_EQ(DinoConfig::from_json(R"({"norm_eps": 3.4028234663852886e38})").norm_eps, FLT_MAX);
+  EXPECT_EQ(DinoConfig::from_json(R"({"drop_path_rate": 0})").drop_path_rate, 0.0f);
+  const DinoConfig big = DinoConfig::from_json(R"({"norm_eps": 3e38})");
+  EXPECT_EQ(DinoConfig::from_json(big.to_json()).to_json(), big.to_json());
 }
 
 // json cast a float given for an integer field to the integer (1e300: undefined behaviour,
