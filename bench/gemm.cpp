@@ -204,7 +204,7 @@ class OurGemm {
  private:
   void call() {
     (bf16_ ? sparo::cpu::sgemm_bf16 : sparo::cpu::sgemm)(false, false, s_.m, s_.n, s_.k, A_.data(), s_.k,
-                                                         B_.data(), s_.n, C_.data(), s_.n, false, nullptr);
+                                                         B_.data(), s_.n, C_.data(), s_.n, false, nullptr, nullptr);
   }
   Shape s_;
   bool bf16_;

@@ -24,10 +24,10 @@ namespace detail {
 // Defined in gemm_avx512.cpp. Requires an AVX-512F CPU and M, N, K > 0.
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                  bool accumulate, const GemmEpilogue* epilogue);
+                  bool accumulate, const GemmEpilogue* epilogue, float* a_row_sums);
 void sgemm_avx512_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                        int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                       bool accumulate, const GemmEpilogue* epilogue);
+                       bool accumulate, const GemmEpilogue* epilogue, float* a_row_sums);
 const char* avx512_kernel_name();
 const char* avx512_bf16_kernel_name();
 }  // namespace detail
@@ -50,12 +50,14 @@ bool have_avx512_bf16() {
   return yes;
 }
 
-// The empty cases every entry point shares: nothing to do for M or N = 0; C = 0 (or left
-// as it is when accumulating) for K = 0. Returns true when it handled the call.
-bool handle_empty(int64_t M, int64_t N, int64_t K, float* C, int64_t ldc, bool accumulate,
-                  const GemmEpilogue* epilogue) {
-  if (M <= 0 || N <= 0) return true;
-  if (K > 0) return false;
+// The empty cases every entry point shares: nothing to do for M or N = 0 (but A's row sums);
+// C = 0 (or left as it is when accumulating) for K = 0. Returns true when it handled the call.
+bool handle_empty(bool trans_a, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, float* C,
+                  int64_t ldc, bool accumulate, const GemmEpilogue* epilogue, float* a_row_sums) {
+  if (M <= 0) return true;
+  if (N > 0 && K > 0) return false;
+  if (a_row_sums) detail::row_sums_of_op_a(trans_a, M, K, A, lda, a_row_sums);
+  if (N <= 0) return true;
   if (!accumulate)
     for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, size_t(N) * sizeof(float));
   if (epilogue) epilogue->apply(epilogue->context, 0, 0, M, N);
@@ -69,6 +71,13 @@ thread_local int serial_gemm_depth = 0;
 SerialGemmScope::SerialGemmScope() { ++serial_gemm_depth; }
 SerialGemmScope::~SerialGemmScope() { --serial_gemm_depth; }
 bool SerialGemmScope::active() { return serial_gemm_depth > 0; }
+
+void detail::row_sums_of_op_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda, float* sums) {
+  std::vector<double> acc(size_t(M), 0.0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t i = 0; i < M; ++i) acc[size_t(i)] += trans_a ? A[k * lda + i] : A[i * lda + k];
+  for (int64_t i = 0; i < M; ++i) sums[i] = static_cast<float>(acc[size_t(i)]);
+}
 
 namespace {
 
@@ -110,8 +119,9 @@ void eigen_gemm(const OpA& a, const OpB& b, MutMap& c, bool accumulate) {
 
 void detail::sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                         int64_t ldc, bool accumulate, const GemmEpilogue* epilogue) {
-  if (handle_empty(M, N, K, C, ldc, accumulate, epilogue)) return;
+                         int64_t ldc, bool accumulate, const GemmEpilogue* epilogue, float* a_row_sums) {
+  if (handle_empty(trans_a, M, N, K, A, lda, C, ldc, accumulate, epilogue, a_row_sums)) return;
+  if (a_row_sums) row_sums_of_op_a(trans_a, M, K, A, lda, a_row_sums);
   MutMap c(C, M, N, Eigen::OuterStride<>(ldc));
   const ConstMap a = trans_a ? ConstMap(A, K, M, Eigen::OuterStride<>(lda))
                              : ConstMap(A, M, K, Eigen::OuterStride<>(lda));
@@ -127,11 +137,11 @@ void detail::sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
            int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
-           const GemmEpilogue* epilogue) {
+           const GemmEpilogue* epilogue, float* a_row_sums) {
   if (!have_avx512())
-    return detail::sgemm_eigen(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
-  if (handle_empty(M, N, K, C, ldc, accumulate, epilogue)) return;
-  detail::sgemm_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
+    return detail::sgemm_eigen(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
+  if (handle_empty(trans_a, M, N, K, A, lda, C, ldc, accumulate, epilogue, a_row_sums)) return;
+  detail::sgemm_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
 }
 
 const char* sgemm_kernel_name() {
@@ -153,8 +163,10 @@ float round_to_bf16(float x) {
 
 void detail::sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                                  const float* A, int64_t lda, const float* B, int64_t ldb,
-                                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue) {
-  if (handle_empty(M, N, K, C, ldc, accumulate, epilogue)) return;
+                                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue,
+                                 float* a_row_sums) {
+  if (handle_empty(trans_a, M, N, K, A, lda, C, ldc, accumulate, epilogue, a_row_sums)) return;
+  if (a_row_sums) row_sums_of_op_a(trans_a, M, K, A, lda, a_row_sums);  // of A itself, not its rounding
   // Rounded copies, stored tight (leading dimension = row length).
   auto rounded = [](const float* src, int64_t rows, int64_t cols, int64_t ld) {
     std::vector<float> out(size_t(rows * cols));
@@ -171,11 +183,12 @@ void detail::sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t 
 
 void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
-                const GemmEpilogue* epilogue) {
+                const GemmEpilogue* epilogue, float* a_row_sums) {
   if (!have_avx512_bf16())
-    return detail::sgemm_bf16_emulated(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
-  if (handle_empty(M, N, K, C, ldc, accumulate, epilogue)) return;
-  detail::sgemm_avx512_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
+    return detail::sgemm_bf16_emulated(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue,
+                                       a_row_sums);
+  if (handle_empty(trans_a, M, N, K, A, lda, C, ldc, accumulate, epilogue, a_row_sums)) return;
+  detail::sgemm_avx512_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
 }
 
 const char* sgemm_bf16_kernel_name() {

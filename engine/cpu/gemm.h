@@ -24,9 +24,15 @@ struct GemmEpilogue {
   const void* context;
 };
 
+// a_row_sums (optional, M floats) also receives Σ_k op(A)[i, k] for every row i of op(A),
+// summed in double in k order and rounded to float once: a linear layer's bias gradient is the
+// row sums of the A of its weight gradient dW = Gᵀ·x, taken here while A is packed instead of
+// in a pass over G of its own. From A's fp32 values (in sgemm_bf16 too); the same bits on every
+// path and thread count.
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
            const float* A, int64_t lda, const float* B, int64_t ldb,
-           float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr);
+           float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
+           float* a_row_sums = nullptr);
 
 // While one lives, the GEMMs that its thread calls run on that thread alone: for callers that
 // already spread many small products over the threads (attention's heads), where splitting
@@ -50,7 +56,8 @@ const char* sgemm_kernel_name();
 // different summation order, slower. Bitwise identical for any thread count on a given CPU.
 void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                 const float* A, int64_t lda, const float* B, int64_t ldb,
-                float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr);
+                float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
+                float* a_row_sums = nullptr);
 const char* sgemm_bf16_kernel_name();  // "avx512_bf16 12x32" or "emulated (rounded fp32)"
 
 // x rounded to the nearest bfloat16 (ties to even), returned as the float it represents;
@@ -62,11 +69,15 @@ namespace detail {
 // tests cover it on AVX-512 machines too. Same contract as sgemm.
 void sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  const float* A, int64_t lda, const float* B, int64_t ldb,
-                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr);
+                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
+                 float* a_row_sums = nullptr);
 // sgemm_bf16's path for CPUs without AVX512_BF16, callable directly for the tests.
 void sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          const float* A, int64_t lda, const float* B, int64_t ldb,
-                         float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr);
+                         float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
+                         float* a_row_sums = nullptr);
+// a_row_sums on its own (the chain every path computes: k in order, in double).
+void row_sums_of_op_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda, float* sums);
 }  // namespace detail
 
 }  // namespace sparo::cpu

@@ -44,6 +44,7 @@
 #include <cstdio>
 #include <new>
 #include <utility>
+#include <vector>
 
 #define SPARO_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 // The bf16 path's functions (vcvtne2ps2bf16, vdpbf16ps) are called only after
@@ -192,12 +193,15 @@ constexpr int64_t kPackAhead = SPARO_PACK_AHEAD;
 // panel q holds dst[q*width*kc + k*width + c] = src[k*ld + q*width + c] for
 // q*width + c < cols, zeros past that. Each source row is read from start to end once
 // (sequential streams prefetch well; reading panel by panel would stride over the rows).
+// sums (when not null): sums[c] += src[k*ld + c] for every k in order (see Problem::a_sums).
 SPARO_AVX512 void pack_direct(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst,
-                              int width) {
+                              int width, double* sums) {
   const int64_t panels = (cols + width - 1) / width;
   for (int64_t k = 0; k < kc; ++k) {
     const float* s = src + k * ld;
     float* d = dst + k * width;
+    if (sums)
+      for (int64_t c = 0; c < cols; ++c) sums[c] += s[c];
     if (k + 2 * kPackAhead < kc)
       for (int64_t c = 0; c < cols; c += 16) __builtin_prefetch(s + 2 * kPackAhead * ld + c, 0, 3);
     for (int64_t q = 0; q < panels; ++q) {
@@ -246,7 +250,7 @@ SPARO_AVX512_BF16 void pack_pairs_transposed(const float* src, int64_t ld, int r
 // Like pack_direct for an operand that is k-major: rows 2w and 2w+1 of the source become
 // word row w, interleaved column by column.
 SPARO_AVX512_BF16 void pack_pairs_direct(const float* src, int64_t ld, int64_t cols, int64_t kc,
-                                         float* dst, int width) {
+                                         float* dst, int width, double* sums) {
   // 16-bit lanes: out[2c] = in[c] (row 2w, column c), out[2c + 1] = in[16 + c] (row 2w + 1).
   alignas(64) static const uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
                                                       21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
@@ -257,6 +261,11 @@ SPARO_AVX512_BF16 void pack_pairs_direct(const float* src, int64_t ld, int64_t c
   for (int64_t w = 0; w < words; ++w) {
     const float* s0 = src + 2 * w * ld;
     const bool has_odd = 2 * w + 1 < kc;
+    if (sums) {  // the fp32 values, k in order
+      for (int64_t c = 0; c < cols; ++c) sums[c] += s0[c];
+      if (has_odd)
+        for (int64_t c = 0; c < cols; ++c) sums[c] += s0[ld + c];
+    }
     if (2 * (w + kPackAhead) + 1 < kc)
       for (int64_t c = 0; c < cols; c += 16) {
         __builtin_prefetch(s0 + 2 * kPackAhead * ld + c, 0, 3);
@@ -407,8 +416,9 @@ struct F32Format {
                          int col0) {
     pack_transposed(src, ld, rows, kc, dst, width, col0);
   }
-  static void direct(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst, int width) {
-    pack_direct(src, ld, cols, kc, dst, width);
+  static void direct(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst, int width,
+                     double* sums) {
+    pack_direct(src, ld, cols, kc, dst, width, sums);
   }
   static constexpr KernelTable<F32Kernel> kernels{};
 };
@@ -420,18 +430,20 @@ struct Bf16Format {
                          int col0) {
     pack_pairs_transposed(src, ld, rows, kc, dst, width, col0);
   }
-  static void direct(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst, int width) {
-    pack_pairs_direct(src, ld, cols, kc, dst, width);
+  static void direct(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst, int width,
+                     double* sums) {
+    pack_pairs_direct(src, ld, cols, kc, dst, width, sums);
   }
   static constexpr KernelTable<Bf16Kernel> kernels{};
 };
 
-// op(A)[i0:i0+mc, p0:p0+kc] -> ceil(mc/MR) panels of words(kc)*MR words.
+// op(A)[i0:i0+mc, p0:p0+kc] -> ceil(mc/MR) panels of words(kc)*MR words; with sums (only
+// for a transposed A), also sums[i0 + i] += op(A)[i0 + i, k] over the block's k in order.
 template <class F>
 void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
-            float* dst) {
+            float* dst, double* sums = nullptr) {
   if (trans) {  // A stored [K,M]: k-major already
-    F::direct(A + p0 * lda + i0, lda, mc, kc, dst, kMR);
+    F::direct(A + p0 * lda + i0, lda, mc, kc, dst, kMR, sums ? sums + i0 : nullptr);
     return;
   }
   for (int64_t ip = 0; ip < mc; ip += kMR) {  // A[M,K]: row i contiguous along k
@@ -447,7 +459,7 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc, int
   const int64_t kw = F::words(kc);
   if (!trans) {  // B[K,N]: k-major already
     const int64_t j = jp0 * kNR;
-    F::direct(B + p0 * ldb + j0 + j, ldb, std::min(nc, jp1 * kNR) - j, kc, dst + j * kw, kNR);
+    F::direct(B + p0 * ldb + j0 + j, ldb, std::min(nc, jp1 * kNR) - j, kc, dst + j * kw, kNR, nullptr);
     return;
   }
   for (int64_t jp = jp0; jp < jp1; ++jp) {  // B stored [N,K]: op(B) column contiguous along k
@@ -524,6 +536,10 @@ struct Problem {
   int64_t ldc;
   bool accumulate;
   const GemmEpilogue* epilogue;
+  // Row sums of a transposed A in double (null: not asked for), added to as A is packed: by
+  // the one task whose columns start at 0, so that each row's chain is k in order whatever
+  // the split (the row split's K blocks follow each other; run_columns loops them in order).
+  double* a_sums;
 };
 
 // The whole product for columns [n0, n1) of C, on one thread, for a small A (the column
@@ -537,7 +553,7 @@ struct Problem {
 constexpr int64_t kBGroupBytes = 256 * 1024;
 
 template <class F>
-void run_columns(const Problem& p, int64_t kc_step, int64_t n0, int64_t n1) {
+void run_columns(const Problem& p, int64_t kc_step, int64_t n0, int64_t n1, bool take_sums) {
   const int64_t kw_max = F::words(std::min(kc_step, p.K));
   const int64_t group = std::max<int64_t>(1, kBGroupBytes / int64_t(sizeof(float) * kNR * kw_max)) * kNR;
   float* Abuf = tls_a.get(size_t(ceil_div(p.M, kMR) * kMR * kw_max));
@@ -545,7 +561,7 @@ void run_columns(const Problem& p, int64_t kc_step, int64_t n0, int64_t n1) {
   for (int64_t pc = 0; pc < p.K; pc += kc_step) {
     const int64_t kc = std::min(kc_step, p.K - pc);
     const bool beta = p.accumulate || pc > 0;
-    pack_a<F>(p.ta, p.A, p.lda, 0, p.M, pc, kc, Abuf);
+    pack_a<F>(p.ta, p.A, p.lda, 0, p.M, pc, kc, Abuf, take_sums ? p.a_sums : nullptr);
     for (int64_t j = n0; j < n1; j += group) {
       const int64_t cols = std::min(group, n1 - j);
       pack_b<F>(p.tb, p.B, p.ldb, pc, kc, j, cols, 0, ceil_div(cols, kNR), Bgroup);
@@ -601,7 +617,7 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
     if (mt == 1) {
       auto columns = [&](int64_t tj) {
         const int64_t c0 = tj * panels_per_nt * kNR, c1 = std::min(nc, c0 + panels_per_nt * kNR);
-        if (c0 < c1) run_columns<F>(p, kc_step, jc + c0, jc + c1);
+        if (c0 < c1) run_columns<F>(p, kc_step, jc + c0, jc + c1, jc == 0 && c0 == 0);
       };
       if (threads == 1 || nt == 1) {
         for (int64_t tj = 0; tj < nt; ++tj) columns(tj);
@@ -643,7 +659,7 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
         // Rows are processed in slices of at most kMC so the packed A slice stays in L2.
         for (int64_t is = i0; is < i1; is += kMC) {
           const int64_t mc = std::min(kMC, i1 - is);
-          pack_a<F>(p.ta, p.A, p.lda, is, mc, pc, kc, Abuf);
+          pack_a<F>(p.ta, p.A, p.lda, is, mc, pc, kc, Abuf, jc == 0 && n0 == 0 ? p.a_sums : nullptr);
           macro_kernel<F>(mc, n0, n1, kc, Abuf, Bbuf, p.C + is * p.ldc + jc, p.ldc, beta);
           // The last K block finished these rows × columns: hand them on while in L2.
           if (p.epilogue && pc + kc == p.K) p.epilogue->apply(p.epilogue->context, is, jc + n0, mc, n1 - n0);
@@ -662,8 +678,13 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
 
 template <class F>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue) {
-  const Problem p{trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue};
+          const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue,
+          float* a_row_sums) {
+  // A row-major A's rows are packed by 16x16 transposes: its sums are a loop of their own.
+  if (a_row_sums && !trans_a) row_sums_of_op_a(trans_a, M, K, A, lda, a_row_sums);
+  std::vector<double> a_sums(a_row_sums && trans_a ? size_t(M) : 0, 0.0);
+  const Problem p{trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue,
+                  a_sums.empty() ? nullptr : a_sums.data()};
   const bool small = double(M) * double(N) * double(K) < kInlineMacs;
   const int threads = small || SerialGemmScope::active() ? 1 : current_threads();
 
@@ -686,6 +707,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const flo
     // (which might call sgemm again and reuse this thread's buffers).
     tbb::this_task_arena::isolate([&] { run<F>(p, threads, bb, b_elems); });
   }
+  for (size_t i = 0; i < a_sums.size(); ++i) a_row_sums[i] = static_cast<float>(a_sums[i]);
 }
 
 }  // namespace
@@ -694,14 +716,14 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const flo
 // (M, N, K all > 0 here).
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                  bool accumulate, const GemmEpilogue* epilogue) {
-  gemm<F32Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
+                  bool accumulate, const GemmEpilogue* epilogue, float* a_row_sums) {
+  gemm<F32Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
 }
 
 void sgemm_avx512_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                        int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                       bool accumulate, const GemmEpilogue* epilogue) {
-  gemm<Bf16Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue);
+                       bool accumulate, const GemmEpilogue* epilogue, float* a_row_sums) {
+  gemm<Bf16Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
 }
 
 const char* avx512_kernel_name() {

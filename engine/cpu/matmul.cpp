@@ -16,7 +16,7 @@ void CpuBackend::matmul(const Tensor& at, const Tensor& bt, Tensor& ct, const Ma
   parallel_for(d.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
       gemm(d.trans_a, d.trans_b, d.M, d.N, d.K, a + i * d.a_batch_stride, lda, b + i * d.b_batch_stride, ldb,
-            c + i * d.c_batch_stride, d.N, d.accumulate, nullptr);
+            c + i * d.c_batch_stride, d.N, d.accumulate, nullptr, nullptr);
   });
 }
 
@@ -36,7 +36,16 @@ void CpuBackend::linear(const Tensor& xt, const Tensor& wt, const Tensor& biast,
                               },
                               &blocks};
   const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
-  gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, blocks.y, d.N, false, &add_bias);
+  gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, blocks.y, d.N, false, &add_bias, nullptr);
+}
+
+// dW = Gᵀ·x: G is the GEMM's A, packed k-major (a row of G at a time), and db its row sums
+// taken while it is packed.
+void CpuBackend::linear_weight_bias_grad(const Tensor& gt, const Tensor& xt, Tensor& dwt, Tensor& dbt,
+                                         const MatmulDesc& d) {
+  const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
+  gemm(true, false, d.M, d.N, d.K, data<float>(gt), d.M, data<float>(xt), d.N, data<float>(dwt), d.N, false, nullptr,
+       data<float>(dbt));
 }
 
 void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, const Tensor& biast, Tensor& pret, Tensor& outt,
@@ -76,7 +85,7 @@ void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, const Tensor& b
       &blocks};
   const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
   gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, blocks.pre, d.N, false,
-       blocks.pre == blocks.out ? &gelu_in_place : &gelu_and_derivative);
+       blocks.pre == blocks.out ? &gelu_in_place : &gelu_and_derivative, nullptr);
 }
 
 }  // namespace sparo::cpu

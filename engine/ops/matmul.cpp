@@ -144,11 +144,26 @@ MatmulDesc linear_desc(const LinearShapes& s, bool accumulate, MatmulPrecision p
 }
 
 // y = x·Wᵀ + b:  dx = G·W,  dW = Gᵀ·x,  db = Σ_rows G  (G [rows, out] as a matrix).
+// Where the backend can, db comes out of dW's GEMM (Backend::linear_weight_bias_grad).
 std::vector<Tensor> linear_backward(const Tensor& g2, const Tensor& x, const Tensor& w, bool need_x, bool need_w,
                                     bool need_b) {
   Tensor dx, dw, db;
   if (need_x) dx = reshape(matmul(g2, w), x.shape());
-  if (need_w) dw = matmul(g2, reshape(x, {g2.size(0), w.shape()[1]}), true, false);
+  const Tensor x2 = reshape(x, {g2.size(0), w.shape()[1]});
+  Backend& backend = backend_of(g2);
+  if (need_w && need_b && backend.has_fused_bias_grad() && g2.size(0) > 0) {
+    dw = Tensor::empty(w.shape(), DType::f32, g2.device());
+    db = Tensor::empty({w.shape()[0]}, DType::f32, g2.device());
+    MatmulDesc d;
+    d.M = w.shape()[0], d.N = w.shape()[1], d.K = g2.size(0);
+    d.trans_a = true;
+    d.c_batch_stride = d.M * d.N;
+    d.precision = matmul_precision();
+    backend.linear_weight_bias_grad(g2, x2, dw, db, d);
+    profiler::add_work(2.0 * static_cast<double>(d.M) * static_cast<double>(d.N) * static_cast<double>(d.K), 0.0);
+    return {dx, dw, db};
+  }
+  if (need_w) dw = matmul(g2, x2, true, false);
   if (need_b) db = sum(g2, 0);
   return {dx, dw, db};
 }

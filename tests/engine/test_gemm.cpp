@@ -28,7 +28,7 @@ using sparo::cpu::detail::sgemm_bf16_emulated;
 
 using sparo::cpu::GemmEpilogue;
 using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t,
-                        const float*, int64_t, float*, int64_t, bool, const GemmEpilogue*);
+                        const float*, int64_t, float*, int64_t, bool, const GemmEpilogue*, float*);
 
 struct Operands {
   int64_t M, N, K, lda, ldb, ldc;
@@ -84,7 +84,16 @@ void check(GemmFn fn, bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t
       if (!accumulate) o.C[size_t(i * o.ldc + j)] = std::numeric_limits<float>::quiet_NaN();
     for (int64_t j = N; j < o.ldc; ++j) o.C[size_t(i * o.ldc + j)] = sentinel;
   }
-  fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, accumulate, nullptr);
+  std::vector<float> row_sums(size_t(M + 1), sentinel);  // one past the end must survive
+  fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, accumulate, nullptr,
+     row_sums.data());
+  // op(A)'s row sums: exactly the chain k in order in double (whatever the path and split).
+  for (int64_t i = 0; i < M; ++i) {
+    double sum = 0.0;
+    for (int64_t k = 0; k < K; ++k) sum += a_at(o, i, k);
+    EXPECT_EQ(row_sums[size_t(i)], static_cast<float>(sum)) << "row sum " << i;
+  }
+  EXPECT_EQ(row_sums[size_t(M)], sentinel) << "row sums written past M";
 
   const double tol = 1e-5 * std::sqrt(double(std::max<int64_t>(K, 1)));
   int failures = 0;
@@ -178,6 +187,9 @@ TEST(Gemm, LargeBlocksCrossBoundaries) {
   check(&sgemm, true, true, 150, 70, 513, 2, true);
   check(&sgemm, false, true, 3, 4200, 300, 1, false);
   check(&sgemm, true, false, 2, 4133, 97, 0, true);
+  // A weight gradient's shape (Gᵀ·x): row split over a transposed A, three K blocks, whose
+  // row sums (the bias gradient) check() compares too.
+  check(&sgemm, true, false, 600, 40, 1000, 3, false);
 }
 
 TEST(Gemm, KZero) {
@@ -188,7 +200,9 @@ TEST(Gemm, KZero) {
       for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < N; ++j) C[size_t(i * ldc + j)] = acc ? 2.5f : NAN;
       const float a = 1.0f, b = 1.0f;
-      fn(false, false, M, N, 0, &a, 1, &b, N, C.data(), ldc, acc, nullptr);
+      std::vector<float> row_sums(size_t(M), NAN);
+      fn(false, false, M, N, 0, &a, 1, &b, N, C.data(), ldc, acc, nullptr, row_sums.data());
+      for (float s : row_sums) EXPECT_EQ(s, 0.0f);
       for (int64_t i = 0; i < M; ++i) {
         for (int64_t j = 0; j < N; ++j) EXPECT_EQ(C[size_t(i * ldc + j)], acc ? 2.5f : 0.0f);
         for (int64_t j = N; j < ldc; ++j) EXPECT_TRUE(std::isnan(C[size_t(i * ldc + j)]));
@@ -201,6 +215,11 @@ TEST(Gemm, EmptyMOrNIsNoOp) {
   float a = 1.0f, b = 1.0f, c = 42.0f;
   sgemm(false, false, 0, 1, 1, &a, 1, &b, 1, &c, 1, false);
   sgemm(false, false, 1, 0, 1, &a, 1, &b, 1, &c, 1, false);
+  // N = 0 still sums A's rows when asked.
+  const float a2[2] = {1.5f, 2.0f};
+  float sum = 0.0f;
+  sgemm(true, false, 1, 0, 2, a2, 1, &b, 1, &c, 1, false, nullptr, &sum);
+  EXPECT_EQ(sum, 3.5f);
   sgemm(true, true, 0, 0, 0, &a, 1, &b, 1, &c, 1, false);
   EXPECT_EQ(c, 42.0f);
 }
@@ -249,9 +268,9 @@ TEST(Gemm, NoAccessPastTheEnd) {
         std::memcpy(A.data(), o.A.data(), o.A.size() * sizeof(float));
         std::memcpy(B.data(), o.B.data(), o.B.size() * sizeof(float));
         std::memcpy(C.data(), o.C.data(), o.C.size() * sizeof(float));
-        fn(ta, tb, M, N, K, A.data(), o.lda, B.data(), o.ldb, C.data(), o.ldc, true, nullptr);
+        fn(ta, tb, M, N, K, A.data(), o.lda, B.data(), o.ldb, C.data(), o.ldc, true, nullptr, nullptr);
         // Same call on ordinary memory must give the same bits.
-        fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, true, nullptr);
+        fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, true, nullptr, nullptr);
         EXPECT_EQ(std::memcmp(C.data(), o.C.data(), o.C.size() * sizeof(float)), 0);
       }
 }
@@ -279,7 +298,7 @@ TEST(Gemm, BitwiseIdenticalAcrossThreadCounts) {
         tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(threads));
         std::vector<float> C = o.C;
         fn(c.ta, c.tb, c.M, c.N, c.K, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), o.ldc,
-           idx == 2, nullptr);
+           idx == 2, nullptr, nullptr);
         results[idx++] = std::move(C);
       }
       ASSERT_EQ(results[0].size(), results[1].size());
@@ -287,7 +306,7 @@ TEST(Gemm, BitwiseIdenticalAcrossThreadCounts) {
       // Accumulate on 2 threads from the original C, then compare with 1-thread accumulate.
       tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
       std::vector<float> C1 = o.C;
-      fn(c.ta, c.tb, c.M, c.N, c.K, o.A.data(), o.lda, o.B.data(), o.ldb, C1.data(), o.ldc, true, nullptr);
+      fn(c.ta, c.tb, c.M, c.N, c.K, o.A.data(), o.lda, o.B.data(), o.ldb, C1.data(), o.ldc, true, nullptr, nullptr);
       EXPECT_EQ(std::memcmp(results[2].data(), C1.data(), C1.size() * sizeof(float)), 0);
     }
   }
@@ -355,7 +374,7 @@ TEST(Gemm, EpilogueSeesEveryFinishedElementOnce) {
           const Copy context{o.C.data(), o.ldc, seen.data(), visits.data()};
           GemmEpilogue e = copy;
           e.context = &context;
-          fn(false, true, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, acc, &e);
+          fn(false, true, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, o.C.data(), o.ldc, acc, &e, nullptr);
           int wrong = 0;
           for (int64_t i = 0; i < M; ++i)
             for (int64_t j = 0; j < N; ++j) {
@@ -415,6 +434,7 @@ TEST(GemmBf16, EdgesAndLargeBlocks) {
     check(fn, true, true, 150, 70, 771, 2, true, 9, true);
     check(fn, false, true, 3, 4200, 301, 1, false, 9, true);
     check(fn, true, false, 2, 4133, 97, 0, true, 9, true);
+    check(fn, true, false, 600, 40, 1601, 3, false, 9, true);  // row split, A transposed, odd K
   }
 }
 
@@ -425,7 +445,7 @@ TEST(GemmBf16, ErrorIsOfBf16SizeAgainstUnroundedInputs) {
   Operands o = make(false, false, M, N, K, 0, 21);
   for (GemmFn fn : {GemmFn(&sgemm_bf16), GemmFn(&sgemm_bf16_emulated)}) {
     std::vector<float> C(size_t(M * N));
-    fn(false, false, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), N, false, nullptr);
+    fn(false, false, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), N, false, nullptr, nullptr);
     double worst = 0.0;
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) {
@@ -447,7 +467,7 @@ TEST(GemmBf16, NanAndInfPropagate) {
     o.A[size_t(3 * o.lda + 5)] = std::numeric_limits<float>::quiet_NaN();  // row 3
     o.B[size_t(7 * o.ldb + 9)] = std::numeric_limits<float>::infinity();   // column 9
     std::vector<float> C(size_t(20 * 40));
-    fn(false, false, 20, 40, 37, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), 40, false, nullptr);
+    fn(false, false, 20, 40, 37, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), 40, false, nullptr, nullptr);
     for (int64_t i = 0; i < 20; ++i)
       for (int64_t j = 0; j < 40; ++j) {
         const float c = C[size_t(i * 40 + j)];

@@ -41,7 +41,7 @@ TEST_F(Profiler, LinearSoftmaxForwardAndBackwardGiveExactRows) {
 
   // linear with a bias is one op (the GEMM accumulates onto the bias); full is backward()'s seed
   // gradient of ones; grad_accumulate stores the gradients of the three leaves. Nothing nested
-  // (linear's expand of the bias, its backward's GEMMs and sum, sum's expand) has a row of its own.
+  // (linear's backward's GEMMs, sum's expand) has a row of its own.
   EXPECT_EQ(row_names(r), (std::set<std::string>{"linear", "softmax", "mul", "sum", "full", "grad_accumulate"}));
   for (const char* op : {"linear", "softmax", "mul", "sum"}) {
     const profiler::Row* row = r.find(op);
