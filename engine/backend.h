@@ -172,6 +172,17 @@ class Backend {
     throw Error(name() + ": no fused weight and bias gradient kernel");
   }
 
+  // ---- a product multiplied elementwise, fused (optional) ------------------------------
+  // c = (op(a)·op(b)) ⊙ m (d as for matmul, one product, no accumulate; m [M, N] like c), each
+  // block of c multiplied as the GEMM finishes it: mlp_gelu's backward takes GELU's derivative
+  // into fc2's input gradient this way. A backend without it (has_fused_matmul_mul() false)
+  // gets mlp_gelu composed of linear_gelu and linear.
+  virtual bool has_fused_matmul_mul() const { return false; }
+  virtual void matmul_mul(const Tensor& /*a*/, const Tensor& /*b*/, const Tensor& /*m*/, Tensor& /*c*/,
+                          const MatmulDesc& /*d*/) {
+    throw Error(name() + ": no fused matmul + mul kernel");
+  }
+
   // ---- linear + GELU, fused (optional) ------------------------------------------------
   // z = x·wᵀ (+ bias in every row when it is defined), out = gelu(z) with the erf form, each
   // block of out computed as soon as the GEMM has finished it, while it is still in cache

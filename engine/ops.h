@@ -25,6 +25,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 // gelu(linear(x, weight, bias)) (erf GELU), computed as one op where the backend can (the CPU:
 // GELU on each block of the product as the GEMM finishes it).
 Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// A transformer's MLP, linear(linear_gelu(x, w1, b1), w2, b2), as one op where the backend can:
+// its backward multiplies fc2's input gradient by GELU's derivative as the GEMM finishes each
+// block of it (Backend::matmul_mul) instead of in a pass of its own. Both biases are required.
+Tensor mlp_gelu(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2);
 
 // Mixed precision: the precision of every matmul (and linear) that this thread runs from now
 // on, f32 by default. With bf16 each product rounds its inputs to bfloat16 and sums in f32;
@@ -155,7 +159,7 @@ void fill_(Tensor& dst, float value);
 // (tests/engine/test_op_ring.cpp) fails when one of these lacks a forward test or a
 // gradient test, and when an op records a name that is not listed here.
 #define SPARO_DIFFERENTIABLE_OPS(X)                                                      \
-  X(matmul) X(linear) X(linear_gelu) X(add) X(sub) X(mul) X(div) X(maximum) X(affine) X(neg) X(exp) X(log) \
+  X(matmul) X(linear) X(linear_gelu) X(mlp_gelu) X(add) X(sub) X(mul) X(div) X(maximum) X(affine) X(neg) X(exp) X(log) \
   X(sqrt) X(rsqrt) X(tanh) X(sigmoid) X(relu) X(gelu) X(gelu_tanh) X(quick_gelu) X(square) \
   X(abs) X(pow) X(clamp) X(sum) X(mean) X(max) X(sum_to_shape) X(softmax) X(log_softmax)    \
   X(layer_norm) X(l2_normalize) X(embedding) X(index_select) X(where) X(masked_fill)         \

@@ -76,10 +76,17 @@ Tensor TransformerBlock::forward(const Tensor& x, const Tensor& mask, Generator*
     return gen && training_ && drop_path > 0.0f ? sparo::drop_path(t, drop_path, *gen) : t;
   };
   Tensor h = add(x, maybe_drop(attention(ln_1.forward(x), mask)));
-  // GELU (erf) fused into fc1 where the backend can (engine/ops.h linear_gelu).
-  const Tensor hidden = act == Activation::gelu ? linear_gelu(ln_2.forward(h), fc1.weight, fc1.bias)
-                                                : activate(fc1.forward(ln_2.forward(h)), act);
-  return add(h, maybe_drop(fc2.forward(hidden)));
+  // GELU (erf) fused into fc1, and the MLP's backward into fewer passes, where the backend can
+  // (engine/ops.h mlp_gelu).
+  const Tensor x2 = ln_2.forward(h);
+  Tensor mlp;
+  if (act != Activation::gelu)
+    mlp = fc2.forward(activate(fc1.forward(x2), act));
+  else if (fc1.bias.defined() && fc2.bias.defined())
+    mlp = mlp_gelu(x2, fc1.weight, fc1.bias, fc2.weight, fc2.bias);
+  else
+    mlp = fc2.forward(linear_gelu(x2, fc1.weight, fc1.bias));
+  return add(h, maybe_drop(mlp));
 }
 
 void TransformerBlock::collect_parameters(const std::string& p, NamedTensors& out) const {

@@ -90,6 +90,8 @@ class CpuBackend final : public Backend {
 
   bool has_fused_linear() const override { return true; }
   void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, const MatmulDesc& d) override;
+  bool has_fused_matmul_mul() const override { return true; }
+  void matmul_mul(const Tensor& a, const Tensor& b, const Tensor& m, Tensor& c, const MatmulDesc& d) override;
   bool has_fused_bias_grad() const override { return true; }
   void linear_weight_bias_grad(const Tensor& g, const Tensor& x, Tensor& dw, Tensor& db, const MatmulDesc& d) override;
   bool has_fused_linear_gelu() const override { return true; }

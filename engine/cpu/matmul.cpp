@@ -39,6 +39,26 @@ void CpuBackend::linear(const Tensor& xt, const Tensor& wt, const Tensor& biast,
   gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, blocks.y, d.N, false, &add_bias, nullptr);
 }
 
+void CpuBackend::matmul_mul(const Tensor& at, const Tensor& bt, const Tensor& mt, Tensor& ct, const MatmulDesc& d) {
+  struct Blocks {
+    const float* m;
+    float* c;
+    int64_t ld;
+  } blocks{data<float>(mt), data<float>(ct), d.N};
+  const GemmEpilogue times_m{[](const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
+                               const Blocks& b = *static_cast<const Blocks*>(context);
+                               for (int64_t r = row0; r < row0 + rows; ++r) {
+                                 float* c = b.c + r * b.ld + col0;
+                                 const float* m = b.m + r * b.ld + col0;
+                                 for (int64_t j = 0; j < cols; ++j) c[j] *= m[j];
+                               }
+                             },
+                             &blocks};
+  const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
+  gemm(d.trans_a, d.trans_b, d.M, d.N, d.K, data<float>(at), d.trans_a ? d.M : d.K, data<float>(bt),
+       d.trans_b ? d.K : d.N, blocks.c, d.N, false, &times_m, nullptr);
+}
+
 // dW = Gᵀ·x: G is the GEMM's A, packed k-major (a row of G at a time), and db its row sums
 // taken while it is packed.
 void CpuBackend::linear_weight_bias_grad(const Tensor& gt, const Tensor& xt, Tensor& dwt, Tensor& dbt,

@@ -246,4 +246,61 @@ Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return x.dim() == 1 ? reshape(out, {s.out_features}) : out;
 }
 
+// The forward is linear_gelu's and linear's kernels one after the other (GELU's derivative kept
+// for the backward, as linear_gelu keeps it); the backward is fc2's, then fc1's, with the hidden
+// layer's gradient (g·W2) multiplied by that derivative in the GEMM's epilogue: no pass of
+// g·W2 ⊙ gelu' over the [rows, hidden] activation, which linear_gelu's backward makes.
+// Without a backward (inference) it is linear_gelu and linear, GELU in place.
+Tensor mlp_gelu(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
+  const LinearShapes s1 = check_linear("mlp_gelu", x, w1, b1);
+  check_defined("mlp_gelu", b1, "b1");
+  check_defined("mlp_gelu", w2, "w2");
+  check_defined("mlp_gelu", b2, "b2");
+  if (w2.dim() != 2 || w2.shape()[1] != s1.out_features)
+    throw Error("mlp_gelu: w2 has shape " + shape_str(w2.shape()) + ", expected [out, " +
+                std::to_string(s1.out_features) + "] (fc1's " + std::to_string(s1.out_features) + " outputs)");
+  Backend& backend = backend_of(x);
+  const bool fused = backend.has_fused_linear_gelu() && backend.has_fused_linear() && backend.has_fused_matmul_mul();
+  if (!fused || s1.rows == 0 || s1.in == 0 || !needs_grad({&s1.x2, &w1, &b1, &w2, &b2}))
+    return linear(linear_gelu(x, w1, b1), w2, b2);
+  Tensor hidden = Tensor::empty({s1.rows, s1.out_features}, DType::f32, x.device());
+  const LinearShapes s2 = check_linear("mlp_gelu", hidden, w2, b2);
+  profiler::Scope scope("mlp_gelu");
+  const MatmulPrecision precision = matmul_precision();
+  Tensor derivative = Tensor::empty({s1.rows, s1.out_features}, DType::f32, x.device());
+  backend.linear_gelu(reshape(s1.x2.detach(), {s1.rows, s1.in}), w1.detach(), b1.detach(), derivative, hidden,
+                      linear_desc(s1, false, precision));
+  Tensor y = Tensor::empty({s2.rows, s2.out_features}, DType::f32, x.device());
+  backend.linear(hidden, w2.detach(), b2.detach(), y, linear_desc(s2, false, precision));
+  profiler::add_work(2.0 * static_cast<double>(s1.rows) * static_cast<double>(s1.out_features) *
+                         (static_cast<double>(s1.in) + static_cast<double>(s2.out_features)),
+                     0.0);
+  Shape out_shape = s1.out_shape;
+  out_shape.back() = s2.out_features;
+  y = record("mlp_gelu", reshape(y, out_shape), {&s1.x2, &w1, &b1, &w2, &b2},
+             [x = s1.x2.detach(), w1 = w1.detach(), w2 = w2.detach(), hidden, derivative, precision,
+              rows = s1.rows, need_x = s1.x2.requires_grad(), need_w1 = w1.requires_grad(),
+              need_b1 = b1.requires_grad(), need_w2 = w2.requires_grad(),
+              need_b2 = b2.requires_grad()](const Tensor& g) {
+               const MatmulPrecisionScope same_as_forward(precision);
+               const Tensor g2 = reshape(g, {rows, g.shape().back()});
+               std::vector<Tensor> fc2 = linear_backward(g2, hidden, w2, false, need_w2, need_b2);
+               std::vector<Tensor> fc1(3);
+               if (need_x || need_w1 || need_b1) {
+                 // d pre-activation = (g·W2) ⊙ gelu'(pre), the product finished block by block.
+                 Tensor dpre = Tensor::empty(derivative.shape(), DType::f32, g.device());
+                 MatmulDesc d;
+                 d.M = rows, d.N = w2.shape()[1], d.K = w2.shape()[0];
+                 d.c_batch_stride = d.M * d.N;
+                 d.precision = precision;
+                 backend_of(g).matmul_mul(g2, w2, derivative, dpre, d);
+                 profiler::add_work(2.0 * static_cast<double>(d.M) * static_cast<double>(d.N) * static_cast<double>(d.K),
+                                    0.0);
+                 fc1 = linear_backward(dpre, x, w1, need_x, need_w1, need_b1);
+               }
+               return std::vector<Tensor>{fc1[0], fc1[1], fc1[2], fc2[1], fc2[2]};
+             });
+  return x.dim() == 1 ? reshape(y, {s2.out_features}) : y;
+}
+
 }  // namespace sparo

@@ -166,6 +166,24 @@ std::vector<Case> make_cases() {
                                     });
   linear_gelu_bf16.rtol = 2e-2, linear_gelu_bf16.atol = 0.1, linear_gelu_bf16.grad_tol = 2e-2;
 
+  // mlp_gelu: fc1 + GELU + fc2 as one op (CPU; its backward multiplies g·W2 by GELU's derivative
+  // in the GEMM's epilogue), composed on Vulkan. 70 rows, 33 → 37 → 29 (edges of the blocking).
+  const auto mlp_ref = [=](auto& r) {
+    const Ref hidden = gelu_ref(ref::zip(ref::matmul(r[0], r[1], false, true), r[2], std::plus<double>()));
+    return ref::zip(ref::matmul(hidden, r[3], false, true), r[4], std::plus<double>());
+  };
+  add_case("mlp_gelu", "2x35x33_to_37_to_29", {{{2, 35, 33}}, {{37, 33}}, {{37}}, {{29, 37}}, {{29}}},
+           [](auto& x) { return mlp_gelu(x[0], x[1], x[2], x[3], x[4]); }, mlp_ref);
+  Case& mlp_gelu_bf16 = add_case("mlp_gelu", "bf16_40x33_to_37_to_29", {{{40, 33}}, {{37, 33}}, {{37}}, {{29, 37}}, {{29}}},
+                                 [](auto& x) {
+                                   const MatmulPrecisionScope bf16(MatmulPrecision::bf16);
+                                   return mlp_gelu(x[0], x[1], x[2], x[3], x[4]);
+                                 },
+                                 mlp_ref);
+  // Two bf16 products in a chain, the second over hidden values of ~6 (unscaled random weights):
+  // its rounding errors reach ~0.2. Tensor.MlpGeluIsLinearOfLinearGeluBitwise pins it exactly.
+  mlp_gelu_bf16.rtol = 2e-2, mlp_gelu_bf16.atol = 0.4, mlp_gelu_bf16.grad_tol = 2e-2;
+
   // binary ops with broadcasting edge cases.
   const std::vector<std::pair<std::string, std::pair<Shape, Shape>>> broadcasts = {
       {"same", {{3, 4}, {3, 4}}},         {"row", {{3, 4}, {4}}},           {"column", {{3, 1}, {3, 4}}},

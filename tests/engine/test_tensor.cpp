@@ -298,6 +298,36 @@ TEST(Tensor, LinearGeluGradientsMatchGeluOfLinear) {
   }
 }
 
+// mlp_gelu runs linear_gelu's and linear's kernels, and in its backward multiplies g·W2 by GELU's
+// derivative in the GEMM's epilogue: the same float operations as the composition, so the same
+// bits, forward and all five gradients, in f32 and bf16.
+TEST(Tensor, MlpGeluIsLinearOfLinearGeluBitwise) {
+  Generator gen(9);
+  const Tensor x0 = Tensor::randn({2, 150, 40}, gen), w10 = Tensor::randn({100, 40}, gen),
+               b10 = Tensor::randn({100}, gen), w20 = Tensor::randn({30, 100}, gen), b20 = Tensor::randn({30}, gen);
+  const Tensor upstream = Tensor::randn({2, 150, 30}, gen);
+  for (MatmulPrecision precision : {MatmulPrecision::f32, MatmulPrecision::bf16}) {
+    const MatmulPrecisionScope scope(precision);
+    auto run = [&](bool fused) {
+      std::vector<Tensor> p = {x0.clone(), w10.clone(), b10.clone(), w20.clone(), b20.clone()};
+      for (Tensor& t : p) t.requires_grad_();
+      const Tensor y = fused ? mlp_gelu(p[0], p[1], p[2], p[3], p[4]) : linear(linear_gelu(p[0], p[1], p[2]), p[3], p[4]);
+      y.backward(upstream);
+      std::vector<std::vector<float>> out = {y.to_float_vector()};
+      for (const Tensor& t : p) out.push_back(t.grad().to_float_vector());
+      return out;
+    };
+    const auto fused = run(true), composed = run(false);
+    for (size_t t = 0; t < fused.size(); ++t)
+      EXPECT_EQ(fused[t], composed[t]) << matmul_precision_name(precision) << (t == 0 ? " output" : " gradient ")
+                                       << (t == 0 ? "" : std::to_string(t - 1));
+  }
+  // Inference (no gradient) is the composition itself; a w2 that does not take fc1's outputs is
+  // an error naming both.
+  expect_error([&] { mlp_gelu(x0, w10, b10, Tensor::randn({30, 99}, gen), b20); },
+               {"mlp_gelu: w2 has shape [30, 99], expected [out, 100]"});
+}
+
 // The bias gradient comes out of the weight gradient's GEMM (Backend::linear_weight_bias_grad):
 // it is the sums of the output gradient's rows, in double in row order, from its fp32 values
 // in bf16 too; with 700 rows and 600 outputs the GEMM splits rows over threads and K blocks.
