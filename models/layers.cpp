@@ -78,14 +78,15 @@ Tensor TransformerBlock::forward(const Tensor& x, const Tensor& mask, Generator*
   Tensor h = add(x, maybe_drop(attention(ln_1.forward(x), mask)));
   // GELU (erf) fused into fc1, and the MLP's backward into fewer passes, where the backend can
   // (engine/ops.h mlp_gelu).
-  const Tensor x2 = ln_2.forward(h);
+  // ln_2's output is a temporary: held in a variable it would outlive fc1 (inference's peak
+  // memory has little to spare).
   Tensor mlp;
   if (act != Activation::gelu)
-    mlp = fc2.forward(activate(fc1.forward(x2), act));
+    mlp = fc2.forward(activate(fc1.forward(ln_2.forward(h)), act));
   else if (fc1.bias.defined() && fc2.bias.defined())
-    mlp = mlp_gelu(x2, fc1.weight, fc1.bias, fc2.weight, fc2.bias);
+    mlp = mlp_gelu(ln_2.forward(h), fc1.weight, fc1.bias, fc2.weight, fc2.bias);
   else
-    mlp = fc2.forward(linear_gelu(x2, fc1.weight, fc1.bias));
+    mlp = fc2.forward(linear_gelu(ln_2.forward(h), fc1.weight, fc1.bias));
   return add(h, maybe_drop(mlp));
 }
 
