@@ -163,9 +163,9 @@ class Backend {
   // ---- a linear layer's weight and bias gradients, fused (optional) ---------------------
   // dw = gᵀ·x and db = the sums of g's rows (g [rows, out], x [rows, in]; d as for matmul
   // with trans_a: M = out, N = in, K = rows, no accumulate), db taken as the GEMM reads g
-  // rather than in a pass over g of its own. db is summed in fp32 from g's fp32 values (also
-  // with bf16 precision). A backend without it (has_fused_bias_grad() false) gets a matmul
-  // and a sum.
+  // rather than in a pass over g of its own. db is summed from g's fp32 values (also with
+  // bf16 precision). A backend without it (has_fused_bias_grad() false) gets a matmul and a
+  // sum.
   virtual bool has_fused_bias_grad() const { return false; }
   virtual void linear_weight_bias_grad(const Tensor& /*g*/, const Tensor& /*x*/, Tensor& /*dw*/, Tensor& /*db*/,
                                        const MatmulDesc& /*d*/) {
