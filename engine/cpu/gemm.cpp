@@ -73,9 +73,18 @@ SerialGemmScope::~SerialGemmScope() { --serial_gemm_depth; }
 bool SerialGemmScope::active() { return serial_gemm_depth > 0; }
 
 void detail::row_sums_of_op_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda, float* sums) {
+  // Either way each row's chain is k in order; the loops follow A's memory.
+  if (!trans_a) {
+    for (int64_t i = 0; i < M; ++i) {
+      double acc = 0.0;
+      for (int64_t k = 0; k < K; ++k) acc += A[i * lda + k];
+      sums[i] = static_cast<float>(acc);
+    }
+    return;
+  }
   std::vector<double> acc(size_t(M), 0.0);
   for (int64_t k = 0; k < K; ++k)
-    for (int64_t i = 0; i < M; ++i) acc[size_t(i)] += trans_a ? A[k * lda + i] : A[i * lda + k];
+    for (int64_t i = 0; i < M; ++i) acc[size_t(i)] += A[k * lda + i];
   for (int64_t i = 0; i < M; ++i) sums[i] = static_cast<float>(acc[size_t(i)]);
 }
 
