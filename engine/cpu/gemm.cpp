@@ -1,4 +1,5 @@
-// sgemm: dispatch between the AVX-512 kernel (gemm_avx512.cpp) and an Eigen fallback.
+// sgemm: dispatch between the SIMD kernels (gemm_simd.cpp: AVX-512, else AVX2 + FMA) and an
+// Eigen fallback for other CPUs.
 #include "engine/cpu/gemm.h"
 
 // GCC 12 reports the intrinsics' deliberately undefined merge operands
@@ -16,20 +17,25 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 namespace sparo::cpu {
 
 namespace detail {
-// Defined in gemm_avx512.cpp. Requires an AVX-512F CPU and M, N, K > 0.
+// Defined in gemm_simd.cpp. Require M, N, K > 0 and an AVX-512F (avx2: AVX2 + FMA) CPU.
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                   bool accumulate, const GemmEpilogue* epilogue, float* a_row_sums);
 void sgemm_avx512_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                        int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                        bool accumulate, const GemmEpilogue* epilogue, float* a_row_sums);
+void sgemm_avx2_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                       int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+                       const GemmEpilogue* epilogue, float* a_row_sums);
 const char* avx512_kernel_name();
 const char* avx512_bf16_kernel_name();
+const char* avx2_kernel_name();
 }  // namespace detail
 
 namespace {
@@ -38,6 +44,14 @@ bool have_avx512() {
   static const bool yes = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return yes;
+}
+
+bool have_avx2() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
   }();
   return yes;
 }
@@ -144,17 +158,31 @@ void detail::sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
   if (epilogue) epilogue->apply(epilogue->context, 0, 0, M, N);
 }
 
+bool detail::cpu_has_avx2() { return have_avx2(); }
+
+void detail::sgemm_avx2(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                        int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+                        const GemmEpilogue* epilogue, float* a_row_sums) {
+  if (!have_avx2()) throw std::logic_error("sgemm_avx2 called on a CPU without AVX2 + FMA");
+  if (handle_empty(trans_a, M, N, K, A, lda, C, ldc, accumulate, epilogue, a_row_sums)) return;
+  sgemm_avx2_kernel(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
+}
+
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
            int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
            const GemmEpilogue* epilogue, float* a_row_sums) {
-  if (!have_avx512())
+  if (!have_avx512()) {
+    if (have_avx2())
+      return detail::sgemm_avx2(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
     return detail::sgemm_eigen(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
+  }
   if (handle_empty(trans_a, M, N, K, A, lda, C, ldc, accumulate, epilogue, a_row_sums)) return;
   detail::sgemm_avx512(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
 }
 
 const char* sgemm_kernel_name() {
-  return have_avx512() ? detail::avx512_kernel_name() : "eigen";
+  if (have_avx512()) return detail::avx512_kernel_name();
+  return have_avx2() ? detail::avx2_kernel_name() : "eigen";
 }
 
 float round_to_bf16(float x) {

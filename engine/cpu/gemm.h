@@ -46,7 +46,8 @@ class SerialGemmScope {
   static bool active();
 };
 
-// Name of the kernel sgemm dispatches to on this CPU (e.g. "avx512 12x32", "eigen").
+// Name of the kernel sgemm dispatches to on this CPU ("avx512 12x32", "avx2 6x16" on x86-64
+// CPUs without AVX-512, "eigen" elsewhere).
 const char* sgemm_kernel_name();
 
 // The same product with bf16 inputs and fp32 accumulation (mixed precision): every element
@@ -71,6 +72,14 @@ void sgemm_eigen(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  const float* A, int64_t lda, const float* B, int64_t ldb,
                  float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
                  float* a_row_sums = nullptr);
+// The AVX2 + FMA kernel that sgemm uses on CPUs without AVX-512, callable directly so the tests
+// cover it on AVX-512 machines too; same contract as sgemm. Throws std::logic_error where
+// cpu_has_avx2() is false.
+bool cpu_has_avx2();
+void sgemm_avx2(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                const float* A, int64_t lda, const float* B, int64_t ldb,
+                float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
+                float* a_row_sums = nullptr);
 // sgemm_bf16's path for CPUs without AVX512_BF16, callable directly for the tests.
 void sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          const float* A, int64_t lda, const float* B, int64_t ldb,

@@ -1,4 +1,5 @@
-// Tests for sparo::cpu::sgemm (and its Eigen fallback) against a double-precision reference.
+// Tests for sparo::cpu::sgemm (its AVX-512 and AVX2 kernels and its Eigen fallback) against a
+// double-precision reference.
 #include "engine/cpu/gemm.h"
 
 #include <gtest/gtest.h>
@@ -29,6 +30,15 @@ using sparo::cpu::detail::sgemm_bf16_emulated;
 using sparo::cpu::GemmEpilogue;
 using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t,
                         const float*, int64_t, float*, int64_t, bool, const GemmEpilogue*, float*);
+
+// Every entry point this CPU can run: sgemm (whichever kernel it dispatches to), the Eigen
+// fallback, the AVX2 kernel where the CPU has AVX2 (on an AVX-512 CPU sgemm does not take it),
+// and the two bf16 paths.
+std::vector<GemmFn> every_path() {
+  std::vector<GemmFn> paths{&sgemm, &sparo::cpu::detail::sgemm_eigen, &sgemm_bf16, &sgemm_bf16_emulated};
+  if (sparo::cpu::detail::cpu_has_avx2()) paths.push_back(&sparo::cpu::detail::sgemm_avx2);
+  return paths;
+}
 
 struct Operands {
   int64_t M, N, K, lda, ldb, ldc;
@@ -153,6 +163,8 @@ TEST(Gemm, KernelName) {
   EXPECT_FALSE(name.empty());
   if (__builtin_cpu_supports("avx512f"))
     EXPECT_EQ(name.rfind("avx512", 0), 0u) << name;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    EXPECT_EQ(name, "avx2 6x16");
   else
     EXPECT_EQ(name, "eigen");
 }
@@ -160,6 +172,50 @@ TEST(Gemm, KernelName) {
 TEST(Gemm, MixedShapesAllTransposes) { check_all_shapes(&sgemm); }
 
 TEST(Gemm, EigenFallbackMixedShapes) { check_all_shapes(&sparo::cpu::detail::sgemm_eigen); }
+
+// The AVX2 kernel, also on AVX-512 CPUs (where sgemm does not take it): mixed shapes, and the
+// blocking's boundaries (several K blocks of 256, NB of 256, the column split, the row split).
+TEST(Gemm, Avx2KernelMixedShapesAndBlockBoundaries) {
+  if (!sparo::cpu::detail::cpu_has_avx2()) GTEST_SKIP() << "this CPU has no AVX2 + FMA";
+  const GemmFn avx2 = &sparo::cpu::detail::sgemm_avx2;
+  check_all_shapes(avx2);
+  check(avx2, false, false, 300, 45, 600, 5, false);
+  check(avx2, true, true, 150, 70, 513, 2, true);
+  check(avx2, false, true, 50, 700, 520, 1, false);
+  check(avx2, true, false, 2, 4133, 97, 0, true);
+  check(avx2, true, false, 600, 40, 1000, 3, false);
+}
+
+// On the SIMD kernels a row of C is the same chain of FMAs whatever the other rows: one image
+// or text alone gives the same bits as in a batch (the Eigen fallback does not promise this:
+// its edge rows take other code paths).
+TEST(Gemm, ARowDoesNotDependOnTheOtherRows) {
+  std::vector<GemmFn> paths;  // sgemm_bf16 without AVX512_BF16 rounds and calls sgemm
+  if (std::string(sparo::cpu::sgemm_kernel_name()) != "eigen") paths = {&sgemm, &sgemm_bf16};
+  if (sparo::cpu::detail::cpu_has_avx2()) paths.push_back(&sparo::cpu::detail::sgemm_avx2);
+  for (GemmFn fn : paths)
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      const int64_t M = 50, N = 300, K = 200;
+      SCOPED_TRACE(::testing::Message() << "ta=" << ta << " tb=" << tb);
+      Operands o = make(ta, tb, M, N, K, 0, 21);
+      std::vector<float> all(size_t(M * N));
+      fn(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, all.data(), N, false, nullptr, nullptr);
+      for (int64_t i0 : {0, 7, 49})
+        for (int64_t rows : {1, 2, 5}) {
+          if (i0 + rows > M) continue;
+          // Rows i0.. of op(A) on their own: a copy, so that no pointer offset can help.
+          std::vector<float> a(size_t(rows * K));
+          for (int64_t i = 0; i < rows; ++i)
+            for (int64_t k = 0; k < K; ++k)
+              a[size_t(i * K + k)] = ta ? o.A[size_t(k * o.lda + i0 + i)] : o.A[size_t((i0 + i) * o.lda + k)];
+          std::vector<float> part(size_t(rows * N));
+          fn(false, tb, rows, N, K, a.data(), K, o.B.data(), o.ldb, part.data(), N, false, nullptr, nullptr);
+          EXPECT_EQ(std::memcmp(part.data(), all.data() + i0 * N, part.size() * sizeof(float)), 0)
+              << "rows " << i0 << ".." << i0 + rows - 1;
+        }
+    }
+}
 
 TEST(Gemm, EveryTransposeAccumulateAndPadding) {
   for (int t = 0; t < 4; ++t)
@@ -194,7 +250,7 @@ TEST(Gemm, LargeBlocksCrossBoundaries) {
 
 TEST(Gemm, KZero) {
   for (bool acc : {false, true}) {
-    for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen)}) {
+    for (GemmFn fn : every_path()) {
       const int64_t M = 5, N = 7, ldc = 9;
       std::vector<float> C(size_t(M * ldc), std::numeric_limits<float>::quiet_NaN());
       for (int64_t i = 0; i < M; ++i)
@@ -255,8 +311,7 @@ class GuardedFloats {
 TEST(Gemm, NoAccessPastTheEnd) {
   const int64_t shapes[][3] = {{1, 1, 1},  {13, 37, 29}, {31, 17, 3},
                                {5, 100, 40}, {12, 32, 16}, {40, 70, 400}};
-  for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen), GemmFn(&sgemm_bf16),
-                    GemmFn(&sgemm_bf16_emulated)})
+  for (GemmFn fn : every_path())
     for (int t = 0; t < 4; ++t)
       for (const auto& s : shapes) {
         const bool ta = t & 1, tb = t & 2;
@@ -287,8 +342,7 @@ TEST(Gemm, BitwiseIdenticalAcrossThreadCounts) {
   const Case cases[] = {{false, false, 257, 300, 700}, {true, false, 520, 96, 129},
                         {false, true, 16, 1000, 300},  {true, true, 129, 257, 33},
                         {false, false, 2000, 64, 64},  {false, true, 600, 200, 800}};
-  for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen), GemmFn(&sgemm_bf16),
-                    GemmFn(&sgemm_bf16_emulated)}) {
+  for (GemmFn fn : every_path()) {
     for (const Case& c : cases) {
       SCOPED_TRACE(::testing::Message() << c.M << "x" << c.N << "x" << c.K);
       Operands o = make(c.ta, c.tb, c.M, c.N, c.K, 1, 3);
@@ -360,8 +414,7 @@ TEST(Gemm, EpilogueSeesEveryFinishedElementOnce) {
                           },
                           nullptr};
   const int64_t shapes[][3] = {{257, 300, 700}, {16, 1000, 300}, {2000, 64, 64}, {13, 37, 29}, {5, 7, 0}};
-  for (GemmFn fn : {GemmFn(&sgemm), GemmFn(&sparo::cpu::detail::sgemm_eigen), GemmFn(&sgemm_bf16),
-                    GemmFn(&sgemm_bf16_emulated)})
+  for (GemmFn fn : every_path())
     for (int threads : {1, 2})
       for (const auto& s : shapes)
         for (bool acc : {false, true}) {

@@ -96,8 +96,21 @@ constexpr int64_t kKC = SPARO_GEMM_KC;   // depth of a packed block
 constexpr int64_t kMC = SPARO_GEMM_MC;   // rows of a packed A block (multiple of kMR)
 constexpr int64_t kNB = SPARO_GEMM_NB;   // columns of B swept per A micro-panel (L2)
 constexpr int64_t kNC = SPARO_GEMM_NC;   // columns of a packed B block (multiple of kNR)
-static_assert(kMR >= 1 && kMR <= 16, "A panels are packed with one 16x16 transpose");
+static_assert(kMR <= 16, "A panels are packed with one 16x16 transpose");
 static_assert(kMC % kMR == 0 && kNB % kNR == 0 && kNC % kNR == 0,
+              "blocks must hold whole panels");
+
+// The AVX2 + FMA format, for x86-64 CPUs without AVX-512 (AMD Zen 1-3, Intel's client cores
+// before and after AVX-512). 16 ymm registers: the 6x16 block (12 accumulators, 2 B vectors,
+// 1 A broadcast). Zen 3's L2 is 512 KiB (Zen 4's 1 MiB): KC 256 and NB 256 keep the packed A
+// block (144 x 256) and a B sub-block (256 x 256) in it together.
+constexpr int kAvx2MR = 6;
+constexpr int kAvx2NV = 2;  // ymm vectors per row
+constexpr int kAvx2NR = 8 * kAvx2NV;
+constexpr int64_t kAvx2KC = 256;
+constexpr int64_t kAvx2NB = 256;
+static_assert(kAvx2MR <= 8, "A panels are packed with one 8x8 transpose");
+static_assert(kMC % kAvx2MR == 0 && kAvx2NB % kAvx2NR == 0 && kNC % kAvx2NR == 0,
               "blocks must hold whole panels");
 
 // Column split threshold for the packed A block (rows x kc), see run().
@@ -379,17 +392,140 @@ SPARO_AVX512_BF16 void micro_kernel_bf16(int64_t kw, const float* __restrict Ap,
   store_tile<ROWS, NV>(acc, C, ldc, cols, beta);
 }
 
+// ---- AVX2 + FMA: the f32 format for CPUs without AVX-512 (ymm registers, 8 floats) -------
+#define SPARO_AVX2 __attribute__((target("avx2,fma")))
+
+// 8x8 transpose of ymm rows: out[j] lane i = in[i] lane j.
+SPARO_AVX2 inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // u[4g + j]: per 128-bit lane L, column 4L + j of rows 4g..4g+3.
+  for (int g = 0; g < 2; ++g) {
+    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+    r[j + 4] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+  }
+}
+
+// pack_transposed for 8-float vectors: `rows` (<= 8) source rows contiguous along k into lanes
+// col0.. of a k-major panel of `width` columns; lanes rows..min(8, width-col0) become zeros.
+// Reads never go past row r's kc elements.
+SPARO_AVX2 void pack_transposed_avx2(const float* src, int64_t ld, int rows, int64_t kc, float* dst,
+                                     int width, int col0) {
+  const int store_lanes = std::min(8, width - col0);
+  __m256 r[8];
+  for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+    const int kk = int(std::min<int64_t>(8, kc - k0));
+    for (int i = 0; i < 8; ++i) {
+      if (i >= rows) {
+        r[i] = _mm256_setzero_ps();
+      } else if (kk == 8) {
+        r[i] = _mm256_loadu_ps(src + i * ld + k0);
+      } else {  // the last k: a row's tail, zero-padded
+        alignas(32) float tail[8] = {};
+        std::memcpy(tail, src + i * ld + k0, size_t(kk) * sizeof(float));
+        r[i] = _mm256_load_ps(tail);
+      }
+    }
+    transpose8(r);
+    float* d = dst + k0 * width + col0;
+    for (int j = 0; j < kk; ++j) {
+      if (store_lanes == 8) {
+        _mm256_storeu_ps(d + j * width, r[j]);
+      } else {  // A's 6-row panels
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, r[j]);
+        std::memcpy(d + j * width, lanes, size_t(store_lanes) * sizeof(float));
+      }
+    }
+  }
+}
+
+// pack_direct for this format (an operand already k-major), left to the compiler's AVX2
+// vectorisation: the same layout, zeros past `cols`, the same row sums.
+SPARO_AVX2 void pack_direct_avx2(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst,
+                                 int width, double* sums) {
+  const int64_t panels = (cols + width - 1) / width;
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* s = src + k * ld;
+    float* d = dst + k * width;
+    if (sums)
+      for (int64_t c = 0; c < cols; ++c) sums[c] += s[c];
+    if (k + 2 * kPackAhead < kc)
+      for (int64_t c = 0; c < cols; c += 16) __builtin_prefetch(s + 2 * kPackAhead * ld + c, 0, 3);
+    for (int64_t q = 0; q < panels; ++q) {
+      const int64_t n = std::min<int64_t>(width, cols - q * width);
+      float* o = d + q * width * kc;
+      for (int64_t c = 0; c < n; ++c) o[c] = s[q * width + c];
+      for (int64_t c = n; c < width; ++c) o[c] = 0.0f;
+    }
+  }
+}
+
+template <int ROWS, int NV>
+SPARO_AVX2 void micro_kernel_avx2(int64_t kw, const float* __restrict Ap, const float* __restrict Bp,
+                                  float* __restrict C, int64_t ldc, int cols, bool beta) {
+#pragma GCC unroll 8
+  for (int r = 0; r < ROWS; ++r) __builtin_prefetch(C + r * ldc, 1, 3);
+  __m256 acc[ROWS][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < ROWS; ++r)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
+
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kw; ++k) {
+    __m256 b[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) b[v] = _mm256_load_ps(Bp + 8 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < ROWS; ++r) {
+      const __m256 a = _mm256_broadcast_ss(Ap + r);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
+    }
+    Ap += kAvx2MR;
+    Bp += kAvx2NR;
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < ROWS; ++r) {
+    float* c = C + r * ldc;
+    if (cols == 8 * NV) {
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) {
+        __m256 x = acc[r][v];
+        if (beta) x = _mm256_add_ps(x, _mm256_loadu_ps(c + 8 * v));
+        _mm256_storeu_ps(c + 8 * v, x);
+      }
+    } else {  // a right edge: through a buffer, never touching C past `cols`
+      alignas(32) float row[8 * NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) _mm256_store_ps(row + 8 * v, acc[r][v]);
+      for (int j = 0; j < cols; ++j) c[j] = beta ? c[j] + row[j] : row[j];
+    }
+  }
+}
+
 using KernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool);
 
-// kernels[nv-1][rows-1] of one micro-kernel template.
-template <template <int, int> class Kernel>
+// kernels[nv-1][rows-1] of one micro-kernel template, for register blocks of up to MaxRows
+// rows and MaxVectors vectors.
+template <template <int, int> class Kernel, int MaxRows, int MaxVectors>
 struct KernelTable {
-  KernelFn fn[kNV][kMR];
+  KernelFn fn[MaxVectors][MaxRows];
   constexpr KernelTable() : fn{} { fill<0>(); }
   template <int V>
   constexpr void fill() {
-    if constexpr (V < kNV) {
-      fill_row<V + 1>(fn[V], std::make_integer_sequence<int, kMR>{});
+    if constexpr (V < MaxVectors) {
+      fill_row<V + 1>(fn[V], std::make_integer_sequence<int, MaxRows>{});
       fill<V + 1>();
     }
   }
@@ -407,9 +543,13 @@ struct Bf16Kernel {
   static constexpr KernelFn run = &micro_kernel_bf16<ROWS, NV>;
 };
 
-// What differs between the two formats: how a block is packed, how many 32-bit words a
-// depth of kc takes, and the micro-kernels. Everything else (blocking, threading) is shared.
+// What differs between the formats: the register block (MR x NR, NR = NV vectors of `lanes`
+// floats), the depth of a packed block and the columns of B swept per A micro-panel, how a
+// block is packed, how many 32-bit words a depth of kc takes, and the micro-kernels.
+// Everything else (blocking along M and N, threading) is shared.
 struct F32Format {
+  static constexpr int MR = kMR, NR = kNR, lanes = 16;
+  static constexpr int64_t NB = kNB;
   static constexpr int64_t kc_max = kKC;
   static int64_t words(int64_t kc) { return kc; }
   static void transposed(const float* src, int64_t ld, int rows, int64_t kc, float* dst, int width,
@@ -420,9 +560,11 @@ struct F32Format {
                      double* sums) {
     pack_direct(src, ld, cols, kc, dst, width, sums);
   }
-  static constexpr KernelTable<F32Kernel> kernels{};
+  static constexpr KernelTable<F32Kernel, kMR, kNV> kernels{};
 };
 struct Bf16Format {
+  static constexpr int MR = kMR, NR = kNR, lanes = 16;
+  static constexpr int64_t NB = kNB;
   // The same panel bytes as f32's KC (a word holds two k).
   static constexpr int64_t kc_max = 2 * kKC;
   static int64_t words(int64_t kc) { return (kc + 1) / 2; }
@@ -434,7 +576,27 @@ struct Bf16Format {
                      double* sums) {
     pack_pairs_direct(src, ld, cols, kc, dst, width, sums);
   }
-  static constexpr KernelTable<Bf16Kernel> kernels{};
+  static constexpr KernelTable<Bf16Kernel, kMR, kNV> kernels{};
+};
+
+template <int ROWS, int NV>
+struct Avx2Kernel {
+  static constexpr KernelFn run = &micro_kernel_avx2<ROWS, NV>;
+};
+struct Avx2Format {
+  static constexpr int MR = kAvx2MR, NR = kAvx2NR, lanes = 8;
+  static constexpr int64_t NB = kAvx2NB;
+  static constexpr int64_t kc_max = kAvx2KC;
+  static int64_t words(int64_t kc) { return kc; }
+  static void transposed(const float* src, int64_t ld, int rows, int64_t kc, float* dst, int width,
+                         int col0) {
+    pack_transposed_avx2(src, ld, rows, kc, dst, width, col0);
+  }
+  static void direct(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst, int width,
+                     double* sums) {
+    pack_direct_avx2(src, ld, cols, kc, dst, width, sums);
+  }
+  static constexpr KernelTable<Avx2Kernel, kAvx2MR, kAvx2NV> kernels{};
 };
 
 // op(A)[i0:i0+mc, p0:p0+kc] -> ceil(mc/MR) panels of words(kc)*MR words; with sums (only
@@ -443,12 +605,12 @@ template <class F>
 void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
             float* dst, double* sums = nullptr) {
   if (trans) {  // A stored [K,M]: k-major already
-    F::direct(A + p0 * lda + i0, lda, mc, kc, dst, kMR, sums ? sums + i0 : nullptr);
+    F::direct(A + p0 * lda + i0, lda, mc, kc, dst, F::MR, sums ? sums + i0 : nullptr);
     return;
   }
-  for (int64_t ip = 0; ip < mc; ip += kMR) {  // A[M,K]: row i contiguous along k
-    const int rows = int(std::min<int64_t>(kMR, mc - ip));
-    F::transposed(A + (i0 + ip) * lda + p0, lda, rows, kc, dst + ip * F::words(kc), kMR, 0);
+  for (int64_t ip = 0; ip < mc; ip += F::MR) {  // A[M,K]: row i contiguous along k
+    const int rows = int(std::min<int64_t>(F::MR, mc - ip));
+    F::transposed(A + (i0 + ip) * lda + p0, lda, rows, kc, dst + ip * F::words(kc), F::MR, 0);
   }
 }
 
@@ -458,16 +620,16 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc, int
             int64_t jp0, int64_t jp1, float* dst) {
   const int64_t kw = F::words(kc);
   if (!trans) {  // B[K,N]: k-major already
-    const int64_t j = jp0 * kNR;
-    F::direct(B + p0 * ldb + j0 + j, ldb, std::min(nc, jp1 * kNR) - j, kc, dst + j * kw, kNR, nullptr);
+    const int64_t j = jp0 * F::NR;
+    F::direct(B + p0 * ldb + j0 + j, ldb, std::min(nc, jp1 * F::NR) - j, kc, dst + j * kw, F::NR, nullptr);
     return;
   }
   for (int64_t jp = jp0; jp < jp1; ++jp) {  // B stored [N,K]: op(B) column contiguous along k
-    const int64_t j = jp * kNR;
-    const int cols = int(std::min<int64_t>(kNR, nc - j));
-    for (int c0 = 0; c0 < kNR; c0 += 16)
-      F::transposed(B + (j0 + j + c0) * ldb + p0, ldb, std::max(0, std::min(16, cols - c0)), kc,
-                    dst + j * kw, kNR, c0);
+    const int64_t j = jp * F::NR;
+    const int cols = int(std::min<int64_t>(F::NR, nc - j));
+    for (int c0 = 0; c0 < F::NR; c0 += F::lanes)
+      F::transposed(B + (j0 + j + c0) * ldb + p0, ldb, std::max(0, std::min(F::lanes, cols - c0)), kc,
+                    dst + j * kw, F::NR, c0);
   }
 }
 
@@ -476,16 +638,16 @@ template <class F>
 void macro_kernel(int64_t mc, int64_t n0, int64_t n1, int64_t kc, const float* Ablock,
                   const float* Bblock, float* C, int64_t ldc, bool beta) {
   const int64_t kw = F::words(kc);
-  for (int64_t jb = n0; jb < n1; jb += kNB) {
-    const int64_t jb1 = std::min(n1, jb + kNB);
-    for (int64_t i = 0; i < mc; i += kMR) {
-      const int rows = int(std::min<int64_t>(kMR, mc - i));
+  for (int64_t jb = n0; jb < n1; jb += F::NB) {
+    const int64_t jb1 = std::min(n1, jb + F::NB);
+    for (int64_t i = 0; i < mc; i += F::MR) {
+      const int rows = int(std::min<int64_t>(F::MR, mc - i));
       const float* Ap = Ablock + i * kw;
       float* Crow = C + i * ldc;
-      for (int64_t j = jb; j < jb1; j += kNR) {
-        const int cols = int(std::min<int64_t>(kNR, jb1 - j));
-        F::kernels.fn[(cols + 15) / 16 - 1][rows - 1](kw, Ap, Bblock + j * kw, Crow + j, ldc, cols,
-                                                     beta);
+      for (int64_t j = jb; j < jb1; j += F::NR) {
+        const int cols = int(std::min<int64_t>(F::NR, jb1 - j));
+        F::kernels.fn[(cols + F::lanes - 1) / F::lanes - 1][rows - 1](kw, Ap, Bblock + j * kw, Crow + j,
+                                                                     ldc, cols, beta);
       }
     }
   }
@@ -555,8 +717,8 @@ constexpr int64_t kBGroupBytes = 256 * 1024;
 template <class F>
 void run_columns(const Problem& p, int64_t kc_step, int64_t n0, int64_t n1, bool take_sums) {
   const int64_t kw_max = F::words(std::min(kc_step, p.K));
-  const int64_t group = std::max<int64_t>(1, kBGroupBytes / int64_t(sizeof(float) * kNR * kw_max)) * kNR;
-  float* Abuf = tls_a.get(size_t(ceil_div(p.M, kMR) * kMR * kw_max));
+  const int64_t group = std::max<int64_t>(1, kBGroupBytes / int64_t(sizeof(float) * F::NR * kw_max)) * F::NR;
+  float* Abuf = tls_a.get(size_t(ceil_div(p.M, F::MR) * F::MR * kw_max));
   float* Bgroup = tls_b_group.get(size_t(group * kw_max));
   for (int64_t pc = 0; pc < p.K; pc += kc_step) {
     const int64_t kc = std::min(kc_step, p.K - pc);
@@ -564,7 +726,7 @@ void run_columns(const Problem& p, int64_t kc_step, int64_t n0, int64_t n1, bool
     pack_a<F>(p.ta, p.A, p.lda, 0, p.M, pc, kc, Abuf, take_sums ? p.a_sums : nullptr);
     for (int64_t j = n0; j < n1; j += group) {
       const int64_t cols = std::min(group, n1 - j);
-      pack_b<F>(p.tb, p.B, p.ldb, pc, kc, j, cols, 0, ceil_div(cols, kNR), Bgroup);
+      pack_b<F>(p.tb, p.B, p.ldb, pc, kc, j, cols, 0, ceil_div(cols, F::NR), Bgroup);
       macro_kernel<F>(p.M, 0, cols, kc, Abuf, Bgroup, p.C + j, p.ldc, beta);
       if (p.epilogue && pc + kc == p.K) p.epilogue->apply(p.epilogue->context, 0, j, p.M, cols);
     }
@@ -579,12 +741,12 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
   const int64_t nkb = ceil_div(p.K, F::kc_max);
   const int64_t kc_step = ceil_div(p.K, nkb);
   const int64_t nnb = ceil_div(p.N, kNC);
-  const int64_t nc_step = ceil_div(ceil_div(p.N, nnb), kNR) * kNR;
-  const int64_t m_panels = ceil_div(p.M, kMR);
+  const int64_t nc_step = ceil_div(ceil_div(p.N, nnb), F::NR) * F::NR;
+  const int64_t m_panels = ceil_div(p.M, F::MR);
 
   for (int64_t jc = 0; jc < p.N; jc += nc_step) {
     const int64_t nc = std::min(nc_step, p.N - jc);
-    const int64_t n_panels = ceil_div(nc, kNR);
+    const int64_t n_panels = ceil_div(nc, F::NR);
 
     // Task grid over this block: mt row chunks x nt column chunks.
     //  - The packed A block is small (M x kc below kSplitColumnsBelow, M <= 2 nc): split
@@ -616,7 +778,7 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
     // and runs all K blocks.
     if (mt == 1) {
       auto columns = [&](int64_t tj) {
-        const int64_t c0 = tj * panels_per_nt * kNR, c1 = std::min(nc, c0 + panels_per_nt * kNR);
+        const int64_t c0 = tj * panels_per_nt * F::NR, c1 = std::min(nc, c0 + panels_per_nt * F::NR);
         if (c0 < c1) run_columns<F>(p, kc_step, jc + c0, jc + c1, jc == 0 && c0 == 0);
       };
       if (threads == 1 || nt == 1) {
@@ -650,12 +812,12 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
 
       auto tile = [&](int64_t t) {
         const int64_t ti = t / nt, tj = t % nt;
-        const int64_t i0 = ti * panels_per_mt * kMR;
-        const int64_t i1 = std::min(p.M, i0 + panels_per_mt * kMR);
-        const int64_t n0 = tj * panels_per_nt * kNR;
-        const int64_t n1 = std::min(nc, n0 + panels_per_nt * kNR);
+        const int64_t i0 = ti * panels_per_mt * F::MR;
+        const int64_t i1 = std::min(p.M, i0 + panels_per_mt * F::MR);
+        const int64_t n0 = tj * panels_per_nt * F::NR;
+        const int64_t n1 = std::min(nc, n0 + panels_per_nt * F::NR);
         if (i0 >= i1 || n0 >= n1) return;
-        float* Abuf = tls_a.get(size_t(ceil_div(std::min(kMC, i1 - i0), kMR) * kMR * F::words(kc)));
+        float* Abuf = tls_a.get(size_t(ceil_div(std::min(kMC, i1 - i0), F::MR) * F::MR * F::words(kc)));
         // Rows are processed in slices of at most kMC so the packed A slice stays in L2.
         for (int64_t is = i0; is < i1; is += kMC) {
           const int64_t mc = std::min(kMC, i1 - is);
@@ -690,7 +852,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const flo
 
   const int64_t nkb = ceil_div(K, F::kc_max);
   const int64_t kc_max = ceil_div(K, nkb);
-  const int64_t nc_max = std::min(ceil_div(N, kNR) * kNR, kNC);
+  const int64_t nc_max = std::min(ceil_div(N, F::NR) * F::NR, kNC);
   const size_t b_elems = size_t(F::words(kc_max) * nc_max);
 
   Buffer local;
@@ -724,6 +886,21 @@ void sgemm_avx512_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
                        int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                        bool accumulate, const GemmEpilogue* epilogue, float* a_row_sums) {
   gemm<Bf16Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
+}
+
+void sgemm_avx2_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                       int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+                       const GemmEpilogue* epilogue, float* a_row_sums) {
+  gemm<Avx2Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
+}
+
+const char* avx2_kernel_name() {
+  static const char* const name = [] {
+    static char buf[32];
+    std::snprintf(buf, sizeof buf, "avx2 %dx%d", kAvx2MR, kAvx2NR);
+    return buf;
+  }();
+  return name;
 }
 
 const char* avx512_kernel_name() {
