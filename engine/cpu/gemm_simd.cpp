@@ -107,8 +107,14 @@ static_assert(kMC % kMR == 0 && kNB % kNR == 0 && kNC % kNR == 0,
 constexpr int kAvx2MR = 6;
 constexpr int kAvx2NV = 2;  // ymm vectors per row
 constexpr int kAvx2NR = 8 * kAvx2NV;
-constexpr int64_t kAvx2KC = 256;
-constexpr int64_t kAvx2NB = 256;
+#ifndef SPARO_GEMM_AVX2_KC
+#define SPARO_GEMM_AVX2_KC 256
+#endif
+#ifndef SPARO_GEMM_AVX2_NB
+#define SPARO_GEMM_AVX2_NB 256
+#endif
+constexpr int64_t kAvx2KC = SPARO_GEMM_AVX2_KC;
+constexpr int64_t kAvx2NB = SPARO_GEMM_AVX2_NB;
 static_assert(kAvx2MR <= 8, "A panels are packed with one 8x8 transpose");
 static_assert(kMC % kAvx2MR == 0 && kAvx2NB % kAvx2NR == 0 && kNC % kAvx2NR == 0,
               "blocks must hold whole panels");
