@@ -33,6 +33,9 @@ void sgemm_avx512_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 void sgemm_avx2_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                        int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
                        const GemmEpilogue* epilogue, float* a_row_sums);
+void sgemm_avx2_bf16_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                            int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+                            const GemmEpilogue* epilogue, float* a_row_sums);
 const char* avx512_kernel_name();
 const char* avx512_bf16_kernel_name();
 const char* avx2_kernel_name();
@@ -168,6 +171,14 @@ void detail::sgemm_avx2(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
   sgemm_avx2_kernel(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
 }
 
+void detail::sgemm_avx2_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                             int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+                             const GemmEpilogue* epilogue, float* a_row_sums) {
+  if (!have_avx2()) throw std::logic_error("sgemm_avx2_bf16 called on a CPU without AVX2 + FMA");
+  if (handle_empty(trans_a, M, N, K, A, lda, C, ldc, accumulate, epilogue, a_row_sums)) return;
+  sgemm_avx2_bf16_kernel(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
+}
+
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
            int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
            const GemmEpilogue* epilogue, float* a_row_sums) {
@@ -183,19 +194,6 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
 const char* sgemm_kernel_name() {
   if (have_avx512()) return detail::avx512_kernel_name();
   return have_avx2() ? detail::avx2_kernel_name() : "eigen";
-}
-
-float round_to_bf16(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) {
-    bits |= 0x00400000u;  // NaN: keep it a (quiet) NaN once the low half is cut
-  } else {
-    bits += 0x7FFFu + ((bits >> 16) & 1u);  // ties to even; overflows into inf as it should
-  }
-  bits &= 0xFFFF0000u;
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
 }
 
 void detail::sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
@@ -221,6 +219,8 @@ void detail::sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t 
 void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
                 const GemmEpilogue* epilogue, float* a_row_sums) {
+  if (!have_avx512_bf16() && have_avx2())
+    return detail::sgemm_avx2_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
   if (!have_avx512_bf16())
     return detail::sgemm_bf16_emulated(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue,
                                        a_row_sums);
@@ -229,7 +229,8 @@ void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, con
 }
 
 const char* sgemm_bf16_kernel_name() {
-  return have_avx512_bf16() ? detail::avx512_bf16_kernel_name() : "emulated (rounded fp32)";
+  if (have_avx512_bf16()) return detail::avx512_bf16_kernel_name();
+  return have_avx2() ? "avx2 6x16 (rounded fp32)" : "emulated (rounded fp32)";
 }
 
 }  // namespace sparo::cpu

@@ -11,6 +11,7 @@
 // count (the split is along M and N only, never along K).
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace sparo::cpu {
 
@@ -53,17 +54,30 @@ const char* sgemm_kernel_name();
 // The same product with bf16 inputs and fp32 accumulation (mixed precision): every element
 // of A and B is rounded to bfloat16 (to nearest even), products are exact, sums are fp32.
 // AVX512_BF16's vdpbf16ps where the CPU has it (which also treats denormal inputs as zero);
-// elsewhere the rounded operands are copied and multiplied by sgemm: the same rounding, a
-// different summation order, slower. Bitwise identical for any thread count on a given CPU.
+// on AVX2 CPUs the AVX2 kernel, rounding the operands as it packs them (as fast as fp32, not
+// faster); elsewhere the rounded operands are copied and multiplied by sgemm: the same
+// rounding, a different summation order, slower. Bitwise identical for any thread count on a given CPU.
 void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                 const float* A, int64_t lda, const float* B, int64_t ldb,
                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
                 float* a_row_sums = nullptr);
-const char* sgemm_bf16_kernel_name();  // "avx512_bf16 12x32" or "emulated (rounded fp32)"
+const char* sgemm_bf16_kernel_name();  // "avx512_bf16 12x32", "avx2 6x16 (rounded fp32)" or "emulated (rounded fp32)"
 
 // x rounded to the nearest bfloat16 (ties to even), returned as the float it represents;
-// NaN stays NaN, values beyond bf16's range become ±inf.
-float round_to_bf16(float x);
+// NaN stays NaN, values beyond bf16's range become ±inf. Inline: the AVX2 packs call it per
+// element.
+inline float round_to_bf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) {
+    bits |= 0x00400000u;  // NaN: keep it a (quiet) NaN once the low half is cut
+  } else {
+    bits += 0x7FFFu + ((bits >> 16) & 1u);  // ties to even; overflows into inf as it should
+  }
+  bits &= 0xFFFF0000u;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
 
 namespace detail {
 // The portable fallback (Eigen, split over oneTBB tasks along M), callable directly so the
@@ -80,6 +94,12 @@ void sgemm_avx2(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                 const float* A, int64_t lda, const float* B, int64_t ldb,
                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
                 float* a_row_sums = nullptr);
+// sgemm_bf16 on AVX2 CPUs without AVX512_BF16: the same kernel on operands rounded to bf16 as
+// they are packed; the bits of sgemm_avx2 on rounded copies, without the copies.
+void sgemm_avx2_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                     const float* A, int64_t lda, const float* B, int64_t ldb,
+                     float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
+                     float* a_row_sums = nullptr);
 // sgemm_bf16's path for CPUs without AVX512_BF16, callable directly for the tests.
 void sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          const float* A, int64_t lda, const float* B, int64_t ldb,

@@ -421,9 +421,22 @@ SPARO_AVX2 inline void transpose8(__m256 r[8]) {
   }
 }
 
+// Each lane rounded to the nearest bfloat16, ties to even (round_to_bf16's bits, NaN kept).
+SPARO_AVX2 inline __m256 round_to_bf16_avx2(__m256 x) {
+  const __m256i bits = _mm256_castps_si256(x);
+  const __m256i magnitude = _mm256_and_si256(bits, _mm256_set1_epi32(0x7FFFFFFF));
+  const __m256i nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7F800000));
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), odd));
+  const __m256i quiet = _mm256_or_si256(bits, _mm256_set1_epi32(0x00400000));
+  const __m256i out = _mm256_blendv_epi8(rounded, quiet, nan);
+  return _mm256_castsi256_ps(_mm256_and_si256(out, _mm256_set1_epi32(int(0xFFFF0000u))));
+}
+
 // pack_transposed for 8-float vectors: `rows` (<= 8) source rows contiguous along k into lanes
 // col0.. of a k-major panel of `width` columns; lanes rows..min(8, width-col0) become zeros.
-// Reads never go past row r's kc elements.
+// Reads never go past row r's kc elements. Round: each value rounded to bf16 on the way.
+template <bool Round>
 SPARO_AVX2 void pack_transposed_avx2(const float* src, int64_t ld, int rows, int64_t kc, float* dst,
                                      int width, int col0) {
   const int store_lanes = std::min(8, width - col0);
@@ -441,6 +454,8 @@ SPARO_AVX2 void pack_transposed_avx2(const float* src, int64_t ld, int rows, int
         r[i] = _mm256_load_ps(tail);
       }
     }
+    if constexpr (Round)
+      for (int i = 0; i < rows; ++i) r[i] = round_to_bf16_avx2(r[i]);
     transpose8(r);
     float* d = dst + k0 * width + col0;
     for (int j = 0; j < kk; ++j) {
@@ -456,7 +471,9 @@ SPARO_AVX2 void pack_transposed_avx2(const float* src, int64_t ld, int rows, int
 }
 
 // pack_direct for this format (an operand already k-major), left to the compiler's AVX2
-// vectorisation: the same layout, zeros past `cols`, the same row sums.
+// vectorisation: the same layout, zeros past `cols`, the same row sums (of the values before
+// any rounding).
+template <bool Round>
 SPARO_AVX2 void pack_direct_avx2(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst,
                                  int width, double* sums) {
   const int64_t panels = (cols + width - 1) / width;
@@ -470,7 +487,10 @@ SPARO_AVX2 void pack_direct_avx2(const float* src, int64_t ld, int64_t cols, int
     for (int64_t q = 0; q < panels; ++q) {
       const int64_t n = std::min<int64_t>(width, cols - q * width);
       float* o = d + q * width * kc;
-      for (int64_t c = 0; c < n; ++c) o[c] = s[q * width + c];
+      if constexpr (Round)
+        for (int64_t c = 0; c < n; ++c) o[c] = round_to_bf16(s[q * width + c]);
+      else
+        for (int64_t c = 0; c < n; ++c) o[c] = s[q * width + c];
       for (int64_t c = n; c < width; ++c) o[c] = 0.0f;
     }
   }
@@ -589,6 +609,8 @@ template <int ROWS, int NV>
 struct Avx2Kernel {
   static constexpr KernelFn run = &micro_kernel_avx2<ROWS, NV>;
 };
+// Round: sgemm_bf16's format on AVX2 CPUs (operands rounded to bf16 while packed, fp32 FMAs).
+template <bool Round>
 struct Avx2Format {
   static constexpr int MR = kAvx2MR, NR = kAvx2NR, lanes = 8;
   static constexpr int64_t NB = kAvx2NB;
@@ -596,11 +618,11 @@ struct Avx2Format {
   static int64_t words(int64_t kc) { return kc; }
   static void transposed(const float* src, int64_t ld, int rows, int64_t kc, float* dst, int width,
                          int col0) {
-    pack_transposed_avx2(src, ld, rows, kc, dst, width, col0);
+    pack_transposed_avx2<Round>(src, ld, rows, kc, dst, width, col0);
   }
   static void direct(const float* src, int64_t ld, int64_t cols, int64_t kc, float* dst, int width,
                      double* sums) {
-    pack_direct_avx2(src, ld, cols, kc, dst, width, sums);
+    pack_direct_avx2<Round>(src, ld, cols, kc, dst, width, sums);
   }
   static constexpr KernelTable<Avx2Kernel, kAvx2MR, kAvx2NV> kernels{};
 };
@@ -897,7 +919,13 @@ void sgemm_avx512_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 void sgemm_avx2_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                        int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
                        const GemmEpilogue* epilogue, float* a_row_sums) {
-  gemm<Avx2Format>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
+  gemm<Avx2Format<false>>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
+}
+
+void sgemm_avx2_bf16_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                            int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+                            const GemmEpilogue* epilogue, float* a_row_sums) {
+  gemm<Avx2Format<true>>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
 }
 
 const char* avx2_kernel_name() {

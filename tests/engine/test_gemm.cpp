@@ -36,7 +36,17 @@ using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, const float*, int
 // and the two bf16 paths.
 std::vector<GemmFn> every_path() {
   std::vector<GemmFn> paths{&sgemm, &sparo::cpu::detail::sgemm_eigen, &sgemm_bf16, &sgemm_bf16_emulated};
-  if (sparo::cpu::detail::cpu_has_avx2()) paths.push_back(&sparo::cpu::detail::sgemm_avx2);
+  if (sparo::cpu::detail::cpu_has_avx2()) {
+    paths.push_back(&sparo::cpu::detail::sgemm_avx2);
+    paths.push_back(&sparo::cpu::detail::sgemm_avx2_bf16);
+  }
+  return paths;
+}
+
+// The bf16 entry points this CPU can run (see every_path).
+std::vector<GemmFn> bf16_paths() {
+  std::vector<GemmFn> paths{&sgemm_bf16, &sgemm_bf16_emulated};
+  if (sparo::cpu::detail::cpu_has_avx2()) paths.push_back(&sparo::cpu::detail::sgemm_avx2_bf16);
   return paths;
 }
 
@@ -468,17 +478,44 @@ TEST(GemmBf16, KernelName) {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"))
     EXPECT_EQ(name.rfind("avx512_bf16", 0), 0u) << name;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    EXPECT_EQ(name, "avx2 6x16 (rounded fp32)");
   else
     EXPECT_EQ(name, "emulated (rounded fp32)");
 }
 
 TEST(GemmBf16, MixedShapesAllTransposes) {
-  check_all_shapes(&sgemm_bf16, true);
-  check_all_shapes(&sgemm_bf16_emulated, true);
+  for (GemmFn fn : bf16_paths()) check_all_shapes(fn, true);
+}
+
+// The AVX2 path rounds while it packs: exactly the AVX2 kernel on rounded copies (the same
+// rounding, the same chain of FMAs), including NaN, infinities, ties and a value that rounds
+// up into infinity, on every transpose and across K blocks and edges.
+TEST(GemmBf16, Avx2RoundingWhilePackingIsTheKernelOnRoundedCopies) {
+  if (!sparo::cpu::detail::cpu_has_avx2()) GTEST_SKIP() << "this CPU has no AVX2 + FMA";
+  for (int t = 0; t < 4; ++t)
+    for (const auto& s : std::vector<std::array<int64_t, 3>>{{13, 47, 33}, {50, 300, 520}, {7, 17, 3}}) {
+      const bool ta = t & 1, tb = t & 2;
+      const int64_t M = s[0], N = s[1], K = s[2];
+      SCOPED_TRACE(::testing::Message() << "ta=" << ta << " tb=" << tb << " " << M << "x" << N << "x" << K);
+      Operands o = make(ta, tb, M, N, K, 2, 31);
+      o.A[0] = from_bits(0x3F808000u);             // a tie, rounds down to even
+      o.A[1] = from_bits(0x3F818000u);             // a tie, rounds up to even
+      o.B[0] = std::numeric_limits<float>::max();  // rounds up into infinity
+      o.B[1] = std::numeric_limits<float>::quiet_NaN();
+      o.A[size_t(o.lda)] = -std::numeric_limits<float>::infinity();
+      std::vector<float> a = o.A, b = o.B, expected = o.C, got = o.C;
+      for (float& x : a) x = round_to_bf16(x);
+      for (float& x : b) x = round_to_bf16(x);
+      sparo::cpu::detail::sgemm_avx2(ta, tb, M, N, K, a.data(), o.lda, b.data(), o.ldb, expected.data(), o.ldc, true);
+      sparo::cpu::detail::sgemm_avx2_bf16(ta, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, got.data(), o.ldc,
+                                          true);
+      EXPECT_EQ(std::memcmp(expected.data(), got.data(), got.size() * sizeof(float)), 0);
+    }
 }
 
 TEST(GemmBf16, EdgesAndLargeBlocks) {
-  for (GemmFn fn : {GemmFn(&sgemm_bf16), GemmFn(&sgemm_bf16_emulated)}) {
+  for (GemmFn fn : bf16_paths()) {
     for (int t = 0; t < 4; ++t)
       for (bool acc : {false, true})
         for (int64_t K : {1, 2, 3, 31, 32, 33, 65}) check(fn, t & 1, t & 2, 13, 47, K, 3, acc, 5, true);
@@ -496,7 +533,7 @@ TEST(GemmBf16, EdgesAndLargeBlocks) {
 TEST(GemmBf16, ErrorIsOfBf16SizeAgainstUnroundedInputs) {
   const int64_t M = 40, N = 50, K = 300;
   Operands o = make(false, false, M, N, K, 0, 21);
-  for (GemmFn fn : {GemmFn(&sgemm_bf16), GemmFn(&sgemm_bf16_emulated)}) {
+  for (GemmFn fn : bf16_paths()) {
     std::vector<float> C(size_t(M * N));
     fn(false, false, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, C.data(), N, false, nullptr, nullptr);
     double worst = 0.0;
@@ -515,7 +552,7 @@ TEST(GemmBf16, ErrorIsOfBf16SizeAgainstUnroundedInputs) {
 }
 
 TEST(GemmBf16, NanAndInfPropagate) {
-  for (GemmFn fn : {GemmFn(&sgemm_bf16), GemmFn(&sgemm_bf16_emulated)}) {
+  for (GemmFn fn : bf16_paths()) {
     Operands o = make(false, false, 20, 40, 37, 0, 4);
     o.A[size_t(3 * o.lda + 5)] = std::numeric_limits<float>::quiet_NaN();  // row 3
     o.B[size_t(7 * o.ldb + 9)] = std::numeric_limits<float>::infinity();   // column 9
