@@ -1,10 +1,12 @@
-// AVX-512 GEMM: BLIS-style packing + register-blocked micro-kernel, in two formats sharing one
-// driver: f32 (FMA) and bf16 inputs with f32 sums (AVX512_BF16: operands rounded to bf16 while
-// packed, pairs of k multiplied by vdpbf16ps; see Bf16Format).
+// SIMD GEMM: BLIS-style packing + register-blocked micro-kernel, in formats sharing one
+// driver: AVX-512 f32 (FMA), AVX-512 bf16 inputs with f32 sums (AVX512_BF16: operands rounded
+// to bf16 while packed, pairs of k multiplied by vdpbf16ps; see Bf16Format), and AVX2 + FMA for
+// CPUs without AVX-512 (6x16 on ymm registers, optionally rounding to bf16 while packing; see
+// Avx2Format).
 //
-// Only the functions marked SPARO_AVX512 contain AVX-512 instructions; they are compiled
-// for that target whatever the project's -march is, and sgemm() (gemm.cpp) calls into this
-// file only after __builtin_cpu_supports("avx512f") said yes. The AVX-512 functions use no
+// Only the functions marked SPARO_AVX512 (SPARO_AVX2) contain AVX-512 (AVX2) instructions; they
+// are compiled for that target whatever the project's -march is, and sgemm() (gemm.cpp) calls
+// into them only after __builtin_cpu_supports said yes. The AVX-512 functions use no
 // header templates that would be instantiated for that target (such instantiations are
 // shared with other translation units under the ODR and could put AVX-512 code on a CPU
 // without it); the driver (blocking, threading, buffers) is ordinary code.
@@ -22,9 +24,11 @@
 //             for ir in is..is+mc step MR    A micro-panel (kc x MR) stays in L1
 //               for jr in jb..jb+NB step NR  B micro-panels stream from L2
 //                 micro-kernel MR x NR       24 zmm accumulators, masked edge stores
+//                                            (AVX2: 12 ymm accumulators)
 //
 // Every element of C is produced by the same chain of FMAs (k in order, block by block of
-// KC) whatever the tiling along M and N, so the result does not depend on the thread count.
+// KC) whatever the tiling along M and N, so the result depends neither on the thread count nor
+// on the other rows of the product (one image alone gives the bits it gets in a batch).
 //
 // Parameters, measured on this project's Zen 4 machine (2 cores, L1d 32 KiB, L2 1 MiB,
 // L3 32 MiB; peak 112 GFLOP/s per core): see the tuning notes next to the constants.
@@ -928,30 +932,29 @@ void sgemm_avx2_bf16_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, in
   gemm<Avx2Format<true>>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
 }
 
+namespace {
+// "<isa> MRxNR", formatted into buf (once: the callers keep the result in a static).
+const char* kernel_name(char (&buf)[32], const char* isa, int mr, int nr) {
+  std::snprintf(buf, sizeof buf, "%s %dx%d", isa, mr, nr);
+  return buf;
+}
+}  // namespace
+
 const char* avx2_kernel_name() {
-  static const char* const name = [] {
-    static char buf[32];
-    std::snprintf(buf, sizeof buf, "avx2 %dx%d", kAvx2MR, kAvx2NR);
-    return buf;
-  }();
+  static char buf[32];
+  static const char* const name = kernel_name(buf, "avx2", kAvx2MR, kAvx2NR);
   return name;
 }
 
 const char* avx512_kernel_name() {
-  static const char* const name = [] {
-    static char buf[32];
-    std::snprintf(buf, sizeof buf, "avx512 %dx%d", kMR, kNR);
-    return buf;
-  }();
+  static char buf[32];
+  static const char* const name = kernel_name(buf, "avx512", kMR, kNR);
   return name;
 }
 
 const char* avx512_bf16_kernel_name() {
-  static const char* const name = [] {
-    static char buf[32];
-    std::snprintf(buf, sizeof buf, "avx512_bf16 %dx%d", kMR, kNR);
-    return buf;
-  }();
+  static char buf[32];
+  static const char* const name = kernel_name(buf, "avx512_bf16", kMR, kNR);
   return name;
 }
 
