@@ -219,7 +219,8 @@ void detail::sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t 
 void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
                 const GemmEpilogue* epilogue, float* a_row_sums) {
-  if (!have_avx512_bf16() && have_avx2())
+  // An AVX-512 CPU without AVX512_BF16 keeps its faster f32 kernel, on rounded copies.
+  if (!have_avx512() && have_avx2())
     return detail::sgemm_avx2_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
   if (!have_avx512_bf16())
     return detail::sgemm_bf16_emulated(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue,
@@ -230,7 +231,7 @@ void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, con
 
 const char* sgemm_bf16_kernel_name() {
   if (have_avx512_bf16()) return detail::avx512_bf16_kernel_name();
-  return have_avx2() ? "avx2 6x16 (rounded fp32)" : "emulated (rounded fp32)";
+  return !have_avx512() && have_avx2() ? "avx2 6x16 (rounded fp32)" : "emulated (rounded fp32)";
 }
 
 }  // namespace sparo::cpu

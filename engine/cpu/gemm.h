@@ -54,9 +54,9 @@ const char* sgemm_kernel_name();
 // The same product with bf16 inputs and fp32 accumulation (mixed precision): every element
 // of A and B is rounded to bfloat16 (to nearest even), products are exact, sums are fp32.
 // AVX512_BF16's vdpbf16ps where the CPU has it (which also treats denormal inputs as zero);
-// on AVX2 CPUs the AVX2 kernel, rounding the operands as it packs them (as fast as fp32, not
-// faster); elsewhere the rounded operands are copied and multiplied by sgemm: the same
-// rounding, a different summation order, slower. Bitwise identical for any thread count on a given CPU.
+// on AVX2 CPUs without AVX-512 the AVX2 kernel, rounding the operands as it packs them (as fast
+// as fp32, not faster); elsewhere the rounded operands are copied and multiplied by sgemm: the
+// same rounding, a different summation order, slower. Bitwise identical for any thread count on a given CPU.
 void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                 const float* A, int64_t lda, const float* B, int64_t ldb,
                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
@@ -94,7 +94,7 @@ void sgemm_avx2(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                 const float* A, int64_t lda, const float* B, int64_t ldb,
                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
                 float* a_row_sums = nullptr);
-// sgemm_bf16 on AVX2 CPUs without AVX512_BF16: the same kernel on operands rounded to bf16 as
+// sgemm_bf16 on AVX2 CPUs without AVX-512: the same kernel on operands rounded to bf16 as
 // they are packed; the bits of sgemm_avx2 on rounded copies, without the copies.
 void sgemm_avx2_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                      const float* A, int64_t lda, const float* B, int64_t ldb,

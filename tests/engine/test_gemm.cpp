@@ -478,7 +478,7 @@ TEST(GemmBf16, KernelName) {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"))
     EXPECT_EQ(name.rfind("avx512_bf16", 0), 0u) << name;
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+  else if (!__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     EXPECT_EQ(name, "avx2 6x16 (rounded fp32)");
   else
     EXPECT_EQ(name, "emulated (rounded fp32)");
