@@ -9,6 +9,7 @@
 // kernel simple and every backend identical.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <iosfwd>
@@ -55,10 +56,16 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
   Device device() const { return device_; }
   size_t bytes() const { return bytes_; }
+  // Writes into this storage after it was made, counted by the in-place ops and the optimiser
+  // steps (the only ops that write into a storage they did not just allocate): what a backend
+  // derives from the contents and keeps (the CPU's packed weights) is stale once it changes.
+  uint64_t writes() const { return writes_.load(std::memory_order_acquire); }
+  void note_write() { writes_.fetch_add(1, std::memory_order_acq_rel); }
 
  private:
   Device device_;
   size_t bytes_;
+  std::atomic<uint64_t> writes_{0};
 };
 
 struct Node;  // autograd.h

@@ -255,6 +255,7 @@ void SGD::step() {
       Tensor buffer = slots_.empty() ? Tensor() : st.slots[0];
       const SgdStep s{lr, momentum_, dampening_, groups_[g].weight_decay, nesterov_, st.steps == 0};
       profiler::Scope scope("sgd_step");
+      param.storage().note_write();
       backend_for(param.device()).sgd_step(param, grad, buffer, s);
       // param read and written, grad read, the momentum buffer (when there is one) read and written
       if (profiler::enabled())
@@ -294,6 +295,7 @@ void AdamW::step() {
                         static_cast<float>(1.0 - std::pow(static_cast<double>(beta1_), t)),
                         static_cast<float>(1.0 - std::pow(static_cast<double>(beta2_), t))};
       profiler::Scope scope("adamw_step");
+      param.storage().note_write();
       backend_for(param.device()).adamw_step(param, grad, st.slots[0], st.slots[1], s);
       // param, exp_avg and exp_avg_sq read and written, grad read
       if (profiler::enabled()) profiler::add_work(0.0, static_cast<double>(param.numel()) * sizeof(float) * 7.0);

@@ -156,6 +156,29 @@ CpuStorage::~CpuStorage() {
   if (data_ && capacity_) block_cache().put(data_, capacity_);
 }
 
+std::shared_ptr<const PackedB> CpuStorage::packed_operand(bool trans, int64_t K, int64_t N, bool bf16) const {
+  if (!owner_ || K * N * int64_t(sizeof(float)) != int64_t(bytes())) return nullptr;
+  std::lock_guard<std::mutex> lock(packed_mutex_);
+  const uint64_t writes_now = writes();
+  if (packed_ && packed_trans_ == trans && packed_->K == K && packed_->N == N && packed_->bf16 == bf16 &&
+      packed_writes_ == writes_now)
+    return packed_;
+  const float* values = static_cast<const float*>(data_);
+  packed_ = pack_b(trans, K, N, values, trans ? K : N, bf16);
+  packed_trans_ = trans;
+  packed_writes_ = writes_now;
+  if (packed_) {
+    // The pages wholly inside these values go back to the kernel: a hint that keeps the
+    // mapping's contents (they are read from the file again if touched; pages written by us
+    // would be swapped, never dropped), so RSS holds the panels and not the values twice.
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGE_SIZE));
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(data_) + page - 1) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(data_) + bytes()) / page * page;
+    if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+  }
+  return packed_;
+}
+
 std::shared_ptr<Storage> CpuBackend::allocate(size_t bytes) { return std::make_shared<CpuStorage>(bytes); }
 std::shared_ptr<Storage> CpuBackend::wrap_host_memory(std::shared_ptr<void> owner, void* data, size_t bytes) {
   return std::make_shared<CpuStorage>(std::move(owner), data, bytes);

@@ -5,9 +5,11 @@
 #include <tbb/blocked_range.h>
 
 #include <chrono>
+#include <mutex>
 #include <tbb/parallel_for.h>
 
 #include "engine/backend.h"
+#include "engine/cpu/gemm.h"
 
 namespace sparo::cpu {
 
@@ -19,10 +21,22 @@ class CpuStorage final : public Storage {
   ~CpuStorage() override;
   void* data() const { return data_; }
 
+  // For memory from elsewhere (a model's weights in a mapped file, which inference multiplies
+  // by over and over): op(B) = this storage as a [K,N] operand, packed once for the GEMM, and
+  // kept while writes() stays as it was. Once packed, the file's pages are handed back to the
+  // kernel (madvise MADV_PAGEOUT), so the weights are held once, as panels. Null for storage of
+  // our own (training's weights change every step) and where the CPU has no packed kernel:
+  // multiply with sgemm then.
+  std::shared_ptr<const PackedB> packed_operand(bool trans, int64_t K, int64_t N, bool bf16) const;
+
  private:
   size_t capacity_;  // the cached block's size (bytes rounded up to its bucket); 0 when not ours
   void* data_;
   std::shared_ptr<void> owner_;
+  mutable std::mutex packed_mutex_;
+  mutable std::shared_ptr<const PackedB> packed_;
+  mutable bool packed_trans_ = false;
+  mutable uint64_t packed_writes_ = 0;
 };
 
 // Raw access for CPU kernels only: this header is not part of the public API.

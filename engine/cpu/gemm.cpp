@@ -36,6 +36,12 @@ void sgemm_avx2_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 void sgemm_avx2_bf16_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                             int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
                             const GemmEpilogue* epilogue, float* a_row_sums);
+std::shared_ptr<const PackedB> pack_b_avx512(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb);
+std::shared_ptr<const PackedB> pack_b_avx512_bf16(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb);
+std::shared_ptr<const PackedB> pack_b_avx2_kernel(bool trans_b, int64_t K, int64_t N, const float* B,
+                                                  int64_t ldb, bool bf16);
+void sgemm_prepacked_kernel(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C, int64_t ldc,
+                            bool accumulate, const GemmEpilogue* epilogue);
 const char* avx512_kernel_name();
 const char* avx512_bf16_kernel_name();
 const char* avx2_kernel_name();
@@ -232,6 +238,26 @@ void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, con
 const char* sgemm_bf16_kernel_name() {
   if (have_avx512_bf16()) return detail::avx512_bf16_kernel_name();
   return !have_avx512() && have_avx2() ? "avx2 6x16 (rounded fp32)" : "emulated (rounded fp32)";
+}
+
+// The packed B of the kernel that sgemm (sgemm_bf16) dispatches to on this CPU.
+std::shared_ptr<const PackedB> pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb, bool bf16) {
+  if (K <= 0 || N <= 0) return nullptr;  // nothing to pack: sgemm handles the empty products
+  if (!have_avx512()) return have_avx2() ? detail::pack_b_avx2(trans_b, K, N, B, ldb, bf16) : nullptr;
+  if (!bf16) return detail::pack_b_avx512(trans_b, K, N, B, ldb);
+  return have_avx512_bf16() ? detail::pack_b_avx512_bf16(trans_b, K, N, B, ldb) : nullptr;
+}
+
+std::shared_ptr<const PackedB> detail::pack_b_avx2(bool trans_b, int64_t K, int64_t N, const float* B,
+                                                   int64_t ldb, bool bf16) {
+  if (!have_avx2()) throw std::logic_error("pack_b_avx2 called on a CPU without AVX2 + FMA");
+  return K > 0 && N > 0 ? detail::pack_b_avx2_kernel(trans_b, K, N, B, ldb, bf16) : nullptr;
+}
+
+void sgemm_prepacked(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C, int64_t ldc,
+                     bool accumulate, const GemmEpilogue* epilogue) {
+  if (handle_empty(false, M, B.N, B.K, A, lda, C, ldc, accumulate, epilogue, nullptr)) return;
+  detail::sgemm_prepacked_kernel(M, A, lda, B, C, ldc, accumulate, epilogue);
 }
 
 }  // namespace sparo::cpu

@@ -12,6 +12,8 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <vector>
 
 namespace sparo::cpu {
 
@@ -63,6 +65,29 @@ void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                 float* a_row_sums = nullptr);
 const char* sgemm_bf16_kernel_name();  // "avx512_bf16 12x32", "avx2 6x16 (rounded fp32)" or "emulated (rounded fp32)"
 
+// ---- op(B) packed once ---------------------------------------------------------------------
+// sgemm copies op(B) into the kernel's panels on every call. For a B that many products use
+// unchanged (a layer's weight at inference) pack it once: sgemm_prepacked then reads the
+// panels in place. At small M that pass is much of the work: a ViT-B/32 at batch 1 (M = 50)
+// packs each weight for 50 rows of output. The product is sgemm's (sgemm_bf16's) to the bit.
+struct PackedB {
+  int format = 0;      // the kernel whose panels these are (gemm_simd.cpp)
+  bool bf16 = false;   // made for sgemm_bf16
+  int64_t K = 0, N = 0;
+  int64_t kc_step = 0, nc_step = 0;   // the blocking sgemm uses for this K and N
+  std::vector<int64_t> block_offset;  // [column block * K blocks + K block], in floats
+  std::shared_ptr<float[]> panels;    // 64-byte aligned
+  size_t floats = 0;
+  size_t bytes() const { return floats * sizeof(float); }
+};
+// Null where this CPU's sgemm (sgemm_bf16 with bf16) has no packed kernel (the Eigen and the
+// emulated bf16 paths): call sgemm there.
+std::shared_ptr<const PackedB> pack_b(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb,
+                                      bool bf16);
+// C[M,N] (+)= A[M,K] · op(B) for A row-major (not transposed); N and K are B's.
+void sgemm_prepacked(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C, int64_t ldc,
+                     bool accumulate, const GemmEpilogue* epilogue = nullptr);
+
 // x rounded to the nearest bfloat16 (ties to even), returned as the float it represents;
 // NaN stays NaN, values beyond bf16's range become ±inf. Inline: the AVX2 packs call it per
 // element.
@@ -100,6 +125,11 @@ void sgemm_avx2_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                      const float* A, int64_t lda, const float* B, int64_t ldb,
                      float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
                      float* a_row_sums = nullptr);
+// pack_b for the AVX2 kernel (sgemm_avx2, or sgemm_avx2_bf16 with bf16), for the tests on
+// AVX-512 machines; sgemm_prepacked multiplies with it. Throws std::logic_error where
+// cpu_has_avx2() is false.
+std::shared_ptr<const PackedB> pack_b_avx2(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb,
+                                           bool bf16);
 // sgemm_bf16's path for CPUs without AVX512_BF16, callable directly for the tests.
 void sgemm_bf16_emulated(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          const float* A, int64_t lda, const float* B, int64_t ldb,

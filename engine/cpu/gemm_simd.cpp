@@ -16,7 +16,8 @@
 //   for jc in N step NC                      packed B block, in L3, shared by all threads
 //     for pc in K step KC                    KC depends on K only -> bitwise reproducible
 //       pack op(B)[pc:+kc, jc:+nc]           NR-wide k-major panels (parallel over panels;
-//                                            with one row chunk, inside the tile tasks)
+//                                            with one row chunk, inside the tile tasks);
+//                                            sgemm_prepacked: made once by pack_whole_b
 //       parallel over tiles (rows i0..i1) x (cols n0..n1) of the block:
 //         for is in i0..i1 step MC
 //           pack op(A)[is:+mc, pc:+kc]       MR-tall k-major panels (per task, L2)
@@ -46,7 +47,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <cstdio>
+#include <memory>
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -748,7 +752,29 @@ struct Problem {
   // the one task whose columns start at 0, so that each row's chain is k in order whatever
   // the split (the row split's K blocks follow each other; run_columns loops them in order).
   double* a_sums;
+  // op(B) packed beforehand (sgemm_prepacked), in this format's panels with this blocking;
+  // null: pack it here.
+  const PackedB* packed = nullptr;
 };
+
+// How a product is cut into blocks: K into blocks of kc_step (of near-equal size, the last
+// one shorter), N into blocks of nc_step columns. A function of K and N only
+// (reproducibility); pack_whole_b uses it too.
+struct Blocking {
+  int64_t kc_step, nc_step;
+};
+template <class F>
+Blocking blocking(int64_t K, int64_t N) {
+  const int64_t nkb = ceil_div(K, F::kc_max);
+  const int64_t nnb = ceil_div(N, kNC);
+  return {ceil_div(K, nkb), ceil_div(ceil_div(N, nnb), F::NR) * F::NR};
+}
+
+// The packed B block of columns [jc, ...) and depth [pc, ...) in p.packed.
+const float* packed_block(const Problem& p, int64_t jc, int64_t pc) {
+  const PackedB& b = *p.packed;
+  return b.panels.get() + b.block_offset[size_t((jc / b.nc_step) * ceil_div(b.K, b.kc_step) + pc / b.kc_step)];
+}
 
 // The whole product for columns [n0, n1) of C, on one thread, for a small A (the column
 // split below): for every K block, all of op(A) is packed once, then the B panels are packed
@@ -760,20 +786,25 @@ struct Problem {
 // element still gets the same chain of FMAs (k in order, block by block).
 constexpr int64_t kBGroupBytes = 256 * 1024;
 
+// Columns [n0, n1) lie in the column block that starts at jc.
 template <class F>
-void run_columns(const Problem& p, int64_t kc_step, int64_t n0, int64_t n1, bool take_sums) {
+void run_columns(const Problem& p, int64_t kc_step, int64_t jc, int64_t n0, int64_t n1, bool take_sums) {
   const int64_t kw_max = F::words(std::min(kc_step, p.K));
   const int64_t group = std::max<int64_t>(1, kBGroupBytes / int64_t(sizeof(float) * F::NR * kw_max)) * F::NR;
   float* Abuf = tls_a.get(size_t(ceil_div(p.M, F::MR) * F::MR * kw_max));
-  float* Bgroup = tls_b_group.get(size_t(group * kw_max));
+  float* Bgroup = p.packed ? nullptr : tls_b_group.get(size_t(group * kw_max));
   for (int64_t pc = 0; pc < p.K; pc += kc_step) {
     const int64_t kc = std::min(kc_step, p.K - pc);
     const bool beta = p.accumulate || pc > 0;
     pack_a<F>(p.ta, p.A, p.lda, 0, p.M, pc, kc, Abuf, take_sums ? p.a_sums : nullptr);
     for (int64_t j = n0; j < n1; j += group) {
       const int64_t cols = std::min(group, n1 - j);
-      pack_b<F>(p.tb, p.B, p.ldb, pc, kc, j, cols, 0, ceil_div(cols, F::NR), Bgroup);
-      macro_kernel<F>(p.M, 0, cols, kc, Abuf, Bgroup, p.C + j, p.ldc, beta);
+      const float* Bpanels = Bgroup;
+      if (p.packed)  // the group's panels, in place (j - jc is a whole number of panels)
+        Bpanels = packed_block(p, jc, pc) + (j - jc) * F::words(kc);
+      else
+        pack_b<F>(p.tb, p.B, p.ldb, pc, kc, j, cols, 0, ceil_div(cols, F::NR), Bgroup);
+      macro_kernel<F>(p.M, 0, cols, kc, Abuf, Bpanels, p.C + j, p.ldc, beta);
       if (p.epilogue && pc + kc == p.K) p.epilogue->apply(p.epilogue->context, 0, j, p.M, cols);
     }
   }
@@ -783,11 +814,7 @@ template <class F>
 // b_buffer holds the shared packed B block of the row split, b_elems floats; taken only there
 // (run_columns packs into buffers of its own).
 void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
-  // K blocks of near-equal size; a function of K only (reproducibility).
-  const int64_t nkb = ceil_div(p.K, F::kc_max);
-  const int64_t kc_step = ceil_div(p.K, nkb);
-  const int64_t nnb = ceil_div(p.N, kNC);
-  const int64_t nc_step = ceil_div(ceil_div(p.N, nnb), F::NR) * F::NR;
+  const auto [kc_step, nc_step] = blocking<F>(p.K, p.N);
   const int64_t m_panels = ceil_div(p.M, F::MR);
 
   for (int64_t jc = 0; jc < p.N; jc += nc_step) {
@@ -825,7 +852,7 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
     if (mt == 1) {
       auto columns = [&](int64_t tj) {
         const int64_t c0 = tj * panels_per_nt * F::NR, c1 = std::min(nc, c0 + panels_per_nt * F::NR);
-        if (c0 < c1) run_columns<F>(p, kc_step, jc + c0, jc + c1, jc == 0 && c0 == 0);
+        if (c0 < c1) run_columns<F>(p, kc_step, jc, jc + c0, jc + c1, jc == 0 && c0 == 0);
       };
       if (threads == 1 || nt == 1) {
         for (int64_t tj = 0; tj < nt; ++tj) columns(tj);
@@ -836,13 +863,15 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
       continue;
     }
 
-    float* Bbuf = b_buffer.get(b_elems);
+    float* Bbuf = p.packed ? nullptr : b_buffer.get(b_elems);
     for (int64_t pc = 0; pc < p.K; pc += kc_step) {
       const int64_t kc = std::min(kc_step, p.K - pc);
       const bool beta = p.accumulate || pc > 0;
 
       // Pack the B block (shared by the row chunks), in parallel when it is big enough.
-      const int64_t pack_tasks = threads > 1 && double(F::words(kc)) * double(nc) >= kParallelPackB
+      const float* Bblock = p.packed ? packed_block(p, jc, pc) : Bbuf;
+      const int64_t pack_tasks = p.packed ? 0
+                                 : threads > 1 && double(F::words(kc)) * double(nc) >= kParallelPackB
                                      ? std::min<int64_t>(n_panels, 2 * threads)
                                      : 1;
       auto pack = [&](int64_t t) {
@@ -851,7 +880,7 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
       };
       if (pack_tasks == 1) {
         pack(0);
-      } else {
+      } else if (pack_tasks > 1) {
         tbb::parallel_for(int64_t(0), pack_tasks, [&](int64_t t) { pack(t); },
                           tbb::simple_partitioner{});
       }
@@ -868,7 +897,7 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
         for (int64_t is = i0; is < i1; is += kMC) {
           const int64_t mc = std::min(kMC, i1 - is);
           pack_a<F>(p.ta, p.A, p.lda, is, mc, pc, kc, Abuf, jc == 0 && n0 == 0 ? p.a_sums : nullptr);
-          macro_kernel<F>(mc, n0, n1, kc, Abuf, Bbuf, p.C + is * p.ldc + jc, p.ldc, beta);
+          macro_kernel<F>(mc, n0, n1, kc, Abuf, Bblock, p.C + is * p.ldc + jc, p.ldc, beta);
           // The last K block finished these rows × columns: hand them on while in L2.
           if (p.epilogue && pc + kc == p.K) p.epilogue->apply(p.epilogue->context, is, jc + n0, mc, n1 - n0);
         }
@@ -887,17 +916,16 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
 template <class F>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
           const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue,
-          float* a_row_sums) {
+          float* a_row_sums, const PackedB* packed = nullptr) {
   // A row-major A's rows are packed by 16x16 transposes: its sums are a loop of their own.
   if (a_row_sums && !trans_a) row_sums_of_op_a(trans_a, M, K, A, lda, a_row_sums);
   std::vector<double> a_sums(a_row_sums && trans_a ? size_t(M) : 0, 0.0);
   const Problem p{trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue,
-                  a_sums.empty() ? nullptr : a_sums.data()};
+                  a_sums.empty() ? nullptr : a_sums.data(), packed};
   const bool small = double(M) * double(N) * double(K) < kInlineMacs;
   const int threads = small || SerialGemmScope::active() ? 1 : current_threads();
 
-  const int64_t nkb = ceil_div(K, F::kc_max);
-  const int64_t kc_max = ceil_div(K, nkb);
+  const int64_t kc_max = blocking<F>(K, N).kc_step;
   const int64_t nc_max = std::min(ceil_div(N, F::NR) * F::NR, kNC);
   const size_t b_elems = size_t(F::words(kc_max) * nc_max);
 
@@ -916,6 +944,50 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const flo
     tbb::this_task_arena::isolate([&] { run<F>(p, threads, bb, b_elems); });
   }
   for (size_t i = 0; i < a_sums.size(); ++i) a_row_sums[i] = static_cast<float>(a_sums[i]);
+}
+
+// Every block of op(B) as run() would pack it, one after the other: column block by column
+// block, K block by K block, in parallel over the blocks' panels.
+template <class F>
+std::shared_ptr<const PackedB> pack_whole_b(int format, bool bf16, bool trans_b, int64_t K, int64_t N,
+                                            const float* B, int64_t ldb) {
+  auto out = std::make_shared<PackedB>();
+  const Blocking bl = blocking<F>(K, N);
+  out->format = format;
+  out->bf16 = bf16;
+  out->K = K;
+  out->N = N;
+  out->kc_step = bl.kc_step;
+  out->nc_step = bl.nc_step;
+  struct Block {
+    int64_t jc, nc, pc, kc;
+  };
+  std::vector<Block> blocks;
+  size_t floats = 0;
+  for (int64_t jc = 0; jc < N; jc += bl.nc_step)
+    for (int64_t pc = 0; pc < K; pc += bl.kc_step) {
+      const Block b{jc, std::min(bl.nc_step, N - jc), pc, std::min(bl.kc_step, K - pc)};
+      blocks.push_back(b);
+      out->block_offset.push_back(int64_t(floats));
+      floats += size_t(ceil_div(b.nc, F::NR) * F::NR * F::words(b.kc));
+    }
+  out->floats = floats;
+  out->panels = std::shared_ptr<float[]>(static_cast<float*>(::operator new[](floats * sizeof(float), std::align_val_t(64))),
+                                         [](float* q) { ::operator delete[](q, std::align_val_t(64)); });
+  float* base = out->panels.get();
+  // A task per (block, run of 16 panels): enough tasks for the threads, each a long stream.
+  constexpr int64_t kPanelsPerTask = 16;
+  std::vector<std::pair<size_t, int64_t>> tasks;
+  for (size_t i = 0; i < blocks.size(); ++i)
+    for (int64_t jp = 0; jp < ceil_div(blocks[i].nc, F::NR); jp += kPanelsPerTask) tasks.emplace_back(i, jp);
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(size_t(0), tasks.size(), [&](size_t t) {
+      const Block& b = blocks[tasks[t].first];
+      const int64_t jp0 = tasks[t].second, jp1 = std::min(ceil_div(b.nc, F::NR), jp0 + kPanelsPerTask);
+      pack_b<F>(trans_b, B, ldb, b.pc, b.kc, b.jc, b.nc, jp0, jp1, base + out->block_offset[tasks[t].first]);
+    });
+  });
+  return out;
 }
 
 }  // namespace
@@ -944,6 +1016,40 @@ void sgemm_avx2_bf16_kernel(bool trans_a, bool trans_b, int64_t M, int64_t N, in
                             int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
                             const GemmEpilogue* epilogue, float* a_row_sums) {
   gemm<Avx2Format<true>>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
+}
+
+// The packed formats (PackedB::format).
+enum PackedFormat : int { kPackedAvx512 = 1, kPackedAvx512Bf16, kPackedAvx2, kPackedAvx2Bf16 };
+
+std::shared_ptr<const PackedB> pack_b_avx512(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb) {
+  return pack_whole_b<F32Format>(kPackedAvx512, false, trans_b, K, N, B, ldb);
+}
+std::shared_ptr<const PackedB> pack_b_avx512_bf16(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb) {
+  return pack_whole_b<Bf16Format>(kPackedAvx512Bf16, true, trans_b, K, N, B, ldb);
+}
+std::shared_ptr<const PackedB> pack_b_avx2_kernel(bool trans_b, int64_t K, int64_t N, const float* B, int64_t ldb,
+                                           bool bf16) {
+  return bf16 ? pack_whole_b<Avx2Format<true>>(kPackedAvx2Bf16, true, trans_b, K, N, B, ldb)
+              : pack_whole_b<Avx2Format<false>>(kPackedAvx2, false, trans_b, K, N, B, ldb);
+}
+
+// The product with B's panels in place, by the kernel that packed them.
+void sgemm_prepacked_kernel(int64_t M, const float* A, int64_t lda, const PackedB& B, float* C, int64_t ldc,
+                            bool accumulate, const GemmEpilogue* epilogue) {
+  switch (B.format) {
+    case kPackedAvx512:
+      return gemm<F32Format>(false, false, M, B.N, B.K, A, lda, nullptr, 0, C, ldc, accumulate, epilogue, nullptr, &B);
+    case kPackedAvx512Bf16:
+      return gemm<Bf16Format>(false, false, M, B.N, B.K, A, lda, nullptr, 0, C, ldc, accumulate, epilogue, nullptr,
+                              &B);
+    case kPackedAvx2:
+      return gemm<Avx2Format<false>>(false, false, M, B.N, B.K, A, lda, nullptr, 0, C, ldc, accumulate, epilogue,
+                                     nullptr, &B);
+    case kPackedAvx2Bf16:
+      return gemm<Avx2Format<true>>(false, false, M, B.N, B.K, A, lda, nullptr, 0, C, ldc, accumulate, epilogue,
+                                    nullptr, &B);
+  }
+  throw std::logic_error("sgemm_prepacked: unknown panel format " + std::to_string(B.format));
 }
 
 namespace {

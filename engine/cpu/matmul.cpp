@@ -12,6 +12,12 @@ void CpuBackend::matmul(const Tensor& at, const Tensor& bt, Tensor& ct, const Ma
   const int64_t lda = d.trans_a ? d.M : d.K;
   const int64_t ldb = d.trans_b ? d.K : d.N;
   const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
+  // One product by a mapped weight (a linear layer without bias, a projection): its panels.
+  if (d.batch == 1 && !d.trans_a) {
+    const auto& storage = static_cast<const CpuStorage&>(bt.storage());
+    if (const auto packed = storage.packed_operand(d.trans_b, d.K, d.N, d.precision == MatmulPrecision::bf16))
+      return sgemm_prepacked(d.M, a, lda, *packed, c, d.N, d.accumulate);
+  }
   // Batch entries run as parallel tasks; sgemm splits each further when it is large.
   parallel_for(d.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
@@ -19,6 +25,21 @@ void CpuBackend::matmul(const Tensor& at, const Tensor& bt, Tensor& ct, const Ma
             c + i * d.c_batch_stride, d.N, d.accumulate, nullptr, nullptr);
   });
 }
+
+namespace {
+
+// y = x · wᵀ (x [M,K], w [N,K]) with w's panels packed once where its storage keeps them
+// (a mapped model's weights: CpuStorage::packed_operand), else packed by this call.
+void linear_product(const Tensor& xt, const Tensor& wt, float* y, const MatmulDesc& d, const GemmEpilogue* epilogue) {
+  const bool bf16 = d.precision == MatmulPrecision::bf16;
+  const auto& storage = static_cast<const CpuStorage&>(wt.storage());
+  if (const auto packed = storage.packed_operand(true, d.K, d.N, bf16))
+    return sgemm_prepacked(d.M, data<float>(xt), d.K, *packed, y, d.N, false, epilogue);
+  (bf16 ? &sgemm_bf16 : &sgemm)(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, y, d.N,
+                                false, epilogue, nullptr);
+}
+
+}  // namespace
 
 void CpuBackend::linear(const Tensor& xt, const Tensor& wt, const Tensor& biast, Tensor& yt, const MatmulDesc& d) {
   struct Blocks {
@@ -35,8 +56,7 @@ void CpuBackend::linear(const Tensor& xt, const Tensor& wt, const Tensor& biast,
                                 }
                               },
                               &blocks};
-  const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
-  gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, blocks.y, d.N, false, &add_bias, nullptr);
+  linear_product(xt, wt, blocks.y, d, &add_bias);
 }
 
 void CpuBackend::matmul_mul(const Tensor& at, const Tensor& bt, const Tensor& mt, Tensor& ct, const MatmulDesc& d) {
@@ -103,9 +123,7 @@ void CpuBackend::linear_gelu(const Tensor& xt, const Tensor& wt, const Tensor& b
         }
       },
       &blocks};
-  const auto gemm = d.precision == MatmulPrecision::bf16 ? &sgemm_bf16 : &sgemm;
-  gemm(false, true, d.M, d.N, d.K, data<float>(xt), d.K, data<float>(wt), d.K, blocks.pre, d.N, false,
-       blocks.pre == blocks.out ? &gelu_in_place : &gelu_and_derivative, nullptr);
+  linear_product(xt, wt, blocks.pre, d, blocks.pre == blocks.out ? &gelu_in_place : &gelu_and_derivative);
 }
 
 }  // namespace sparo::cpu

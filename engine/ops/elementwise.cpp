@@ -168,8 +168,10 @@ static void inplace_binary(const char* op, BinaryOp kind, Tensor& dst, const Ten
   if (broadcast_shapes(op, dst.shape(), src.shape()) != dst.shape())
     throw Error(std::string(op) + ": src shape " + shape_str(src.shape()) + " does not broadcast to dst shape " +
                 shape_str(dst.shape()));
-  if (dst.numel() > 0)
+  if (dst.numel() > 0) {
+    dst.storage().note_write();
     backend_of(dst).binary(kind, dst, src, dst, make_elementwise_plan(dst.shape(), {dst.shape(), src.shape()}));
+  }
   add_bytes({&dst, &src, &dst});
 }
 
@@ -185,6 +187,7 @@ void copy_(Tensor& dst, const Tensor& src) {
     throw Error("copy_: src " + shape_str(src.shape()) + " " + dtype_name(src.dtype()) + " differs from dst " +
                 shape_str(dst.shape()) + " " + dtype_name(dst.dtype()));
   if (dst.numel() == 0) return;
+  dst.storage().note_write();
   const Shape strides = contiguous_strides(dst.shape());
   backend_of(dst).copy(src, dst, make_copy_plan(dst.shape(), strides, 0, strides, 0));
   add_bytes({&src, &dst});
@@ -193,6 +196,7 @@ void copy_(Tensor& dst, const Tensor& src) {
 void fill_(Tensor& dst, float value) {
   profiler::Scope scope("fill_");
   check_defined("fill_", dst, "dst");
+  dst.storage().note_write();
   backend_of(dst).fill(dst, value);
   add_bytes({&dst});
 }

@@ -567,3 +567,91 @@ TEST(GemmBf16, NanAndInfPropagate) {
       }
   }
 }
+
+// ---- B packed once (sgemm_prepacked) ------------------------------------------------------
+
+namespace {
+
+// A packer and the product whose bits its panels must reproduce.
+struct PackedPath {
+  const char* name;
+  std::shared_ptr<const sparo::cpu::PackedB> (*pack)(bool, int64_t, int64_t, const float*, int64_t);
+  GemmFn reference;
+};
+
+std::vector<PackedPath> packed_paths() {
+  std::vector<PackedPath> paths{
+      {"pack_b f32", [](bool tb, int64_t K, int64_t N, const float* B, int64_t ldb) {
+         return sparo::cpu::pack_b(tb, K, N, B, ldb, false);
+       }, &sgemm},
+      {"pack_b bf16", [](bool tb, int64_t K, int64_t N, const float* B, int64_t ldb) {
+         return sparo::cpu::pack_b(tb, K, N, B, ldb, true);
+       }, &sgemm_bf16}};
+  if (sparo::cpu::detail::cpu_has_avx2()) {
+    paths.push_back({"pack_b_avx2 f32", [](bool tb, int64_t K, int64_t N, const float* B, int64_t ldb) {
+                       return sparo::cpu::detail::pack_b_avx2(tb, K, N, B, ldb, false);
+                     }, &sparo::cpu::detail::sgemm_avx2});
+    paths.push_back({"pack_b_avx2 bf16", [](bool tb, int64_t K, int64_t N, const float* B, int64_t ldb) {
+                       return sparo::cpu::detail::pack_b_avx2(tb, K, N, B, ldb, true);
+                     }, &sparo::cpu::detail::sgemm_avx2_bf16});
+  }
+  return paths;
+}
+
+}  // namespace
+
+// The panels are the ones sgemm packs per call, so the product is sgemm's to the bit: for
+// both layouts of B, shapes that take the column split (small M) and the row split, several
+// K blocks and several column blocks (N > 4096), ragged edges, padded leading dimensions,
+// accumulate or not, an epilogue, 1 and 2 threads. B is overwritten with NaN after packing:
+// the product must not read it again.
+TEST(GemmPrepacked, SameBitsAsSgemmWithoutReadingBAgain) {
+  struct Case {
+    int64_t M, N, K;
+  };
+  const Case cases[] = {{50, 2304, 768}, {1, 17, 3}, {13, 37, 29}, {257, 300, 700}, {600, 200, 800},
+                        {7, 4200, 40},   {300, 4111, 65}};
+  const GemmEpilogue times_two{[](const void* context, int64_t row0, int64_t col0, int64_t rows, int64_t cols) {
+                                 const auto& [C, ldc] = *static_cast<const std::pair<float*, int64_t>*>(context);
+                                 for (int64_t i = row0; i < row0 + rows; ++i)
+                                   for (int64_t j = col0; j < col0 + cols; ++j) C[i * ldc + j] *= 2.0f;
+                               },
+                               nullptr};
+  int packed_any = 0;
+  for (const PackedPath& path : packed_paths())
+    for (bool tb : {true, false})
+      for (const Case& c : cases) {
+        SCOPED_TRACE(::testing::Message() << path.name << " tb=" << tb << " " << c.M << "x" << c.N << "x" << c.K);
+        Operands o = make(false, tb, c.M, c.N, c.K, 3, 17);
+        std::vector<float> B = o.B;
+        const auto packed = path.pack(tb, c.K, c.N, B.data(), o.ldb);
+        if (!packed) continue;  // this CPU's path packs per call (bf16 without AVX512_BF16)
+        ++packed_any;
+        EXPECT_EQ(packed->K, c.K);
+        EXPECT_EQ(packed->N, c.N);
+        std::fill(B.begin(), B.end(), std::numeric_limits<float>::quiet_NaN());
+        for (int threads : {1, 2})
+          for (bool acc : {false, true}) {
+            tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(threads));
+            std::vector<float> expected = o.C, got = o.C;
+            std::pair<float*, int64_t> e_context{expected.data(), o.ldc}, g_context{got.data(), o.ldc};
+            GemmEpilogue e = times_two, g = times_two;
+            e.context = &e_context;
+            g.context = &g_context;
+            path.reference(false, tb, c.M, c.N, c.K, o.A.data(), o.lda, o.B.data(), o.ldb, expected.data(), o.ldc,
+                           acc, &e, nullptr);
+            sparo::cpu::sgemm_prepacked(c.M, o.A.data(), o.lda, *packed, got.data(), o.ldc, acc, &g);
+            EXPECT_EQ(std::memcmp(expected.data(), got.data(), got.size() * sizeof(float)), 0)
+                << "threads " << threads << " acc " << acc;
+          }
+      }
+  if (sparo::cpu::detail::cpu_has_avx2()) {
+    EXPECT_GT(packed_any, 0);
+  }
+}
+
+TEST(GemmPrepacked, EmptyProductsPackNothing) {
+  const float b[4] = {1, 2, 3, 4};
+  EXPECT_EQ(sparo::cpu::pack_b(true, 0, 4, b, 1, false), nullptr);
+  EXPECT_EQ(sparo::cpu::pack_b(true, 4, 0, b, 4, false), nullptr);
+}

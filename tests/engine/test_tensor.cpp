@@ -233,6 +233,62 @@ TEST(Tensor, MapSafetensorsUsesTheFileInPlace) {
   std::filesystem::remove(path);
 }
 
+// A linear layer whose weight is a mapped file's pages (inference) packs the weight for the
+// GEMM once and keeps the panels: the output is the bits of the same layer on an owned copy,
+// every time, and after each kind of in-place write into the weight (add_, mul_, copy_, fill_)
+// the panels are made again from the new values.
+TEST(Tensor, LinearOnAMappedWeightPacksItOnceAndSeesEveryWrite) {
+  const std::string path = ::testing::TempDir() + "/sparo_mapped_linear.safetensors";
+  Generator gen(12);
+  Tensor owned = Tensor::randn({96, 200}, gen);  // [N, K]
+  const Tensor bias = Tensor::randn({96}, gen);
+  const Tensor x = Tensor::randn({50, 200}, gen);
+  save_safetensors(path, {{"w", owned}});
+  NamedTensors mapped_file = map_safetensors(path);
+  Tensor mapped = mapped_file.at(0).second;
+  ASSERT_TRUE(mapped_from(cpu::data<float>(mapped), path));
+  const auto& storage = static_cast<const cpu::CpuStorage&>(mapped.storage());
+  const bool packs = cpu::pack_b(true, 200, 96, cpu::data<float>(owned), 200, false) != nullptr;
+
+  auto expect_same_layer = [&](const char* after) {
+    SCOPED_TRACE(after);
+    EXPECT_EQ(linear(x, mapped, bias).to_float_vector(), linear(x, owned, bias).to_float_vector()) << "linear";
+    EXPECT_EQ(linear_gelu(x, mapped, bias).to_float_vector(), linear_gelu(x, owned, bias).to_float_vector())
+        << "linear_gelu";
+    EXPECT_EQ(linear(x, mapped).to_float_vector(), linear(x, owned).to_float_vector()) << "linear without bias";
+    // x · w as a [K, N] operand: a projection (its panels are another packing of the storage)
+    const Tensor x96 = Tensor::randn({7, 96}, gen);
+    EXPECT_EQ(matmul(x96, mapped).to_float_vector(), matmul(x96, owned).to_float_vector()) << "matmul";
+  };
+  expect_same_layer("first use");
+  const auto panels = storage.packed_operand(true, 200, 96, false);
+  EXPECT_EQ(panels != nullptr, packs);
+  EXPECT_EQ(storage.packed_operand(true, 200, 96, false), panels) << "packed again without a write";
+  EXPECT_EQ(static_cast<const cpu::CpuStorage&>(owned.storage()).packed_operand(true, 200, 96, false), nullptr)
+      << "an owned (training) weight is packed per product, not kept";
+  expect_same_layer("second use");
+
+  const Tensor other = Tensor::randn({96, 200}, gen);
+  add_(owned, other);
+  add_(mapped, other);
+  expect_same_layer("add_");
+  mul_(owned, other);
+  mul_(mapped, other);
+  expect_same_layer("mul_");
+  copy_(owned, other);
+  copy_(mapped, other);
+  expect_same_layer("copy_");
+  fill_(owned, 0.25f);
+  fill_(mapped, 0.25f);
+  expect_same_layer("fill_");
+  if (packs) {
+    EXPECT_NE(storage.packed_operand(true, 200, 96, false), panels);
+  }
+  mapped_file.clear();
+  mapped = Tensor();
+  std::filesystem::remove(path);
+}
+
 TEST(Tensor, MapSafetensorsChecksAndNamesBadFiles) {
   const std::string path = ::testing::TempDir() + "/sparo_mapped_bad.safetensors";
   Generator gen(9);

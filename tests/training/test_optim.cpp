@@ -7,12 +7,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "engine/autograd.h"
+#include "engine/cpu/cpu_backend.h"
 #include "engine/ops.h"
+#include "engine/random.h"
+#include "engine/safetensors.h"
 #include "training/optimizer.h"
 #include "training/schedule.h"
 
@@ -583,6 +588,50 @@ TEST(Schedule, WarmupCosineShape) {
   EXPECT_EQ(momentum(100), 1.0);
   expect_error([&] { (void)CosineSchedule{.start = 1, .end = 0, .total_steps = 3, .warmup_steps = 3}(0); },
                {"CosineSchedule: need 0 <= warmup_steps < total_steps"});
+}
+
+// An optimiser step on a weight that is a mapped file's pages (whose panels the CPU's linear
+// keeps, CpuStorage::packed_operand) is seen by the next product: the same bits as the same
+// step on an owned copy, for SGD and AdamW.
+TEST(Optim, AStepOnAMappedWeightIsSeenByItsNextProduct) {
+  const std::string path = ::testing::TempDir() + "/sparo_optim_mapped.safetensors";
+  Generator gen(21);
+  const Tensor init = Tensor::randn({64, 128}, gen);
+  const Tensor x = Tensor::randn({20, 128}, gen);
+  const Tensor grad = Tensor::randn({64, 128}, gen);
+  save_safetensors(path, {{"w", init}});
+  for (int which = 0; which < 2; ++which) {
+    SCOPED_TRACE(which == 0 ? "SGD" : "AdamW");
+    Tensor owned = init.clone();
+    NamedTensors file = map_safetensors(path);
+    Tensor mapped = file.at(0).second;
+    owned.requires_grad_(true);
+    mapped.requires_grad_(true);
+    auto same_product = [&] {
+      NoGradGuard no_grad;
+      return linear(x, mapped).to_float_vector() == linear(x, owned).to_float_vector();
+    };
+    EXPECT_TRUE(same_product()) << "before the step";
+    if (cpu::pack_b(true, 128, 64, init.to_float_vector().data(), 128, false)) {
+      ASSERT_NE(static_cast<const cpu::CpuStorage&>(mapped.storage()).packed_operand(true, 128, 64, false), nullptr)
+          << "the weight is not the file's pages";
+    }
+    owned.set_grad(grad);
+    mapped.set_grad(grad);
+    std::unique_ptr<Optimizer> a, b;
+    if (which == 0) {
+      a = std::make_unique<SGD>(std::vector<ParamGroup>{{{owned}, 0.0f, 1.0f, "w"}}, 0.5f);
+      b = std::make_unique<SGD>(std::vector<ParamGroup>{{{mapped}, 0.0f, 1.0f, "w"}}, 0.5f);
+    } else {
+      a = std::make_unique<AdamW>(std::vector<ParamGroup>{{{owned}, 0.1f, 1.0f, "w"}}, 0.5f);
+      b = std::make_unique<AdamW>(std::vector<ParamGroup>{{{mapped}, 0.1f, 1.0f, "w"}}, 0.5f);
+    }
+    a->step();
+    b->step();
+    EXPECT_NE(owned.to_float_vector(), init.to_float_vector());
+    EXPECT_TRUE(same_product()) << "after the step";
+  }
+  std::filesystem::remove(path);
 }
 
 }  // namespace
