@@ -683,11 +683,21 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc, int
   }
 }
 
-// C tile block: rows [0, mc) x cols [n0, n1) of the current (jc, pc) block.
+// C tile block: rows [0, mc) x cols [n0, n1) of the current (jc, pc) block. With `ahead`, the
+// next ahead_floats of memory that the caller will use are fetched into L2 a slice after
+// each micro-kernel, so they arrive while this block computes (prepacked panels come from
+// memory, not from a pack that just wrote them: at batch 1 of a ViT-B/32 that gave +2-4 %
+// on 2 threads, +4-12 % on 1, interleaved medians of 40 on Zen 3).
 template <class F>
 void macro_kernel(int64_t mc, int64_t n0, int64_t n1, int64_t kc, const float* Ablock,
-                  const float* Bblock, float* C, int64_t ldc, bool beta) {
+                  const float* Bblock, float* C, int64_t ldc, bool beta, const float* ahead = nullptr,
+                  int64_t ahead_floats = 0) {
   const int64_t kw = F::words(kc);
+  const char* fetch = reinterpret_cast<const char*>(ahead);
+  const char* const fetch_end = fetch + ahead_floats * int64_t(sizeof(float));
+  const int64_t calls = (mc + F::MR - 1) / F::MR * ((n1 - n0 + F::NR - 1) / F::NR);
+  const int64_t lines = (fetch_end - fetch + 63) / 64;
+  const int64_t per_call = calls ? (lines + calls - 1) / calls * 64 : 0;
   for (int64_t jb = n0; jb < n1; jb += F::NB) {
     const int64_t jb1 = std::min(n1, jb + F::NB);
     for (int64_t i = 0; i < mc; i += F::MR) {
@@ -698,6 +708,8 @@ void macro_kernel(int64_t mc, int64_t n0, int64_t n1, int64_t kc, const float* A
         const int cols = int(std::min<int64_t>(F::NR, jb1 - j));
         F::kernels.fn[(cols + F::lanes - 1) / F::lanes - 1][rows - 1](kw, Ap, Bblock + j * kw, Crow + j,
                                                                      ldc, cols, beta);
+        for (const char* stop = std::min(fetch_end, fetch + per_call); fetch < stop; fetch += 64)
+          __builtin_prefetch(fetch, 0, 2);
       }
     }
   }
@@ -800,11 +812,23 @@ void run_columns(const Problem& p, int64_t kc_step, int64_t jc, int64_t n0, int6
     for (int64_t j = n0; j < n1; j += group) {
       const int64_t cols = std::min(group, n1 - j);
       const float* Bpanels = Bgroup;
-      if (p.packed)  // the group's panels, in place (j - jc is a whole number of panels)
+      const float* ahead = nullptr;
+      int64_t ahead_floats = 0;
+      if (p.packed) {  // the group's panels, in place (j - jc is a whole number of panels)
         Bpanels = packed_block(p, jc, pc) + (j - jc) * F::words(kc);
-      else
+        // and the next group's fetched meanwhile: the one after it, or the first of the next K block
+        if (j + group < n1) {
+          ahead = Bpanels + cols * F::words(kc);
+          ahead_floats = ceil_div(std::min(group, n1 - j - group), F::NR) * F::NR * F::words(kc);
+        } else if (pc + kc < p.K) {
+          const int64_t kw_next = F::words(std::min(kc_step, p.K - pc - kc));
+          ahead = packed_block(p, jc, pc + kc) + (n0 - jc) * kw_next;
+          ahead_floats = ceil_div(std::min(group, n1 - n0), F::NR) * F::NR * kw_next;
+        }
+      } else {
         pack_b<F>(p.tb, p.B, p.ldb, pc, kc, j, cols, 0, ceil_div(cols, F::NR), Bgroup);
-      macro_kernel<F>(p.M, 0, cols, kc, Abuf, Bpanels, p.C + j, p.ldc, beta);
+      }
+      macro_kernel<F>(p.M, 0, cols, kc, Abuf, Bpanels, p.C + j, p.ldc, beta, ahead, ahead_floats);
       if (p.epilogue && pc + kc == p.K) p.epilogue->apply(p.epilogue->context, 0, j, p.M, cols);
     }
   }
