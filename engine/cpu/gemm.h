@@ -64,6 +64,9 @@ void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                 float* C, int64_t ldc, bool accumulate, const GemmEpilogue* epilogue = nullptr,
                 float* a_row_sums = nullptr);
 const char* sgemm_bf16_kernel_name();  // "avx512_bf16 12x32", "avx2 6x16 (rounded fp32)" or "emulated (rounded fp32)"
+// True where sgemm_bf16 multiplies bf16 pairs in hardware (AVX512_BF16), the one case where it
+// is faster than sgemm.
+bool sgemm_bf16_is_native();
 
 // ---- op(B) packed once ---------------------------------------------------------------------
 // sgemm copies op(B) into the kernel's panels on every call. For a B that many products use
@@ -77,8 +80,6 @@ struct PackedB {
   int64_t kc_step = 0, nc_step = 0;   // the blocking sgemm uses for this K and N
   std::vector<int64_t> block_offset;  // [column block * K blocks + K block], in floats
   std::shared_ptr<float[]> panels;    // 64-byte aligned
-  size_t floats = 0;
-  size_t bytes() const { return floats * sizeof(float); }
 };
 // Null where this CPU's sgemm (sgemm_bf16 with bf16) has no packed kernel (the Eigen and the
 // emulated bf16 paths): call sgemm there.

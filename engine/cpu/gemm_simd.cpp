@@ -995,7 +995,6 @@ std::shared_ptr<const PackedB> pack_whole_b(int format, bool bf16, bool trans_b,
       out->block_offset.push_back(int64_t(floats));
       floats += size_t(ceil_div(b.nc, F::NR) * F::NR * F::words(b.kc));
     }
-  out->floats = floats;
   out->panels = std::shared_ptr<float[]>(static_cast<float*>(::operator new[](floats * sizeof(float), std::align_val_t(64))),
                                          [](float* q) { ::operator delete[](q, std::align_val_t(64)); });
   float* base = out->panels.get();
