@@ -22,9 +22,11 @@ void add_experiment_command(CLI::App& app) {
   cmd->add_option("--seeds", o->seeds, "Seeds per model (mean ± std)")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--clip-steps", o->clip_steps, "CLIP training steps")->capture_default_str();
   cmd->add_option("--dino-steps", o->dino_steps, "DINO training steps")->capture_default_str();
-  cmd->add_option("--clip-precision", o->clip_precision, "CLIP's matmul precision, bf16 or f32 (DINO trains in f32)")
+  cmd->add_option("--clip-precision", o->clip_precision,
+                  "CLIP's matmul precision: auto (bf16 where the CPU has AVX512_BF16, else f32), bf16 or f32 "
+                  "(DINO trains in f32)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"bf16", "f32"}));
+      ->check(CLI::IsMember({"auto", "bf16", "f32"}));
   cmd->add_option("--eval-scenes", o->eval_scenes, "Test scenes per CLIP evaluation")->capture_default_str();
   cmd->add_option("--dino-train", o->dino_train, "Fashion-MNIST train images for the DINO probes")->capture_default_str();
   cmd->add_option("--dino-test", o->dino_test, "Fashion-MNIST test images for the DINO probes")->capture_default_str();

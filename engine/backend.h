@@ -148,6 +148,9 @@ class Backend {
 
   // ---- linear algebra --------------------------------------------------------------
   virtual void matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& desc) = 0;
+  // Whether bf16 products (MatmulPrecision::bf16) run faster than f32 ones here: the hardware
+  // multiplies bf16 pairs (a CPU with AVX512_BF16). Elsewhere bf16 only rounds the inputs.
+  virtual bool bf16_matmul_is_faster() const { return false; }
 
   // ---- linear with a bias, fused (optional) --------------------------------------------
   // y = x·wᵀ + bias (bias [N] in every row; d as for matmul with trans_b, no accumulate),

@@ -52,6 +52,10 @@ class MatmulPrecisionScope {
 // "f32" (or "fp32") and "bf16"; anything else is an Error naming `what` and the value.
 MatmulPrecision parse_matmul_precision(const std::string& text, const std::string& what = "precision");
 const char* matmul_precision_name(MatmulPrecision precision);  // "f32" or "bf16"
+// The faster precision on this device: bf16 where its backend multiplies bf16 in hardware
+// (Backend::bf16_matmul_is_faster: a CPU with AVX512_BF16), else f32, which is as fast there
+// and exact.
+MatmulPrecision fastest_matmul_precision(Device device);
 
 // ---- elementwise, broadcasting (NumPy rules) ---------------------------------------------
 Tensor add(const Tensor& a, const Tensor& b);

@@ -418,8 +418,15 @@ std::vector<double>& arm_values(ExperimentSummary& s, size_t arm, size_t row) {
 
 }  // namespace
 
+std::string experiment_clip_precision(const ExperimentOptions& o) {
+  if (o.clip_precision == "auto") return matmul_precision_name(fastest_matmul_precision(Device::parse(o.device)));
+  if (o.clip_precision == "bf16" || o.clip_precision == "f32") return o.clip_precision;
+  throw Error("experiment: clip precision \"" + o.clip_precision + "\", expected auto, bf16 or f32");
+}
+
 ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) {
   if (o.seeds < 1) throw Error("experiment: seeds must be >= 1");
+  const std::string clip_precision = experiment_clip_precision(o);
   const auto t0 = std::chrono::steady_clock::now();
   fs::create_directories(o.out_dir);
   const LabeledImages fashion_train = load_fashion_mnist(default_fashion_mnist_dir(), "train");
@@ -458,7 +465,7 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
         // top-1 was 0.04–0.06 higher with a 100-step warm-up than with 30 (docs/RESULTS.md, "CLIP
         // attempts"). The prototypes' last layer stays frozen for the first tenth of a DINO run
         // (DINO: the first of 100 epochs); the presets' default of one epoch would outlast a short run.
-        if (clip) ov.push_back("precision=" + o.clip_precision);
+        if (clip) ov.push_back("precision=" + clip_precision);
         else ov.push_back("freeze_last_layer_steps=" + std::to_string(o.dino_steps / 10));
         ov.insert(ov.end(), o.overrides.begin(), o.overrides.end());
         ensure_trained(preset, run_dir, ov, o.progress, out);
@@ -550,8 +557,8 @@ ExperimentSummary run_experiment(const ExperimentOptions& o, std::ostream& out) 
   std::ostringstream head;
   head << "parameters: CLIP " << params["clip-baseline"] << " vs CLIP+SPARO " << params["clip-sparo"] << ", DINO "
        << params["dino-baseline"] << " vs DINO+SPARO " << params["dino-sparo"] << "\n"
-       << "budget per pair: CLIP " << o.clip_steps << " steps × batch " << o.clip_batch << " (" << o.clip_precision
-       << " matmuls), DINO " << o.dino_steps
+       << "budget per pair: CLIP " << o.clip_steps << " steps × batch " << o.clip_batch << " (" << clip_precision
+       << (o.clip_precision == "auto" ? " matmuls, the faster here" : " matmuls") << "), DINO " << o.dino_steps
        << " steps × batch " << o.dino_batch << ", same schedule, data order and seed(s); " << o.seeds << " seed(s)\n"
        << "columns: pixels = the normalised pixels themselves (DINO rows); init = the same model at its random\n"
        << "initialisation (the run's seed); Δ = SPARO − baseline (trained), paired by seed, with its 95% t interval\n"

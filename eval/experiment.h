@@ -19,10 +19,12 @@ struct ExperimentOptions {
   std::string out_dir = "runs/experiment";
   std::string config_dir = "training/configs";  // the presets {clip,dino}-tiny[-sparo].json
   int seeds = 1;
-  // CLIP trains with bf16 matmul inputs (f32 sums and weights): 1.6 times the steps of f32 in
-  // the same time on a CPU with AVX512_BF16 (elsewhere an emulated, slower path).
+  // CLIP's matmul precision: "auto" is bf16 inputs (f32 sums and weights) where the device
+  // multiplies bf16 in hardware (a CPU with AVX512_BF16: 1.6 times the steps of f32 in the same
+  // time), f32 elsewhere (bf16 would only round the inputs there, a little slower); or "bf16",
+  // "f32".
   int64_t clip_steps = 760, clip_batch = 128;
-  std::string clip_precision = "bf16";
+  std::string clip_precision = "auto";
   int64_t dino_steps = 7000, dino_batch = 64;  // micro DINO (width 64, 2 blocks): about 0.035 s a step on 2 cores
   int64_t eval_scenes = 1000;    // test scenes per CLIP evaluation
   int64_t dino_train = 10000;    // Fashion-MNIST train images for k-NN / linear probes (8:2 train:val for the probe)
@@ -45,6 +47,9 @@ struct ExperimentSummary {
 };
 
 ExperimentSummary run_experiment(const ExperimentOptions& options, std::ostream& out);
+// options.clip_precision with "auto" resolved on options.device: "bf16" or "f32". Error for
+// anything else.
+std::string experiment_clip_precision(const ExperimentOptions& options);
 
 // One evaluation family of the experiment on a finished run (sparo eval, sparo select-concepts),
 // on the same data as the experiment (options.eval_scenes, dino_train, dino_test, device):

@@ -101,6 +101,7 @@ class CpuBackend final : public Backend {
 
   void reduce(ReduceOp op, const Tensor& x, Tensor& out, int64_t outer, int64_t n, int64_t inner) override;
   void matmul(const Tensor& a, const Tensor& b, Tensor& c, const MatmulDesc& desc) override;
+  bool bf16_matmul_is_faster() const override;
 
   bool has_fused_linear() const override { return true; }
   void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y, const MatmulDesc& d) override;

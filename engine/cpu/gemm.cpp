@@ -235,6 +235,8 @@ void sgemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, con
   detail::sgemm_avx512_bf16(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, epilogue, a_row_sums);
 }
 
+bool sgemm_bf16_is_native() { return have_avx512_bf16(); }
+
 const char* sgemm_bf16_kernel_name() {
   if (have_avx512_bf16()) return detail::avx512_bf16_kernel_name();
   return !have_avx512() && have_avx2() ? "avx2 6x16 (rounded fp32)" : "emulated (rounded fp32)";

@@ -5,6 +5,8 @@
 
 namespace sparo::cpu {
 
+bool CpuBackend::bf16_matmul_is_faster() const { return sgemm_bf16_is_native(); }
+
 void CpuBackend::matmul(const Tensor& at, const Tensor& bt, Tensor& ct, const MatmulDesc& d) {
   const float* a = data<float>(at);
   const float* b = data<float>(bt);

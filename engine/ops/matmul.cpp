@@ -22,6 +22,10 @@ const char* matmul_precision_name(MatmulPrecision precision) {
   return precision == MatmulPrecision::bf16 ? "bf16" : "f32";
 }
 
+MatmulPrecision fastest_matmul_precision(Device device) {
+  return backend_for(device).bf16_matmul_is_faster() ? MatmulPrecision::bf16 : MatmulPrecision::f32;
+}
+
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   profiler::Scope scope("matmul");
   check_dtype("matmul", a, DType::f32, "a");

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/cpu/gemm.h"
+#include "engine/error.h"
 #include "eval/experiment.h"
 
 namespace sparo {
@@ -93,13 +95,16 @@ TEST(Experiment, TrainsEvaluatesAndReusesRuns) {
   EXPECT_EQ(results.at("metrics").size(), s.metrics.size());
   EXPECT_EQ(results.at("runs").size(), 8u);  // 4 trained + the same 4 at their random init
   EXPECT_EQ(results.at("pixels").size(), s.metrics.size());
-  // CLIP trains in the experiment's CLIP precision, DINO in f32.
+  // CLIP trains in the experiment's CLIP precision (by default the faster one on this CPU),
+  // DINO in f32.
   const auto precision = [&](const char* run) {
     return nlohmann::json::parse(std::ifstream(dir / "out" / run / "config.json")).at("precision").get<std::string>();
   };
-  EXPECT_EQ(precision("clip-baseline-seed0"), "bf16");
-  EXPECT_EQ(precision("clip-sparo-seed0"), "bf16");
+  const std::string clip_precision = experiment_clip_precision(o);
+  EXPECT_EQ(precision("clip-baseline-seed0"), clip_precision);
+  EXPECT_EQ(precision("clip-sparo-seed0"), clip_precision);
   EXPECT_EQ(precision("dino-baseline-seed0"), "f32");
+  EXPECT_NE(log.str().find("(" + clip_precision + " matmuls, the faster here)"), std::string::npos) << log.str();
 
   // A second call evaluates the finished runs again instead of retraining them.
   std::ostringstream again;
@@ -107,6 +112,26 @@ TEST(Experiment, TrainsEvaluatesAndReusesRuns) {
   EXPECT_NE(again.str().find("reusing the finished run"), std::string::npos);
   EXPECT_EQ(s2.sparo, s.sparo);
   fs::remove_all(dir);
+}
+
+// "auto" is bf16 only where the CPU multiplies bf16 pairs itself (AVX512_BF16); elsewhere bf16
+// would round the inputs for nothing, so f32. Explicit choices pass through; others are refused.
+TEST(Experiment, ClipPrecisionAutoIsBf16OnlyWithHardwareBf16) {
+  ExperimentOptions o;
+  EXPECT_EQ(o.clip_precision, "auto");
+  const bool hardware_bf16 = std::string(cpu::sgemm_bf16_kernel_name()).rfind("avx512_bf16", 0) == 0;
+  EXPECT_EQ(experiment_clip_precision(o), hardware_bf16 ? "bf16" : "f32") << cpu::sgemm_bf16_kernel_name();
+  o.clip_precision = "bf16";
+  EXPECT_EQ(experiment_clip_precision(o), "bf16");
+  o.clip_precision = "f32";
+  EXPECT_EQ(experiment_clip_precision(o), "f32");
+  o.clip_precision = "fp16";
+  try {
+    experiment_clip_precision(o);
+    ADD_FAILURE() << "fp16 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"fp16\", expected auto, bf16 or f32"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
