@@ -38,10 +38,35 @@ namespace {
 using Metrics = std::vector<std::pair<std::string, double>>;  // in table order
 
 // Trains (or reuses / resumes) one run; returns its parameter count line from the config.
+// A run directory from an earlier call is reused (finished) or resumed only if it was started
+// with the config this call asks for: a run of other steps, precision or data would otherwise
+// land in a table that names this call's budget. Keys the older config lacks are not compared.
+void check_same_config(const TrainConfig& wanted, const std::string& run_dir) {
+  const fs::path path = fs::path(run_dir) / "config.json";
+  std::ifstream in(path);
+  json had;
+  try {
+    had = json::parse(in);
+  } catch (const json::exception& e) {
+    throw Error("experiment: " + path.string() + " is not a readable config (" + e.what() +
+                "): remove " + run_dir + " or choose another --out");
+  }
+  const json want = json::parse(wanted.to_json());
+  std::string differences;
+  for (const auto& [key, value] : want.items())
+    if (had.contains(key) && had[key] != value)
+      differences += (differences.empty() ? "" : ", ") + key + " " + had[key].dump() + " there, " + value.dump() + " now";
+  if (!differences.empty())
+    throw Error("experiment: " + run_dir + " was started with another config (" + differences +
+                "): remove it or choose another --out");
+}
+
 void ensure_trained(const std::string& preset, const std::string& run_dir, const std::vector<std::string>& overrides,
                     int progress, std::ostream& out) {
   TrainOptions o;
   o.progress = progress;
+  const TrainConfig config = TrainConfig::load(preset, overrides);
+  if (fs::exists(fs::path(run_dir) / "config.json")) check_same_config(config, run_dir);
   if (fs::exists(fs::path(run_dir) / "model.safetensors")) {
     out << "reusing the finished run " << run_dir << "\n";
     return;
@@ -51,7 +76,7 @@ void ensure_trained(const std::string& preset, const std::string& run_dir, const
     return;
   }
   out << "training " << run_dir << " (" << preset << ")\n" << std::flush;
-  train(TrainConfig::load(preset, overrides), run_dir, o);
+  train(config, run_dir, o);
 }
 
 std::vector<Image> images_of(const std::vector<Scene>& scenes) {

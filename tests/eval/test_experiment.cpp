@@ -111,6 +111,26 @@ TEST(Experiment, TrainsEvaluatesAndReusesRuns) {
   const ExperimentSummary s2 = run_experiment(o, again);
   EXPECT_NE(again.str().find("reusing the finished run"), std::string::npos);
   EXPECT_EQ(s2.sparo, s.sparo);
+
+  // A call with another budget or precision refuses the runs there (their numbers would be
+  // reported under this call's budget) and names what differs.
+  const auto refused = [&](const ExperimentOptions& other, const std::string& difference) {
+    std::ostringstream ignored;
+    try {
+      run_experiment(other, ignored);
+      ADD_FAILURE() << "reused runs of another config (" << difference << ")";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("clip-baseline-seed0 was started with another config"), std::string::npos) << what;
+      EXPECT_NE(what.find(difference), std::string::npos) << what;
+    }
+  };
+  ExperimentOptions more_steps = o;
+  more_steps.clip_steps = 3;
+  refused(more_steps, "steps 2 there, 3 now");
+  ExperimentOptions other_precision = o;
+  other_precision.clip_precision = clip_precision == "f32" ? "bf16" : "f32";
+  refused(other_precision, "precision \"" + clip_precision + "\" there, \"" + other_precision.clip_precision + "\" now");
   fs::remove_all(dir);
 }
 
