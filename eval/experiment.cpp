@@ -37,7 +37,6 @@ namespace {
 
 using Metrics = std::vector<std::pair<std::string, double>>;  // in table order
 
-// Trains (or reuses / resumes) one run; returns its parameter count line from the config.
 // A run directory from an earlier call is reused (finished) or resumed only if it was started
 // with the config this call asks for: a run of other steps, precision or data would otherwise
 // land in a table that names this call's budget. Keys the older config lacks are not compared.
@@ -61,6 +60,7 @@ void check_same_config(const TrainConfig& wanted, const std::string& run_dir) {
                 "): remove it or choose another --out");
 }
 
+// Trains (or reuses / resumes) one run.
 void ensure_trained(const std::string& preset, const std::string& run_dir, const std::vector<std::string>& overrides,
                     int progress, std::ostream& out) {
   TrainOptions o;

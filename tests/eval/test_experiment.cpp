@@ -1,5 +1,6 @@
 // The experiment end to end on tiny models and tiny budgets: every run is trained, every
-// metric lands in the table and in results.json, and a second call reuses the finished runs.
+// metric lands in the table and in results.json, a second call reuses the finished runs, and a
+// call with another config refuses them.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
