@@ -36,19 +36,39 @@ inline float fast_exp(float x) {
 
 inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
 
+// exp(x) for x <= 0 only, as erf needs it: fast_exp's bits there, without its overflow and NaN
+// selects (a NaN in still gives a NaN out), and with 2^n as one factor since n >= -126 here.
+// Those selects were a third of the GELU epilogue's time.
+inline float fast_exp_nonpositive(float x) {
+  constexpr float kMin = -87.3365447505531f;  // ln(FLT_MIN)
+  const float clamped = x < kMin ? kMin : x;
+  const float n = __builtin_rintf(clamped * 1.44269504088896341f);
+  float r = clamped - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  const float out = y * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return x < kMin ? 0.0f : out;
+}
+
 // erf (Abramowitz & Stegun 7.1.26 refined): erf(|x|) = 1 - t·P(t)·exp(-x²), t = 1/(1 + p|x|).
-// Also gives the exp(-x²) it computes on the way (GELU's derivative needs it too).
+// Also gives the exp(-x²) it computes on the way (GELU's derivative needs it too). |x| and the
+// sign are bit operations (fabs, copysign), not compares and selects.
 inline float fast_erf(float x, float& exp_minus_x2) {
-  const float ax = x < 0.0f ? -x : x;
+  const float ax = __builtin_fabsf(x);
   const float t = 1.0f / (1.0f + 0.3275911f * ax);
   float poly = 1.061405429f;
   poly = poly * t - 1.453152027f;
   poly = poly * t + 1.421413741f;
   poly = poly * t - 0.284496736f;
   poly = poly * t + 0.254829592f;
-  exp_minus_x2 = fast_exp(-ax * ax);
-  const float r = 1.0f - poly * t * exp_minus_x2;
-  return x < 0.0f ? -r : r;
+  exp_minus_x2 = fast_exp_nonpositive(-ax * ax);
+  return __builtin_copysignf(1.0f - poly * t * exp_minus_x2, x);
 }
 inline float fast_erf(float x) {
   float unused;

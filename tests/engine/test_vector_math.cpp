@@ -2,7 +2,9 @@
 // their whole range (including the overflow / underflow edges and special values).
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 
 #include "engine/cpu/vector_math.h"
 
@@ -22,6 +24,22 @@ TEST(VectorMath, ExpWithinTwoUlp) {
   EXPECT_EQ(fast_exp(100.0f), INFINITY);
   EXPECT_TRUE(std::isnan(fast_exp(NAN)));
   EXPECT_EQ(fast_exp(0.0f), 1.0f);
+}
+
+// erf's exp of -x² is fast_exp with its overflow and NaN selects dropped: the same bits over
+// every non-positive float (a stride through their bit patterns), the same edges.
+TEST(VectorMath, ExpNonPositiveIsFastExpBitForBit) {
+  int64_t differ = 0, tried = 0;
+  for (uint32_t bits = 0x80000000u; bits <= 0xff800000u && bits >= 0x80000000u; bits += 101) {
+    const float x = std::bit_cast<float>(bits);
+    ++tried;
+    if (std::bit_cast<uint32_t>(fast_exp_nonpositive(x)) != std::bit_cast<uint32_t>(fast_exp(x))) ++differ;
+  }
+  EXPECT_EQ(differ, 0) << "of " << tried;
+  EXPECT_EQ(fast_exp_nonpositive(-INFINITY), 0.0f);
+  EXPECT_EQ(fast_exp_nonpositive(-0.0f), 1.0f);
+  EXPECT_TRUE(std::isnan(fast_exp_nonpositive(NAN)));
+  EXPECT_TRUE(std::isnan(fast_erf(NAN)));
 }
 
 TEST(VectorMath, ErfWithin6e7AbsoluteAndOdd) {
