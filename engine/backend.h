@@ -106,8 +106,9 @@ class Backend {
   virtual std::shared_ptr<Storage> allocate(size_t bytes) = 0;
   // A storage over `bytes` of host memory that `owner` keeps alive, used in place (the CPU
   // backend; others cannot compute on host memory and refuse).
-  virtual std::shared_ptr<Storage> wrap_host_memory(std::shared_ptr<void> owner, void* data, size_t bytes) {
-    (void)owner, (void)data, (void)bytes;
+  virtual std::shared_ptr<Storage> wrap_host_memory(std::shared_ptr<void> owner, void* data, size_t bytes,
+                                                    HostMemory kind) {
+    (void)owner, (void)data, (void)bytes, (void)kind;
     throw Error(name() + ": cannot use host memory in place");
   }
   virtual void upload(Storage& dst, size_t offset, const void* src, size_t bytes) = 0;

@@ -141,7 +141,8 @@ static Tensor from_host(const std::vector<T>& values, const Shape& shape, DType 
 Tensor Tensor::from_vector(const std::vector<float>& v, const Shape& s, Device d) { return from_host(v, s, DType::f32, d); }
 Tensor Tensor::from_vector(const std::vector<int32_t>& v, const Shape& s, Device d) { return from_host(v, s, DType::i32, d); }
 
-Tensor Tensor::from_host_memory(std::shared_ptr<void> owner, void* data, const Shape& shape, DType dtype) {
+Tensor Tensor::from_host_memory(std::shared_ptr<void> owner, void* data, const Shape& shape, DType dtype,
+                                HostMemory kind) {
   if (dtype != DType::f32 && dtype != DType::i32)
     throw Error("from_host_memory: dtype " + std::string(dtype_name(dtype)) + ", expected f32 or i32");
   if (reinterpret_cast<uintptr_t>(data) % 4 != 0) throw Error("from_host_memory: data is not 4-byte aligned");
@@ -149,7 +150,7 @@ Tensor Tensor::from_host_memory(std::shared_ptr<void> owner, void* data, const S
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape;
   impl->dtype = dtype;
-  impl->storage = backend_for(Device::cpu()).wrap_host_memory(std::move(owner), data, static_cast<size_t>(n) * 4);
+  impl->storage = backend_for(Device::cpu()).wrap_host_memory(std::move(owner), data, static_cast<size_t>(n) * 4, kind);
   return Tensor(std::move(impl));
 }
 

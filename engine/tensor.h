@@ -42,6 +42,12 @@ struct Device {
   std::string str() const;
 };
 
+// Whose host memory a tensor made by Tensor::from_host_memory uses, and so what the engine may
+// do with its pages. A read-only file mapping's pages can be dropped and read back from the
+// file, so the CPU backend hands them back to the kernel once it holds them packed for its GEMM
+// (one copy of a model's weights in memory). The caller's own memory is never touched that way.
+enum class HostMemory : uint8_t { callers, file_mapping };
+
 using Shape = std::vector<int64_t>;
 int64_t numel(const Shape& shape);
 std::string shape_str(const Shape& shape);  // "[2, 3]"
@@ -101,8 +107,9 @@ class Tensor {
                             Device device = Device::cpu());
   // A CPU tensor over memory it does not own (f32 or i32, 4-byte aligned, numel(shape) values):
   // no copy is made, and `owner` stays alive as long as any tensor uses the memory. For
-  // weights used in place from a mapped file (map_safetensors).
-  static Tensor from_host_memory(std::shared_ptr<void> owner, void* data, const Shape& shape, DType dtype);
+  // weights used in place from a mapped file (map_safetensors passes HostMemory::file_mapping).
+  static Tensor from_host_memory(std::shared_ptr<void> owner, void* data, const Shape& shape, DType dtype,
+                                 HostMemory kind = HostMemory::callers);
   // Standard normal / uniform [low, high) from a counter-based generator (random.h).
   static Tensor randn(const Shape& shape, Generator& gen, Device device = Device::cpu());
   static Tensor uniform(const Shape& shape, double low, double high, Generator& gen,

@@ -106,7 +106,8 @@ NamedTensors map_safetensors(const std::string& path, std::map<std::string, std:
     const bool in_place = (t.dtype == "F32" || t.dtype == "I32") && std::endian::native == std::endian::little &&
                           reinterpret_cast<uintptr_t>(bytes) % 4 == 0;
     if (in_place) {
-      out.emplace_back(t.name, Tensor::from_host_memory(file.data, bytes, t.shape, t.dtype == "F32" ? DType::f32 : DType::i32));
+      out.emplace_back(t.name, Tensor::from_host_memory(file.data, bytes, t.shape, t.dtype == "F32" ? DType::f32 : DType::i32,
+                                                              HostMemory::file_mapping));
     } else {
       safetensors::TensorRecord r{t.name, t.dtype, t.shape, std::vector<uint8_t>(bytes, data + t.data_end)};
       out.emplace_back(t.name, converted(path, r, Device::cpu()));

@@ -150,8 +150,8 @@ BlockCache& block_cache() {
 CpuStorage::CpuStorage(size_t bytes) : Storage(Device::cpu(), bytes), capacity_(bytes ? block_cache().capacity_for(bytes) : 0) {
   data_ = capacity_ ? block_cache().get(capacity_) : nullptr;
 }
-CpuStorage::CpuStorage(std::shared_ptr<void> owner, void* data, size_t bytes)
-    : Storage(Device::cpu(), bytes), capacity_(0), data_(data), owner_(std::move(owner)) {}
+CpuStorage::CpuStorage(std::shared_ptr<void> owner, void* data, size_t bytes, HostMemory kind)
+    : Storage(Device::cpu(), bytes), capacity_(0), data_(data), owner_(std::move(owner)), kind_(kind) {}
 CpuStorage::~CpuStorage() {
   if (data_ && capacity_) block_cache().put(data_, capacity_);
 }
@@ -167,7 +167,7 @@ std::shared_ptr<const PackedB> CpuStorage::packed_operand(bool trans, int64_t K,
   packed_ = pack_b(trans, K, N, values, trans ? K : N, bf16);
   packed_trans_ = trans;
   packed_writes_ = writes_now;
-  if (packed_) {
+  if (packed_ && kind_ == HostMemory::file_mapping) {
     // The pages wholly inside these values go back to the kernel: a hint that keeps the
     // mapping's contents (they are read from the file again if touched; pages written by us
     // would be swapped, never dropped), so RSS holds the panels and not the values twice.
@@ -180,8 +180,9 @@ std::shared_ptr<const PackedB> CpuStorage::packed_operand(bool trans, int64_t K,
 }
 
 std::shared_ptr<Storage> CpuBackend::allocate(size_t bytes) { return std::make_shared<CpuStorage>(bytes); }
-std::shared_ptr<Storage> CpuBackend::wrap_host_memory(std::shared_ptr<void> owner, void* data, size_t bytes) {
-  return std::make_shared<CpuStorage>(std::move(owner), data, bytes);
+std::shared_ptr<Storage> CpuBackend::wrap_host_memory(std::shared_ptr<void> owner, void* data, size_t bytes,
+                                                     HostMemory kind) {
+  return std::make_shared<CpuStorage>(std::move(owner), data, bytes, kind);
 }
 MemoryStats CpuBackend::memory_stats() const { return block_cache().stats(); }
 void CpuBackend::empty_cache() { block_cache().release_all(); }

@@ -16,15 +16,17 @@ namespace sparo::cpu {
 class CpuStorage final : public Storage {
  public:
   explicit CpuStorage(size_t bytes);
-  // Memory from elsewhere (a mapped file), kept alive by `owner`; not from the block cache.
-  CpuStorage(std::shared_ptr<void> owner, void* data, size_t bytes);
+  // Memory from elsewhere (a mapped file, the caller's), kept alive by `owner`; not from the
+  // block cache.
+  CpuStorage(std::shared_ptr<void> owner, void* data, size_t bytes, HostMemory kind);
   ~CpuStorage() override;
   void* data() const { return data_; }
 
   // For memory from elsewhere (a model's weights in a mapped file, which inference multiplies
   // by over and over): op(B) = this storage as a [K,N] operand, packed once for the GEMM, and
-  // kept while writes() stays as it was. Once packed, the file's pages are handed back to the
-  // kernel (madvise MADV_PAGEOUT), so the weights are held once, as panels. Null for storage of
+  // kept while writes() stays as it was. Once packed, a file mapping's pages are handed back to
+  // the kernel (madvise MADV_PAGEOUT), so the weights are held once, as panels; the caller's
+  // own memory is left as it is. Null for storage of
   // our own (training's weights change every step) and where the CPU has no packed kernel:
   // multiply with sgemm then.
   std::shared_ptr<const PackedB> packed_operand(bool trans, int64_t K, int64_t N, bool bf16) const;
@@ -33,6 +35,7 @@ class CpuStorage final : public Storage {
   size_t capacity_;  // the cached block's size (bytes rounded up to its bucket); 0 when not ours
   void* data_;
   std::shared_ptr<void> owner_;
+  HostMemory kind_ = HostMemory::callers;
   mutable std::mutex packed_mutex_;
   mutable std::shared_ptr<const PackedB> packed_;
   mutable bool packed_trans_ = false;
@@ -79,7 +82,8 @@ class CpuBackend final : public Backend {
   Device device() const override { return Device::cpu(); }
 
   std::shared_ptr<Storage> allocate(size_t bytes) override;
-  std::shared_ptr<Storage> wrap_host_memory(std::shared_ptr<void> owner, void* data, size_t bytes) override;
+  std::shared_ptr<Storage> wrap_host_memory(std::shared_ptr<void> owner, void* data, size_t bytes,
+                                            HostMemory kind) override;
   MemoryStats memory_stats() const override;
   void empty_cache() override;
   void reset_peak_memory() override;

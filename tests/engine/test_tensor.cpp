@@ -1,5 +1,10 @@
 // Tensor creation, host access, printing, devices, threads, and the clarity of errors.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -287,6 +292,71 @@ TEST(Tensor, LinearOnAMappedWeightPacksItOnceAndSeesEveryWrite) {
   mapped_file.clear();
   mapped = Tensor();
   std::filesystem::remove(path);
+}
+
+// The share of the pages wholly inside [p, p + bytes) that are resident (mincore).
+double resident_share(const void* p, size_t bytes) {
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGE_SIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) / page * page;
+  std::vector<unsigned char> in_core((end - begin) / page);
+  if (in_core.empty() || mincore(reinterpret_cast<void*>(begin), end - begin, in_core.data()) != 0) return -1;
+  size_t resident = 0;
+  for (unsigned char c : in_core) resident += c & 1;
+  return double(resident) / double(in_core.size());
+}
+// A file's pages written back to disk: clean, so the kernel may drop them (dirty ones it keeps).
+void write_back(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(fsync(fd), 0) << path;
+  close(fd);
+}
+
+// Once a weight is packed for the GEMM, a model file's pages (map_safetensors) go back to the
+// kernel, so the weights are held once, as panels; memory that the caller passed to
+// from_host_memory (here its own mapping of a file, whose clean pages the kernel could drop
+// too) stays as it was.
+TEST(Tensor, PackingHandsBackAModelFilesPagesButNotTheCallersMemory) {
+  Generator gen(13);
+  const Tensor owned = Tensor::randn({256, 512}, gen);  // [N, K]: 128 pages of 4 KiB
+  const Tensor x = Tensor::randn({8, 512}, gen);
+  if (cpu::pack_b(true, 512, 256, cpu::data<float>(owned), 512, false) == nullptr) {
+    // No packed kernel on this CPU: nothing is kept packed, so nothing is handed back.
+    SUCCEED() << "this CPU multiplies without packed panels";
+    return;
+  }
+  struct statfs fs {};
+  if (statfs(::testing::TempDir().c_str(), &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC))
+    GTEST_SKIP() << ::testing::TempDir() << " is in memory (tmpfs): its files' pages cannot be dropped";
+  const std::string model_path = ::testing::TempDir() + "/sparo_pageout_model.safetensors";
+  save_safetensors(model_path, {{"w", owned}});
+  write_back(model_path);
+  NamedTensors model = map_safetensors(model_path);
+  const Tensor mapped = model.at(0).second;
+  const size_t bytes = 256 * 512 * sizeof(float);
+  EXPECT_EQ(resident_share(cpu::data<float>(mapped), bytes), 1.0) << "the file was read to check its CRC";
+  EXPECT_EQ(linear(x, mapped).to_float_vector(), linear(x, owned).to_float_vector());
+  EXPECT_LT(resident_share(cpu::data<float>(mapped), bytes), 0.5) << "the model file's pages were kept";
+  EXPECT_EQ(linear(x, mapped).to_float_vector(), linear(x, owned).to_float_vector()) << "from the panels";
+
+  const std::string callers_path = ::testing::TempDir() + "/sparo_pageout_callers.bin";
+  {
+    const std::vector<float> values = owned.to_float_vector();
+    std::ofstream(callers_path, std::ios::binary).write(reinterpret_cast<const char*>(values.data()), bytes);
+  }
+  write_back(callers_path);
+  const int fd = open(callers_path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  void* base = mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  ASSERT_NE(base, MAP_FAILED);
+  const std::shared_ptr<void> owner(base, [bytes](void* p) { munmap(p, bytes); });
+  const Tensor callers = Tensor::from_host_memory(owner, base, {256, 512}, DType::f32);
+  EXPECT_EQ(linear(x, callers).to_float_vector(), linear(x, owned).to_float_vector());
+  EXPECT_EQ(resident_share(base, bytes), 1.0) << "the caller's pages were handed back to the kernel";
+  std::filesystem::remove(model_path);
+  std::filesystem::remove(callers_path);
 }
 
 TEST(Tensor, MapSafetensorsChecksAndNamesBadFiles) {
