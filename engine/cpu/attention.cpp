@@ -59,7 +59,7 @@ void CpuBackend::attention(const Tensor& qkv_t, const Tensor& mask_t, Tensor& pr
           for (int64_t j = 0; j < N; ++j) row[j] = 0.0f;
           continue;
         }
-        for (int64_t j = 0; j < N; ++j) row[j] = fast_exp(row[j] - m);
+        for (int64_t j = 0; j < N; ++j) row[j] = fast_exp_nonpositive(row[j] - m);
         const double total = lane_sum(row, N);
         const float inv = static_cast<float>(1.0 / total);
         for (int64_t j = 0; j < N; ++j) row[j] *= inv;

@@ -36,9 +36,9 @@ void CpuBackend::softmax(const Tensor& xt, const Tensor& maskt, const Elementwis
       float* ex = log ? s : yr;  // log-softmax keeps the shifted inputs: exponentiate into s only after
       if (log) {
         for (int64_t c = 0; c < cols; ++c) yr[c] = s[c] - m;
-        for (int64_t c = 0; c < cols; ++c) ex[c] = fast_exp(yr[c]);
+        for (int64_t c = 0; c < cols; ++c) ex[c] = fast_exp_nonpositive(yr[c]);
       } else {
-        for (int64_t c = 0; c < cols; ++c) ex[c] = fast_exp(s[c] - m);
+        for (int64_t c = 0; c < cols; ++c) ex[c] = fast_exp_nonpositive(s[c] - m);
       }
       const double total = lane_sum(ex, cols);
       if (log) {
@@ -64,7 +64,7 @@ void CpuBackend::softmax_backward(const Tensor& yt, const Tensor& dyt, Tensor& d
       float* dr = dx + r * cols;
       if (log) {  // dx = dy - softmax · Σ dy
         const float total = static_cast<float>(lane_sum(gr, cols));
-        for (int64_t c = 0; c < cols; ++c) dr[c] = gr[c] - fast_exp(yr[c]) * total;
+        for (int64_t c = 0; c < cols; ++c) dr[c] = gr[c] - fast_exp_nonpositive(yr[c]) * total;
       } else {    // dx = y · (dy - Σ dy·y)
         const float total = static_cast<float>(lane_dot(gr, yr, cols));
         for (int64_t c = 0; c < cols; ++c) dr[c] = yr[c] * (gr[c] - total);

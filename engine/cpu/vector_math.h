@@ -36,9 +36,9 @@ inline float fast_exp(float x) {
 
 inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
 
-// exp(x) for x <= 0 only, as erf needs it: fast_exp's bits there, without its overflow and NaN
-// selects (a NaN in still gives a NaN out), and with 2^n as one factor since n >= -126 here.
-// Those selects were a third of the GELU epilogue's time.
+// exp(x) for x <= 0 (erf's exp(-x²), softmax's exp(x - max)): fast_exp's bits there, without
+// its overflow and NaN selects (a NaN in still gives a NaN out), and with 2^n as one factor
+// since n >= -126 here. Those selects were a third of the GELU epilogue's time.
 inline float fast_exp_nonpositive(float x) {
   constexpr float kMin = -87.3365447505531f;  // ln(FLT_MIN)
   const float clamped = x < kMin ? kMin : x;
