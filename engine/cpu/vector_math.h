@@ -10,10 +10,12 @@
 namespace sparo::cpu {
 
 // exp: x = n·ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial (Cephes expf
-// coefficients), 2^n put straight into the exponent bits.
-inline float fast_exp(float x) {
-  constexpr float kMax = 88.7228391f, kMin = -87.3365447505531f;  // ln(FLT_MAX), ln(FLT_MIN)
-  const float clamped = x > kMax ? kMax : (x < kMin ? kMin : x);
+// coefficients); exp_reduced gives n and exp(r) for an x already clamped to the float range,
+// and the callers put 2^n straight into the exponent bits.
+struct ExpReduced {
+  float n, exp_r;
+};
+inline ExpReduced exp_reduced(float clamped) {
   const float n = __builtin_rintf(clamped * 1.44269504088896341f);
   float r = clamped - n * 0.693359375f;  // ln2 split in a high part exact in float and a low part
   r = r + n * 2.12194440e-4f;
@@ -23,38 +25,32 @@ inline float fast_exp(float x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
+  return {n, p * r * r + r + 1.0f};
+}
+inline float fast_exp(float x) {
+  constexpr float kMax = 88.7228391f, kMin = -87.3365447505531f;  // ln(FLT_MAX), ln(FLT_MIN)
+  const ExpReduced e = exp_reduced(x > kMax ? kMax : (x < kMin ? kMin : x));
   // 2^n as two factors so that n in [-126, 128] stays inside the exponent range.
-  const int32_t half = static_cast<int32_t>(n) >> 1;
+  const int32_t half = static_cast<int32_t>(e.n) >> 1;
   const float scale1 = std::bit_cast<float>((half + 127) << 23);
-  const float scale2 = std::bit_cast<float>((static_cast<int32_t>(n) - half + 127) << 23);
-  float out = y * scale1 * scale2;
+  const float scale2 = std::bit_cast<float>((static_cast<int32_t>(e.n) - half + 127) << 23);
+  float out = e.exp_r * scale1 * scale2;
   out = x > kMax ? __builtin_inff() : out;
   out = x < kMin ? 0.0f : out;
   return x != x ? x : out;
 }
-
-inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
 
 // exp(x) for x <= 0 (erf's exp(-x²), softmax's exp(x - max)): fast_exp's bits there, without
 // its overflow and NaN selects (a NaN in still gives a NaN out), and with 2^n as one factor
 // since n >= -126 here. Those selects were a third of the GELU epilogue's time.
 inline float fast_exp_nonpositive(float x) {
   constexpr float kMin = -87.3365447505531f;  // ln(FLT_MIN)
-  const float clamped = x < kMin ? kMin : x;
-  const float n = __builtin_rintf(clamped * 1.44269504088896341f);
-  float r = clamped - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const float out = y * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  const ExpReduced e = exp_reduced(x < kMin ? kMin : x);
+  const float out = e.exp_r * std::bit_cast<float>((static_cast<int32_t>(e.n) + 127) << 23);
   return x < kMin ? 0.0f : out;
 }
+
+inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
 
 // erf (Abramowitz & Stegun 7.1.26 refined): erf(|x|) = 1 - t·P(t)·exp(-x²), t = 1/(1 + p|x|).
 // Also gives the exp(-x²) it computes on the way (GELU's derivative needs it too). |x| and the
