@@ -27,8 +27,8 @@ global crops, the student on the 2 global + 4 local crops (local crops at half t
 positional embedding resized with F.interpolate bicubic), DINOLoss (student temperature 0.1, teacher
 0.04, centre momentum 0.9), clip_grad_norm_(3.0), AdamW, then the teacher EMA with momentum 0.996.
 
-Inputs: batch 128; CLIP images [128, 3, 32, 32] torch.randn; DINO crops [256, 3, 32, 32] and
-[512, 3, 16, 16] torch.randn; text [128, 32] int32: 1022 start token,
+Inputs: batch 128; CLIP images [128, 3, 32, 32] torch.randn; DINO crops [256, 3, 28, 28] and
+[512, 3, 14, 14] torch.randn; text [128, 32] int32: 1022 start token,
 ids uniform in [1, 1000], 1023 end of text (the largest id) after n - 2 ids, then 0 padding,
 with n = 2 + (7·b) mod 31 for row b >= 1 and row 0 full (n = 32).
 

@@ -15,8 +15,8 @@
 //   tiny-clip-sparo  images [128, 3, 32, 32] N(0, 1); token ids [128, 32] i32: start 1022, ids
 //                    uniform in [1, 1000], end of text 1023 (the largest id) after n - 2 ids, then
 //                    0 padding, n = 2 + (7·b) mod 31 for row b >= 1, row 0 full; loss clip_loss.
-//   tiny-dino-sparo  DINO's step: 2 global crops [2·128, 3, 32, 32] and 4 local crops
-//                    [4·128, 3, 16, 16] N(0, 1) (the positional embedding resampled bicubically
+//   tiny-dino-sparo  DINO's step: 2 global crops [2·128, 3, 28, 28] and 4 local crops
+//                    [4·128, 3, 14, 14] N(0, 1) (the positional embedding resampled bicubically
 //                    for the local crops); the EMA teacher (a copy of the student, no gradient) on
 //                    the global crops; the student on all crops; DINO's loss (student temperature
 //                    0.1, teacher 0.04, centre momentum 0.9); gradient clipping at global norm 3;
