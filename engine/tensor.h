@@ -43,7 +43,7 @@ struct Device {
 };
 
 // Whose host memory a tensor made by Tensor::from_host_memory uses, and so what the engine may
-// do with its pages. A read-only file mapping's pages can be dropped and read back from the
+// do with its pages. A file mapping's unwritten pages can be dropped and read back from the
 // file, so the CPU backend hands them back to the kernel once it holds them packed for its GEMM
 // (one copy of a model's weights in memory). The caller's own memory is never touched that way.
 enum class HostMemory : uint8_t { callers, file_mapping };

@@ -26,9 +26,8 @@ class CpuStorage final : public Storage {
   // by over and over): op(B) = this storage as a [K,N] operand, packed once for the GEMM, and
   // kept while writes() stays as it was. Once packed, a file mapping's pages are handed back to
   // the kernel (madvise MADV_PAGEOUT), so the weights are held once, as panels; the caller's
-  // own memory is left as it is. Null for storage of
-  // our own (training's weights change every step) and where the CPU has no packed kernel:
-  // multiply with sgemm then.
+  // own memory is left as it is. Null for storage of our own (training's weights change every
+  // step) and where the CPU has no packed kernel: multiply with sgemm then.
   std::shared_ptr<const PackedB> packed_operand(bool trans, int64_t K, int64_t N, bool bf16) const;
 
  private:
