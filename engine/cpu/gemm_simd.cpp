@@ -518,8 +518,10 @@ SPARO_AVX2 void pack_direct_avx2(const float* src, int64_t ld, int64_t cols, int
   }
 }
 
-template <int ROWS, int NV>
-SPARO_AVX2 void micro_kernel_avx2(int64_t kw, const float* __restrict Ap, const float* __restrict Bp,
+// InPlaceA: A's rows read where they lie (row r at Ap + r·lda, k contiguous) instead of from
+// a packed panel (Ap[k·MR + r]); the same FMAs in the same order, so the same bits.
+template <int ROWS, int NV, bool InPlaceA>
+SPARO_AVX2 void micro_kernel_avx2(int64_t kw, const float* __restrict Ap, int64_t lda, const float* __restrict Bp,
                                   float* __restrict C, int64_t ldc, int cols, bool beta) {
 #pragma GCC unroll 8
   for (int r = 0; r < ROWS; ++r) __builtin_prefetch(C + r * ldc, 1, 3);
@@ -536,11 +538,11 @@ SPARO_AVX2 void micro_kernel_avx2(int64_t kw, const float* __restrict Ap, const 
     for (int v = 0; v < NV; ++v) b[v] = _mm256_load_ps(Bp + 8 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < ROWS; ++r) {
-      const __m256 a = _mm256_broadcast_ss(Ap + r);
+      const __m256 a = _mm256_broadcast_ss(InPlaceA ? Ap + r * lda : Ap + r);
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
     }
-    Ap += kAvx2MR;
+    Ap += InPlaceA ? 1 : kAvx2MR;
     Bp += kAvx2NR;
   }
 #pragma GCC unroll 8
@@ -562,12 +564,11 @@ SPARO_AVX2 void micro_kernel_avx2(int64_t kw, const float* __restrict Ap, const 
   }
 }
 
-using KernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, bool);
-
 // kernels[nv-1][rows-1] of one micro-kernel template, for register blocks of up to MaxRows
 // rows and MaxVectors vectors.
 template <template <int, int> class Kernel, int MaxRows, int MaxVectors>
 struct KernelTable {
+  using KernelFn = std::remove_const_t<decltype(Kernel<1, 1>::run)>;
   KernelFn fn[MaxVectors][MaxRows];
   constexpr KernelTable() : fn{} { fill<0>(); }
   template <int V>
@@ -584,11 +585,11 @@ struct KernelTable {
 };
 template <int ROWS, int NV>
 struct F32Kernel {
-  static constexpr KernelFn run = &micro_kernel<ROWS, NV>;
+  static constexpr auto run = &micro_kernel<ROWS, NV>;
 };
 template <int ROWS, int NV>
 struct Bf16Kernel {
-  static constexpr KernelFn run = &micro_kernel_bf16<ROWS, NV>;
+  static constexpr auto run = &micro_kernel_bf16<ROWS, NV>;
 };
 
 // What differs between the formats: the register block (MR x NR, NR = NV vectors of `lanes`
@@ -609,6 +610,11 @@ struct F32Format {
     pack_direct(src, ld, cols, kc, dst, width, sums);
   }
   static constexpr KernelTable<F32Kernel, kMR, kNV> kernels{};
+  static constexpr bool reads_a_in_place = false;
+  static void micro(int nv, int rows, int64_t kw, const float* Ap, int64_t /*a_ld: 0, packed*/, const float* Bp,
+                    float* C, int64_t ldc, int cols, bool beta) {
+    kernels.fn[nv - 1][rows - 1](kw, Ap, Bp, C, ldc, cols, beta);
+  }
 };
 struct Bf16Format {
   static constexpr int MR = kMR, NR = kNR, lanes = 16;
@@ -625,11 +631,20 @@ struct Bf16Format {
     pack_pairs_direct(src, ld, cols, kc, dst, width, sums);
   }
   static constexpr KernelTable<Bf16Kernel, kMR, kNV> kernels{};
+  static constexpr bool reads_a_in_place = false;
+  static void micro(int nv, int rows, int64_t kw, const float* Ap, int64_t /*a_ld: 0, packed*/, const float* Bp,
+                    float* C, int64_t ldc, int cols, bool beta) {
+    kernels.fn[nv - 1][rows - 1](kw, Ap, Bp, C, ldc, cols, beta);
+  }
 };
 
 template <int ROWS, int NV>
 struct Avx2Kernel {
-  static constexpr KernelFn run = &micro_kernel_avx2<ROWS, NV>;
+  static constexpr auto run = &micro_kernel_avx2<ROWS, NV, false>;
+};
+template <int ROWS, int NV>
+struct Avx2InPlaceKernel {
+  static constexpr auto run = &micro_kernel_avx2<ROWS, NV, true>;
 };
 // Round: sgemm_bf16's format on AVX2 CPUs (operands rounded to bf16 while packed, fp32 FMAs).
 template <bool Round>
@@ -647,6 +662,15 @@ struct Avx2Format {
     pack_direct_avx2<Round>(src, ld, cols, kc, dst, width, sums);
   }
   static constexpr KernelTable<Avx2Kernel, kAvx2MR, kAvx2NV> kernels{};
+  static constexpr KernelTable<Avx2InPlaceKernel, kAvx2MR, kAvx2NV> kernels_in_place{};
+  // A row-major A needs no packing in f32: its rows are streams along k already (rounding to
+  // bf16 still needs the pack).
+  static constexpr bool reads_a_in_place = !Round;
+  // a_ld: 0 for a packed A panel, else A's row stride (A read in place).
+  static void micro(int nv, int rows, int64_t kw, const float* Ap, int64_t a_ld, const float* Bp, float* C,
+                    int64_t ldc, int cols, bool beta) {
+    (a_ld ? kernels_in_place.fn : kernels.fn)[nv - 1][rows - 1](kw, Ap, a_ld, Bp, C, ldc, cols, beta);
+  }
 };
 
 // op(A)[i0:i0+mc, p0:p0+kc] -> ceil(mc/MR) panels of words(kc)*MR words; with sums (only
@@ -683,13 +707,16 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc, int
   }
 }
 
-// C tile block: rows [0, mc) x cols [n0, n1) of the current (jc, pc) block. With `ahead`, the
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// C tile block: rows [0, mc) x cols [n0, n1) of the current (jc, pc) block, A's rows packed
+// (a_ld 0) or read in place with row stride a_ld (Ablock: row 0 at the block's depth). With `ahead`, the
 // next ahead_floats of memory that the caller will use are fetched into L2 a slice after
 // each micro-kernel, so they arrive while this block computes (prepacked panels come from
 // memory, not from a pack that just wrote them: at batch 1 of a ViT-B/32 that gave +2-4 %
 // on 2 threads, +4-12 % on 1, interleaved medians of 40 on Zen 3).
 template <class F>
-void macro_kernel(int64_t mc, int64_t n0, int64_t n1, int64_t kc, const float* Ablock,
+void macro_kernel(int64_t mc, int64_t n0, int64_t n1, int64_t kc, const float* Ablock, int64_t a_ld,
                   const float* Bblock, float* C, int64_t ldc, bool beta, const float* ahead = nullptr,
                   int64_t ahead_floats = 0) {
   const int64_t kw = F::words(kc);
@@ -702,14 +729,25 @@ void macro_kernel(int64_t mc, int64_t n0, int64_t n1, int64_t kc, const float* A
     const int64_t jb1 = std::min(n1, jb + F::NB);
     for (int64_t i = 0; i < mc; i += F::MR) {
       const int rows = int(std::min<int64_t>(F::MR, mc - i));
-      const float* Ap = Ablock + i * kw;
+      const float* Ap = Ablock + i * (a_ld ? a_ld : kw);
       float* Crow = C + i * ldc;
+      // A read in place: the next row panel's rows are fetched while this one sweeps the
+      // columns, a share after each micro-kernel (on the first sweep they come from memory,
+      // which a pack would have streamed).
+      const float* next = a_ld && i + F::MR < mc ? Ap + F::MR * a_ld : nullptr;
+      const int64_t next_rows = next ? std::min<int64_t>(F::MR, mc - i - F::MR) : 0;
+      const int64_t row_lines = (kc + 15) / 16 + 1;  // + 1: a row need not start on a line
+      const int64_t a_per_call = next ? ceil_div(next_rows * row_lines, ceil_div(jb1 - jb, F::NR)) : 0;
+      int64_t fetch_row = 0, fetch_line = 0;
       for (int64_t j = jb; j < jb1; j += F::NR) {
         const int cols = int(std::min<int64_t>(F::NR, jb1 - j));
-        F::kernels.fn[(cols + F::lanes - 1) / F::lanes - 1][rows - 1](kw, Ap, Bblock + j * kw, Crow + j,
-                                                                     ldc, cols, beta);
+        F::micro((cols + F::lanes - 1) / F::lanes, rows, kw, Ap, a_ld, Bblock + j * kw, Crow + j, ldc, cols, beta);
         for (const char* stop = std::min(fetch_end, fetch + per_call); fetch < stop; fetch += 64)
           __builtin_prefetch(fetch, 0, 2);
+        for (int64_t q = 0; q < a_per_call && fetch_row < next_rows; ++q) {
+          __builtin_prefetch(next + fetch_row * a_ld + fetch_line * 16, 0, 3);
+          if (++fetch_line == row_lines) fetch_line = 0, ++fetch_row;
+        }
       }
     }
   }
@@ -741,7 +779,6 @@ thread_local Buffer tls_a;        // packed A block, used only inside one task b
 thread_local Buffer tls_b;        // packed B block of the calling thread
 thread_local Buffer tls_b_group;  // a group of packed B panels, used only inside one task body
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int current_threads() {
   const int arena = tbb::this_task_arena::max_concurrency();
@@ -768,6 +805,18 @@ struct Problem {
   // null: pack it here.
   const PackedB* packed = nullptr;
 };
+
+// A's row stride when op(A) is read in place rather than packed (0: packed): a row-major A,
+// in a format whose kernels can (its rows are streams along k already), swept over at most
+// NB columns (each A micro-panel used for one pass over B: with more, the packed panels
+// re-read from L2 won, 3-7 % at 1600 x 768 x 768..3072), and not rows a multiple of 4 KiB
+// apart, where all MR of them would fall into the same L1 sets. In place, 16 AVX2 shapes of
+// the tiny DINO step (2560 and 4352 rows) ran 0.93-0.96x the time at N = 192, 0.99-1.03x
+// wider (interleaved, medians of 40 calls, Zen 3).
+template <class F>
+int64_t a_in_place_stride(const Problem& p, int64_t columns) {
+  return F::reads_a_in_place && !p.ta && columns <= F::NB && p.lda % 1024 != 0 ? p.lda : 0;
+}
 
 // How a product is cut into blocks: K into blocks of kc_step (of near-equal size, the last
 // one shorter), N into blocks of nc_step columns. A function of K and N only
@@ -803,12 +852,14 @@ template <class F>
 void run_columns(const Problem& p, int64_t kc_step, int64_t jc, int64_t n0, int64_t n1, bool take_sums) {
   const int64_t kw_max = F::words(std::min(kc_step, p.K));
   const int64_t group = std::max<int64_t>(1, kBGroupBytes / int64_t(sizeof(float) * F::NR * kw_max)) * F::NR;
-  float* Abuf = tls_a.get(size_t(ceil_div(p.M, F::MR) * F::MR * kw_max));
+  const int64_t a_ld = a_in_place_stride<F>(p, n1 - n0);
+  float* Abuf = a_ld ? nullptr : tls_a.get(size_t(ceil_div(p.M, F::MR) * F::MR * kw_max));
   float* Bgroup = p.packed ? nullptr : tls_b_group.get(size_t(group * kw_max));
   for (int64_t pc = 0; pc < p.K; pc += kc_step) {
     const int64_t kc = std::min(kc_step, p.K - pc);
     const bool beta = p.accumulate || pc > 0;
-    pack_a<F>(p.ta, p.A, p.lda, 0, p.M, pc, kc, Abuf, take_sums ? p.a_sums : nullptr);
+    if (a_ld == 0) pack_a<F>(p.ta, p.A, p.lda, 0, p.M, pc, kc, Abuf, take_sums ? p.a_sums : nullptr);
+    const float* Ablock = a_ld ? p.A + pc : Abuf;
     for (int64_t j = n0; j < n1; j += group) {
       const int64_t cols = std::min(group, n1 - j);
       const float* Bpanels = Bgroup;
@@ -828,7 +879,7 @@ void run_columns(const Problem& p, int64_t kc_step, int64_t jc, int64_t n0, int6
       } else {
         pack_b<F>(p.tb, p.B, p.ldb, pc, kc, j, cols, 0, ceil_div(cols, F::NR), Bgroup);
       }
-      macro_kernel<F>(p.M, 0, cols, kc, Abuf, Bpanels, p.C + j, p.ldc, beta, ahead, ahead_floats);
+      macro_kernel<F>(p.M, 0, cols, kc, Ablock, a_ld, Bpanels, p.C + j, p.ldc, beta, ahead, ahead_floats);
       if (p.epilogue && pc + kc == p.K) p.epilogue->apply(p.epilogue->context, 0, j, p.M, cols);
     }
   }
@@ -916,12 +967,15 @@ void run(const Problem& p, int threads, Buffer& b_buffer, size_t b_elems) {
         const int64_t n0 = tj * panels_per_nt * F::NR;
         const int64_t n1 = std::min(nc, n0 + panels_per_nt * F::NR);
         if (i0 >= i1 || n0 >= n1) return;
-        float* Abuf = tls_a.get(size_t(ceil_div(std::min(kMC, i1 - i0), F::MR) * F::MR * F::words(kc)));
-        // Rows are processed in slices of at most kMC so the packed A slice stays in L2.
+        const int64_t a_ld = a_in_place_stride<F>(p, n1 - n0);
+        float* Abuf =
+            a_ld ? nullptr : tls_a.get(size_t(ceil_div(std::min(kMC, i1 - i0), F::MR) * F::MR * F::words(kc)));
+        // Rows are processed in slices of at most kMC so the (packed) A slice stays in L2.
         for (int64_t is = i0; is < i1; is += kMC) {
           const int64_t mc = std::min(kMC, i1 - is);
-          pack_a<F>(p.ta, p.A, p.lda, is, mc, pc, kc, Abuf, jc == 0 && n0 == 0 ? p.a_sums : nullptr);
-          macro_kernel<F>(mc, n0, n1, kc, Abuf, Bblock, p.C + is * p.ldc + jc, p.ldc, beta);
+          if (a_ld == 0) pack_a<F>(p.ta, p.A, p.lda, is, mc, pc, kc, Abuf, jc == 0 && n0 == 0 ? p.a_sums : nullptr);
+          const float* Ablock = a_ld ? p.A + is * a_ld + pc : Abuf;
+          macro_kernel<F>(mc, n0, n1, kc, Ablock, a_ld, Bblock, p.C + is * p.ldc + jc, p.ldc, beta);
           // The last K block finished these rows × columns: hand them on while in L2.
           if (p.epilogue && pc + kc == p.K) p.epilogue->apply(p.epilogue->context, is, jc + n0, mc, n1 - n0);
         }

@@ -227,6 +227,31 @@ TEST(Gemm, ARowDoesNotDependOnTheOtherRows) {
     }
 }
 
+// The AVX2 kernel reads a row-major A in place when its micro-panels sweep at most 256
+// columns, and packs it otherwise or when A's rows lie a multiple of 4 KiB apart: the same
+// FMAs either way, so the same bits. Here the same product with A's rows 1024 floats apart
+// (packed) and 300 + pad apart (in place), row counts with and without an edge panel, one
+// and three K blocks, both B layouts, overwriting and accumulating.
+TEST(Gemm, Avx2ARowMajorInPlaceOrPackedSameBits) {
+  if (!sparo::cpu::detail::cpu_has_avx2()) GTEST_SKIP() << "this CPU has no AVX2 + FMA";
+  const GemmFn avx2 = &sparo::cpu::detail::sgemm_avx2;
+  for (const auto& [M, N, K] : std::vector<std::array<int64_t, 3>>{{53, 192, 300}, {300, 40, 700}, {1200, 256, 96}})
+    for (bool tb : {false, true})
+      for (bool accumulate : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << M << "x" << N << "x" << K << " tb=" << tb << " acc=" << accumulate);
+        const Operands o = make(false, tb, M, N, K, 3, 5);
+        std::vector<float> far(size_t(M * 1024), 1e30f);  // the same A, rows 4 KiB apart
+        for (int64_t i = 0; i < M; ++i) std::copy_n(o.A.data() + i * o.lda, K, far.data() + i * 1024);
+        std::vector<float> in_place = o.C, packed = o.C;
+        avx2(false, tb, M, N, K, o.A.data(), o.lda, o.B.data(), o.ldb, in_place.data(), o.ldc, accumulate, nullptr,
+             nullptr);
+        avx2(false, tb, M, N, K, far.data(), 1024, o.B.data(), o.ldb, packed.data(), o.ldc, accumulate, nullptr,
+             nullptr);
+        EXPECT_EQ(std::memcmp(in_place.data(), packed.data(), packed.size() * sizeof(float)), 0);
+        check(avx2, false, tb, M, N, K, 3, accumulate, 5);
+      }
+}
+
 TEST(Gemm, EveryTransposeAccumulateAndPadding) {
   for (int t = 0; t < 4; ++t)
     for (bool acc : {false, true})
