@@ -305,7 +305,9 @@ std::vector<Case> make_cases() {
 
   // attention: q, k, v side by side, heads read in place on the CPU (fused), composed from
   // slices, permutes, matmuls and softmax on Vulkan. 1, 2 and 3 heads of dh 4, 6 and 16, 17
-  // tokens (not a multiple of the SIMD width), a causal mask, and bf16 products. The bf16 case
+  // tokens (not a multiple of the SIMD width), a causal mask, and bf16 products. The CPU's
+  // direct products (fp32, at most 32 tokens, dh a multiple of 8) take dh 16, 64 and 72 (a
+  // whole 64-float chunk and one vector more), odd token counts and 32 tokens, their limit. The bf16 case
   // has dh 16, a power-of-two scale (1/4): the fused path rounds q to bf16 and scales the
   // product, the composed one scales q and rounds that, and only with a power-of-two scale are
   // those the same values, as the ring's Vulkan-against-CPU check needs. At other dh each path is
@@ -316,6 +318,10 @@ std::vector<Case> make_cases() {
            [](auto& r) { return ref::attention(r[0], 3, nullptr); });
   add_case("attention", "causal", {{{2, 6, 18}}, {{6, 6}, Kind::causal}}, [](auto& x) { return attention(x[0], 1, x[1]); },
            [](auto& r) { return ref::attention(r[0], 1, &r[1]); });
+  add_case("attention", "2x7_2heads_dh72_causal", {{{2, 7, 432}}, {{7, 7}, Kind::causal}},
+           [](auto& x) { return attention(x[0], 2, x[1]); }, [](auto& r) { return ref::attention(r[0], 2, &r[1]); });
+  add_case("attention", "1x32_1head_dh64", {{{1, 32, 192}}}, [](auto& x) { return attention(x[0], 1); },
+           [](auto& r) { return ref::attention(r[0], 1, nullptr); });
   // 16 (batch, head) items: the CPU runs each item's GEMMs on the item's thread.
   add_case("attention", "8x5_2heads_items_serial", {{{8, 5, 24}}}, [](auto& x) { return attention(x[0], 2); },
            [](auto& r) { return ref::attention(r[0], 2, nullptr); });
