@@ -779,7 +779,6 @@ thread_local Buffer tls_a;        // packed A block, used only inside one task b
 thread_local Buffer tls_b;        // packed B block of the calling thread
 thread_local Buffer tls_b_group;  // a group of packed B panels, used only inside one task body
 
-
 int current_threads() {
   const int arena = tbb::this_task_arena::max_concurrency();
   const auto allowed = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
@@ -810,9 +809,9 @@ struct Problem {
 // in a format whose kernels can (its rows are streams along k already), swept over at most
 // NB columns (each A micro-panel used for one pass over B: with more, the packed panels
 // re-read from L2 won, 3-7 % at 1600 x 768 x 768..3072), and not rows a multiple of 4 KiB
-// apart, where all MR of them would fall into the same L1 sets. In place, 16 AVX2 shapes of
-// the tiny DINO step (2560 and 4352 rows) ran 0.93-0.96x the time at N = 192, 0.99-1.03x
-// wider (interleaved, medians of 40 calls, Zen 3).
+// apart, where all MR of them would fall into the same L1 sets. In place, the tiny DINO
+// step's ten N = 192 shapes (2560 and 4352 rows) ran 0.945-0.998x the time, median 0.971
+// (old and new alternated call by call in one process, 40 pairs each, Zen 3).
 template <class F>
 int64_t a_in_place_stride(const Problem& p, int64_t columns) {
   return F::reads_a_in_place && !p.ta && columns <= F::NB && p.lda % 1024 != 0 ? p.lda : 0;
