@@ -85,6 +85,16 @@ std::vector<Case> make_cases() {
            [](auto& r) { return ref::matmul(r[0], r[1], false, false); });
   add_case("matmul", "partial_broadcast", {{{1, 3, 4, 2}}, {{2, 1, 2, 5}}}, [](auto& x) { return matmul(x[0], x[1]); },
            [](auto& r) { return ref::matmul(r[0], r[1], false, false); });
+  // Shapes the CPU computes with small_products.h's loops (a SPARO read-out's scores and
+  // pooling), forward and backward: op(A)·B with 16-float rows, A·Bᵀ with 16-long dots, 40 rows
+  // (two row slices), and one A shared by the batch.
+  add_case("matmul", "small_NN_2x5x9x16", {{{2, 5, 9}}, {{2, 9, 16}}}, [](auto& x) { return matmul(x[0], x[1]); },
+           [](auto& r) { return ref::matmul(r[0], r[1], false, false); });
+  add_case("matmul", "small_NT_2x40x16x3", {{{2, 40, 16}}, {{2, 3, 16}}},
+           [](auto& x) { return matmul(x[0], x[1], false, true); },
+           [](auto& r) { return ref::matmul(r[0], r[1], false, true); });
+  add_case("matmul", "small_NT_shared_a", {{{6, 8}}, {{3, 5, 8}}}, [](auto& x) { return matmul(x[0], x[1], false, true); },
+           [](auto& r) { return ref::matmul(r[0], r[1], false, true); });
 
   // matmul with bf16 inputs and f32 sums (MatmulPrecision::bf16), forward and the backward
   // it records (run outside the scope: it must keep the forward's precision), against the f32

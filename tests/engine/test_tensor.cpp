@@ -14,6 +14,7 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/gemm.h"
 #include "engine/ops.h"
 #include "engine/safetensors.h"
 
@@ -484,6 +485,30 @@ TEST(Tensor, LinearBiasGradientIsTheSumOfTheOutputGradientsRows) {
             << matmul_precision_name(precision) << " dW[" << j << "," << i << "]";
       }
   }
+}
+
+// Small batched products run as direct loops on the CPU (matmul.cpp's small_product). op(A)·B
+// keeps sgemm's bits; A·Bᵀ (8-lane dots) has bits of its own, so the rule must not look at the
+// rows or the batch: rows alone, or one entry alone, must give the bits they get in the whole.
+TEST(Tensor, SmallMatmulsKeepSgemmBitsAndDoNotDependOnTheBatch) {
+  Generator gen(5);
+  const Tensor a = Tensor::randn({3, 5, 9}, gen), b = Tensor::randn({3, 9, 16}, gen);
+  const std::vector<float> av = a.to_float_vector(), bv = b.to_float_vector();
+  const std::vector<float> c = matmul(a, b).to_float_vector();
+  for (int64_t i = 0; i < 3; ++i) {
+    std::vector<float> ci(5 * 16);
+    sparo::cpu::sgemm(false, false, 5, 16, 9, av.data() + i * 45, 9, bv.data() + i * 144, 16, ci.data(), 16, false);
+    EXPECT_EQ(0, std::memcmp(ci.data(), c.data() + i * 80, ci.size() * sizeof(float))) << "entry " << i;
+  }
+
+  const Tensor x = Tensor::randn({3, 40, 16}, gen), y = Tensor::randn({3, 3, 16}, gen);
+  const std::vector<float> all = matmul(x, y, false, true).to_float_vector();  // [3, 40, 3]
+  const std::vector<float> alone = matmul(slice(x, 0, 1, 2), slice(y, 0, 1, 2), false, true).to_float_vector();
+  EXPECT_EQ(0, std::memcmp(alone.data(), all.data() + 120, alone.size() * sizeof(float))) << "entry 1 alone";
+  const std::vector<float> rows = matmul(slice(x, 1, 33, 40), y, false, true).to_float_vector();  // [3, 7, 3]
+  for (int64_t i = 0; i < 3; ++i)
+    EXPECT_EQ(0, std::memcmp(rows.data() + i * 21, all.data() + i * 120 + 33 * 3, 21 * sizeof(float)))
+        << "rows 33..39 of entry " << i << " alone";
 }
 
 // Kernels split work by output, never by reduction order: any thread count gives the
