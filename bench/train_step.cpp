@@ -256,8 +256,7 @@ json run_ours(const std::string& kind, int threads, int warmup, int steps, const
           sparo::NoGradGuard no_grad;
           for (size_t i = 0; i < student_params.size(); ++i) {
             sparo::Tensor target = teacher_params[i].second;
-            sparo::copy_(target, sparo::add(sparo::affine(target, kTeacherMomentum, 0.0f),
-                                            sparo::affine(student_params[i].second, 1.0f - kTeacherMomentum, 0.0f)));
+            sparo::ema_(target, student_params[i].second, kTeacherMomentum);
           }
         });
   }

@@ -250,6 +250,9 @@ class Backend {
                           const AdamWStep& step) = 0;
   virtual void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer,
                         const SgdStep& step) = 0;
+  // target = momentum·target + (1 − momentum)·source, both products rounded, then added
+  // (PyTorch's target.mul_(m).add_((1 − m)·source)): an EMA teacher's update.
+  virtual void ema_step(Tensor& target, const Tensor& source, float momentum) = 0;
 };
 
 // The backend that owns a device's memory. Throws sparo::Error for a device that is

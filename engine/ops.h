@@ -157,6 +157,8 @@ void add_(Tensor& dst, const Tensor& src);   // dst += src (src broadcasts to ds
 void mul_(Tensor& dst, const Tensor& src);   // dst *= src
 void copy_(Tensor& dst, const Tensor& src);  // same shape and dtype
 void fill_(Tensor& dst, float value);
+// dst = momentum·dst + (1 − momentum)·src in one pass (an EMA teacher's update; same shape).
+void ema_(Tensor& dst, const Tensor& src, float momentum);
 
 // ---- the op registry ----------------------------------------------------------------
 // Every differentiable op, by the name it records in the autograd graph. The op ring

@@ -1,6 +1,7 @@
 #version 450
 // Fused optimiser steps, as engine/cpu/optim.cpp. mode 0 AdamW (decoupled weight decay),
-// mode 1 SGD (momentum buffer in `m` when momentum != 0).
+// mode 1 SGD (momentum buffer in `m` when momentum != 0), mode 2 an EMA of `grad` into `param`
+// (momentum, and dampening = 1 - momentum).
 #include "common.glsl"
 
 layout(std430, binding = 0) buffer Param { float param[]; };
@@ -21,6 +22,11 @@ void main() {
     v[i] = v[i] * p.beta2 + grad[i] * grad[i] * (1.0 - p.beta2);
     const float denom = sqrt(v[i]) / sqrt(p.bias_correction2) + p.eps;
     param[i] -= (p.lr / p.bias_correction1) * m[i] / denom;
+  } else if (p.mode == 2u) {
+    // Both products rounded before the sum, as on the CPU: no fused multiply-add.
+    precise const float kept = param[i] * p.momentum;
+    precise const float taken = grad[i] * p.dampening;
+    param[i] = kept + taken;
   } else {
     float d = grad[i] + p.weight_decay * param[i];
     if (p.momentum != 0.0) {

@@ -146,7 +146,7 @@ class DinoTask : public TrainTask {
     const NamedTensors s = student_.named_parameters(), t = teacher_.named_parameters();
     for (size_t i = 0; i < s.size(); ++i) {
       Tensor target = t[i].second;
-      copy_(target, add(affine(target, m, 0.0f), affine(s[i].second, 1.0f - m, 0.0f)));
+      ema_(target, s[i].second, m);
     }
   }
 

@@ -51,7 +51,7 @@ Tensor DinoLoss::operator()(const Tensor& student, const Tensor& teacher, float 
     distributed::allreduce_mean({batch_center, teacher_entropy, q_mean, loss_mean});
     // The batch mean can hold exact zeros (underflow): 0 · log(1e-30) adds nothing.
     teacher_batch_entropy = neg(sum(mul(q_mean, log(clamp(q_mean, 1e-30f, 1.0f)))));
-    copy_(center, add(affine(center, center_momentum, 0.0f), affine(batch_center, 1.0f - center_momentum, 0.0f)));
+    ema_(center, batch_center, center_momentum);
     kl = sub(loss_mean, teacher_entropy);
   }
   return loss;

@@ -137,6 +137,7 @@ class CpuBackend final : public Backend {
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq,
                   const AdamWStep& step) override;
   void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& step) override;
+  void ema_step(Tensor& target, const Tensor& source, float momentum) override;
 };
 
 }  // namespace sparo::cpu

@@ -44,4 +44,23 @@ void CpuBackend::sgd_step(Tensor& paramt, const Tensor& gradt, Tensor& buft, con
   });
 }
 
+namespace {
+// Without fp-contract=off GCC fuses kept + taken into an FMA (its default is -ffp-contract=fast):
+// other bits than two rounded products added, which PyTorch's mul_ then add_ give.
+__attribute__((optimize("fp-contract=off"))) void ema_chunk(float* __restrict t, const float* __restrict s,
+                                                            int64_t n, float keep, float take) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float kept = t[i] * keep, taken = s[i] * take;
+    t[i] = kept + taken;
+  }
+}
+}  // namespace
+
+void CpuBackend::ema_step(Tensor& targett, const Tensor& sourcet, float momentum) {
+  float* t = data<float>(targett);
+  const float* s = data<float>(sourcet);
+  const float keep = momentum, take = 1.0f - momentum;
+  parallel_for(targett.numel(), 1 << 14, [=](int64_t b, int64_t e) { ema_chunk(t + b, s + b, e - b, keep, take); });
+}
+
 }  // namespace sparo::cpu

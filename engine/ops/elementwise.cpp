@@ -1,5 +1,7 @@
 // Elementwise ops: broadcasting binary ops, unary maps, where / masked_fill, and the
 // in-place updates used by optimisers. Forward and backward side by side.
+#include <cmath>
+
 #include "engine/ops/op_support.h"
 
 namespace sparo {
@@ -191,6 +193,23 @@ void copy_(Tensor& dst, const Tensor& src) {
   const Shape strides = contiguous_strides(dst.shape());
   backend_of(dst).copy(src, dst, make_copy_plan(dst.shape(), strides, 0, strides, 0));
   add_bytes({&src, &dst});
+}
+
+void ema_(Tensor& dst, const Tensor& src, float momentum) {
+  profiler::Scope scope("ema_");
+  check_defined("ema_", dst, "dst");
+  check_defined("ema_", src, "src");
+  check_dtype("ema_", dst, DType::f32, "dst");
+  check_dtype("ema_", src, DType::f32, "src");
+  check_same_device("ema_", dst, src);
+  if (dst.shape() != src.shape())
+    throw Error("ema_: src shape " + shape_str(src.shape()) + " differs from dst shape " + shape_str(dst.shape()));
+  if (!std::isfinite(momentum))
+    throw Error("ema_: momentum must be finite, got " + std::to_string(momentum));
+  if (dst.numel() == 0) return;
+  dst.storage().note_write();
+  backend_of(dst).ema_step(dst, src, momentum);
+  add_bytes({&dst, &src, &dst});
 }
 
 void fill_(Tensor& dst, float value) {

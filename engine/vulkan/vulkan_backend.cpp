@@ -1067,4 +1067,11 @@ void VulkanBackend::sgd_step(Tensor& param, const Tensor& grad, Tensor& buffer, 
            param.numel());
 }
 
+void VulkanBackend::ema_step(Tensor& target, const Tensor& source, float momentum) {
+  const OptimizerPush push{narrow(target.numel(), "element count"), 2u, 0u, 0u, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 1.0f,
+                           1.0f, momentum, 1.0f - momentum};
+  dispatch("optimizer", {{&target, true}, {&source, false}, {&target, false}, {&target, false}}, &push, sizeof(push),
+           target.numel());
+}
+
 }  // namespace sparo::vk

@@ -114,6 +114,7 @@ class VulkanBackend final : public Backend {
   void one_hot(const Tensor& index, Tensor& out, int64_t classes, float on, float off) override;
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const AdamWStep& step) override;
   void sgd_step(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, const SgdStep& step) override;
+  void ema_step(Tensor& target, const Tensor& source, float momentum) override;
 
   void release(const Block& block);  // called by VulkanStorage
 

@@ -284,6 +284,9 @@ TEST(Tensor, LinearOnAMappedWeightPacksItOnceAndSeesEveryWrite) {
   copy_(owned, other);
   copy_(mapped, other);
   expect_same_layer("copy_");
+  ema_(owned, other, 0.75f);
+  ema_(mapped, other, 0.75f);
+  expect_same_layer("ema_");
   fill_(owned, 0.25f);
   fill_(mapped, 0.25f);
   expect_same_layer("fill_");
@@ -485,6 +488,25 @@ TEST(Tensor, LinearBiasGradientIsTheSumOfTheOutputGradientsRows) {
             << matmul_precision_name(precision) << " dW[" << j << "," << i << "]";
       }
   }
+}
+
+// ema_ is the composed update (both products rounded, then added) in one pass: the same bits,
+// over parallel chunks and a tail; and bad input is a clear error.
+TEST(Tensor, EmaIsTheComposedUpdateBitwise) {
+  Generator gen(9);
+  const Tensor source = Tensor::randn({100003}, gen);
+  Tensor target = Tensor::randn({100003}, gen);
+  const float m = 0.996f;
+  const std::vector<float> composed =
+      add(affine(target, m, 0.0f), affine(source, 1.0f - m, 0.0f)).to_float_vector();
+  ema_(target, source, m);
+  const std::vector<float> fused = target.to_float_vector();
+  ASSERT_EQ(fused.size(), composed.size());
+  EXPECT_EQ(0, std::memcmp(fused.data(), composed.data(), fused.size() * sizeof(float)));
+
+  expect_error([&] { ema_(target, Tensor::zeros({7}), m); }, {"ema_", "[7]", "[100003]"});
+  expect_error([&] { ema_(target, Tensor::zeros({100003}, DType::i32), m); }, {"ema_", "src"});
+  expect_error([&] { ema_(target, source, std::nanf("")); }, {"ema_", "momentum must be finite"});
 }
 
 // Small batched products run as direct loops on the CPU (matmul.cpp's small_product). op(A)·B
