@@ -17,7 +17,7 @@ namespace {
 // sgemm per image each, at 14-70 GFLOP/s.
 //  - op(A)·B (w·v rows): at most kSmallRows × kSmallTerms, B's rows a multiple of 8 floats.
 //    The bits are sgemm's (one FMA chain per element, k in order, within one of its K blocks).
-//  - A·Bᵀ (dots): at most kSmallColumns columns, rows a multiple of 8 floats, any number of
+//  - A·Bᵀ (dots): at most kSmallColumns columns, dots of a multiple of 8 terms, any number of
 //    rows. The dots sum 8 lanes in a fixed tree: other bits than sgemm's, which is why the
 //    rule does not look at the rows (the batch, for a product like logits = images·textsᵀ).
 constexpr int64_t kSmallRows = 64, kSmallTerms = 64, kSmallColumns = 32;

@@ -47,8 +47,8 @@ void CpuBackend::sgd_step(Tensor& paramt, const Tensor& gradt, Tensor& buft, con
 namespace {
 // Without fp-contract=off GCC fuses kept + taken into an FMA (its default is -ffp-contract=fast):
 // other bits than two rounded products added, which PyTorch's mul_ then add_ give.
-__attribute__((optimize("fp-contract=off"))) void ema_chunk(float* __restrict t, const float* __restrict s,
-                                                            int64_t n, float keep, float take) {
+__attribute__((optimize("fp-contract=off"))) void ema_chunk(float* t, const float* s, int64_t n, float keep,
+                                                            float take) {
   for (int64_t i = 0; i < n; ++i) {
     const float kept = t[i] * keep, taken = s[i] * take;
     t[i] = kept + taken;
