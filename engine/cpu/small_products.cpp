@@ -9,7 +9,6 @@
 #define SPARO_SMALL_PRODUCTS 1
 #endif
 
-
 namespace sparo::cpu {
 
 namespace {
